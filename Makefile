@@ -1,0 +1,54 @@
+# Distillation Lab: `make demo` serves the app, `make test` runs every test.
+# The environment lives in .venv/ at the repository root.
+#
+# torch: installed FIRST and pinned, so nothing later pulls a multi-GB CUDA build.
+#   - Here (and wherever a local CPU wheel is on pip's path) torch==2.13.0 is the CPU build.
+#   - GPU users:        make demo TORCH_SPEC="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128
+#   - CPU-only users on a machine where PyPI would give a CUDA build:
+#                       make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   - An existing .venv with any torch >= 2.2 is kept as it is.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+STAMP := $(VENV)/.installed
+PORT ?= 8501
+PYTEST_ARGS ?=
+
+.PHONY: demo test install chromium zoo bench clean-venv
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -c "import torch" 2>/dev/null || \
+	  $(BIN)/pip install "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -e '.[app,notebooks,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's chromium for the browser test: installed when missing and we are root with apt.
+# Where that is impossible the browser test FAILS (never skips) and names this command.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing; the browser test will fail. Install it with: sudo apt-get update && sudo apt-get install -y chromium"; fi
+
+demo: install
+	$(BIN)/lab app --port $(PORT)
+
+test: install chromium
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+zoo: install
+	$(BIN)/lab zoo build
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,67 @@
+"""A Denoiser wraps any network ``net(x, t, y=None, **cond)`` and its prediction type.
+
+It answers x0, eps, velocity and score questions through the process, so no method
+re-derives the conversions.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lab.diffusion.process import Process, _bc, get_process
+from lab.errors import LabError
+
+PRED_TYPES = ("x0", "eps", "v")
+
+
+class Denoiser(nn.Module):
+    def __init__(self, net: nn.Module, process: "Process | str" = "linear", pred: str = "v"):
+        super().__init__()
+        if pred not in PRED_TYPES:
+            raise LabError(f"unknown prediction type {pred!r}; allowed: {', '.join(PRED_TYPES)}")
+        self.net = net
+        self.process = get_process(process)
+        self.pred = pred
+
+    def _t(self, t, x):
+        if not torch.is_tensor(t):
+            t = torch.tensor(float(t))
+        t = t.to(device=x.device, dtype=x.dtype)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        return t
+
+    def raw(self, x, t, y=None, **cond):
+        return self.net(x, self._t(t, x), y, **cond)
+
+    def x0(self, x, t, y=None, **cond):
+        t = self._t(t, x)
+        c_skip, c_out = self.process.x0_coeffs(t, self.pred)
+        return _bc(c_skip, x) * x + _bc(c_out, x) * self.raw(x, t, y, **cond)
+
+    def eps(self, x, t, y=None, **cond):
+        t = self._t(t, x)
+        out = self.raw(x, t, y, **cond)
+        if self.pred == "eps":
+            return out
+        if self.pred == "x0":
+            return self.process.eps_from_x0(x, t, out)
+        return self.process.x0_eps_from_v(x, t, out)[1]
+
+    def velocity(self, x, t, y=None, **cond):
+        t = self._t(t, x)
+        out = self.raw(x, t, y, **cond)
+        if self.pred == "v":
+            return out
+        if self.pred == "x0":
+            x0, eps = out, self.process.eps_from_x0(x, t, out)
+        else:
+            x0, eps = self.process.x0_from_eps(x, t, out), out
+        return self.process.v_from_x0_eps(t, x0, eps, x)
+
+    def score(self, x, t, y=None, **cond):
+        t = self._t(t, x)
+        return self.process.score_from_eps(x, t, self.eps(x, t, y, **cond))
+
+    def forward(self, x, t, y=None, **cond):  # the velocity is the ODE's right-hand side
+        return self.velocity(x, t, y, **cond)

@@ -1,0 +1,169 @@
+"""The Method interface and the registry.
+
+A method is a class with a validated config dataclass, a ``targets()`` that says what
+the student regresses to (usable without training), and a ``step()`` that trains.
+
+    @register("progressive")
+    class Progressive(Method):
+        Config = ProgressiveConfig
+        def targets(self, batch, t=None) -> Targets: ...
+        def step(self, batch, it) -> StepOutput: ...
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lab.data.toy2d import Source, resolve
+from lab.diffusion.denoiser import Denoiser
+from lab.diffusion.generators import FlowGenerator, Generator
+from lab.errors import LabError
+from lab.nets import build_net
+from lab.trainable import StepOutput, Trainable, check, config_from_dict
+
+REGISTRY: dict[str, type["Method"]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        if name in REGISTRY:
+            raise LabError(f"method {name!r} is registered twice")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+def list_methods() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_method(name: str) -> type["Method"]:
+    if name not in REGISTRY:
+        raise LabError(f"unknown method {name!r}; allowed: {', '.join(list_methods())}")
+    return REGISTRY[name]
+
+
+@dataclass
+class Targets:
+    """What a method regresses to at given noisy inputs.
+
+    ``target`` and ``teacher`` (the teacher's own prediction at the same x_t, t) are in
+    ``space`` ("x0": a clean-sample estimate; "v": a velocity). ``student`` is the
+    current student's prediction in the same space, when it has one.
+    """
+
+    x_t: torch.Tensor
+    t: torch.Tensor
+    target: torch.Tensor
+    space: str
+    teacher: torch.Tensor | None = None
+    student: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    steps: int = 2000
+    batch: int = 512
+    lr: float = 1e-3
+    student_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 256, "depth": 4, "t_dim": 32})
+
+    def __post_init__(self):
+        check(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "an integer >= 1")
+        check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
+        check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive float")
+
+
+class Method(Trainable):
+    """Base class. Subclasses set ``Config``, ``family``, ``mechanism``, ``paper`` and implement
+    ``targets``, ``step`` and ``generator``."""
+
+    Config = MethodConfig
+    family = "step distillation"
+    mechanism = ""
+    paper = ""
+
+    def __init__(self, teacher: "Generator | str", data: "Source | str", config: "MethodConfig | dict | None" = None,
+                 seed: int = 0, device=None):
+        super().__init__(seed, device)
+        if isinstance(config, dict) or config is None:
+            config = config_from_dict(self.Config, config)
+        if not isinstance(config, self.Config):
+            raise LabError(f"{self.name} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.total_steps = config.steps
+        if isinstance(teacher, str):
+            from lab.zoo import load as zoo_load
+
+            teacher = zoo_load(teacher, device=self.device)
+        if not isinstance(teacher, FlowGenerator):
+            raise LabError(f"{self.name} needs a diffusion/flow teacher (a FlowGenerator), got {type(teacher).__name__}")
+        self.teacher_gen = teacher.to(self.device).eval()
+        self.teacher: Denoiser = teacher.denoiser
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.data = resolve(data)
+        self.process = self.teacher.process
+        torch.manual_seed(self.seed)
+        self.setup()
+
+    # ---- to override
+    def setup(self) -> None: ...
+
+    def targets(self, batch: dict, t: float | None = None) -> Targets:
+        raise NotImplementedError
+
+    def step(self, batch: dict, it: int) -> StepOutput:
+        raise NotImplementedError
+
+    def generator(self) -> Generator:
+        raise NotImplementedError
+
+    # ---- helpers
+    def new_student_net(self) -> nn.Module:
+        """A copy of the teacher's network when it is a trainable net, else a fresh net from ``student_net``."""
+        tnet = self.teacher.net
+        if any(True for _ in tnet.parameters()):
+            net = copy.deepcopy(tnet)
+            for p in net.parameters():
+                p.requires_grad_(True)
+            return net
+        spec = dict(self.config.student_net)
+        spec.setdefault("dim", 2)
+        return build_net(spec)
+
+    def student_from_teacher(self) -> bool:
+        return any(True for _ in self.teacher.net.parameters())
+
+    def sample_batch(self, it: int) -> dict:
+        c = self.config
+        x0 = self.data.sample(c.batch, self.rng).to(self.device)
+        return {"x0": x0, "eps": self.randn(c.batch, 2)}
+
+    def probe_batch(self, n: int, t: float, seed: int = 0) -> dict:
+        """A batch with every sample at time t (for the targets probe)."""
+        g = torch.Generator().manual_seed(seed)
+        x0 = self.data.sample(n, g).to(self.device)
+        eps = torch.randn(n, 2, generator=g).to(self.device)
+        tt = torch.full((n,), float(t), device=self.device)
+        return {"x0": x0, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt)}
+
+    def _opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
+        opt = self._opts[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(self._nets[name].parameters(), clip)
+        opt.step()
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "family": cls.family, "mechanism": cls.mechanism, "paper": cls.paper}

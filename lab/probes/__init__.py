@@ -1,0 +1,118 @@
+"""Probes look inside methods and generators. They return data (tidy DataFrames, arrays), never figures.
+
+- ``targets``: at a chosen t, the teacher's prediction and the method's regression target.
+- ``trajectories``: teacher ODE paths and a student's jumps from the same noise, with straightness.
+- ``sample_panels``: teacher at N steps and students at 1, 2, 4 steps from the same noise, with distances.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lab.diffusion.generators import Generator, make_noise
+from lab.diffusion.samplers import straightness
+from lab.errors import LabError
+from lab.metrics import sliced_wasserstein
+
+
+def _np(x):
+    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+
+
+def grid(lim: float = 3.0, n: int = 15, device="cpu") -> torch.Tensor:
+    u = torch.linspace(-lim, lim, n)
+    gx, gy = torch.meshgrid(u, u, indexing="xy")
+    return torch.stack([gx.flatten(), gy.flatten()], 1).to(device)
+
+
+def targets(method, t: float = 0.5, n: int = 200, on: str = "auto", lim: float = 3.0, seed: int = 0) -> pd.DataFrame:
+    """What ``method`` regresses to at time t.
+
+    ``on="grid"`` evaluates on a regular grid of x_t (methods whose target is a function of
+    x_t alone); ``on="data"`` on the method's own training inputs at time t; ``"auto"``
+    tries the grid first. Columns: x, y (the input x_t), target_x, target_y, teacher_x,
+    teacher_y, student_x, student_y, space, t, on.
+    """
+    if on not in ("auto", "grid", "data"):
+        raise LabError(f"unknown probe location {on!r}; allowed: auto, grid, data")
+    if not 0.0 < float(t) <= 1.0:
+        raise LabError(f"t must be in (0, 1], got {t}")
+    tg = None
+    if on in ("auto", "grid"):
+        side = max(2, int(round(np.sqrt(n))))
+        x_t = grid(lim, side, method.device)
+        try:
+            tg = method.targets({"x_t": x_t}, t=t)
+            where = "grid"
+        except (ValueError, KeyError):
+            if on == "grid":
+                raise LabError(f"{method.name}'s target is not a function of x_t alone; use on='data'") from None
+    if tg is None:
+        tg = method.targets(method.probe_batch(n, t, seed), t=t)
+        where = "data"
+    out = pd.DataFrame({"x": _np(tg.x_t[:, 0]), "y": _np(tg.x_t[:, 1]),
+                        "target_x": _np(tg.target[:, 0]), "target_y": _np(tg.target[:, 1])})
+    for k in ("teacher", "student"):
+        v = getattr(tg, k)
+        out[f"{k}_x"] = _np(v[:, 0]) if v is not None else np.nan
+        out[f"{k}_y"] = _np(v[:, 1]) if v is not None else np.nan
+    out["space"], out["t"], out["on"], out["method"] = tg.space, float(t), where, method.name
+    return out
+
+
+def trajectories(teacher: Generator, student: Generator | None = None, n: int = 64, teacher_nfe: int = 50,
+                 student_nfe: int = 2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Paths from the same noise. Returns (paths, summary).
+
+    paths: one row per (model, path, point) with columns model, path, k, t, x, y.
+    summary: one row per model with mean straightness (0 = straight) and nfe.
+    """
+    z = make_noise(n, teacher.dim, seed, teacher.device)
+    rows, summ = [], []
+    models = [("teacher", teacher, teacher_nfe)]
+    if student is not None:
+        models.append(("student", student, student_nfe))
+    for label, gen, nfe in models:
+        res = gen.sample(z=z, nfe=nfe, seed=seed, return_trajectory=True)
+        tr, ts = _np(res.trajectory), _np(res.times)
+        k_idx, p_idx = np.meshgrid(np.arange(tr.shape[0]), np.arange(tr.shape[1]), indexing="ij")
+        rows.append(pd.DataFrame({"model": label, "path": p_idx.ravel(), "k": k_idx.ravel(),
+                                  "t": np.repeat(ts[: tr.shape[0]], tr.shape[1]),
+                                  "x": tr[..., 0].ravel(), "y": tr[..., 1].ravel()}))
+        s = straightness(res.trajectory, res.times[: res.trajectory.shape[0]])
+        summ.append({"model": label, "nfe": nfe, "straightness": float(s.mean())})
+    return pd.concat(rows, ignore_index=True), pd.DataFrame(summ)
+
+
+def sample_panels(teacher: Generator, students: dict[str, Generator], source, n: int = 1000, teacher_nfe: int = 50,
+                  student_nfe=(1, 2, 4), seed: int = 0) -> pd.DataFrame:
+    """Samples from the same noise: teacher at ``teacher_nfe`` and each student at each of ``student_nfe``.
+
+    One row per point: model, nfe, x, y; plus per-panel columns swd (to fresh data), swd_floor
+    and seconds (wall-clock time to sample).
+    """
+    from lab.metrics import noise_floor
+
+    ref = source.sample(n, torch.Generator().manual_seed(seed + 777))
+    floor = noise_floor(source, n)
+    z = make_noise(n, teacher.dim, seed, teacher.device)
+    panels = [("teacher", teacher, teacher_nfe)] + [(name, g, k) for name, g in students.items() for k in student_nfe]
+    frames = []
+    for label, gen, nfe in panels:
+        t0 = time.perf_counter()
+        x = gen.sample(z=z.to(gen.device), nfe=nfe, seed=seed).x
+        sec = time.perf_counter() - t0
+        xs = _np(x)
+        frames.append(pd.DataFrame({"model": label, "nfe": nfe, "x": xs[:, 0], "y": xs[:, 1],
+                                    "swd": sliced_wasserstein(x, ref), "swd_floor": floor, "seconds": sec}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def panel_summary(panels: pd.DataFrame) -> pd.DataFrame:
+    return panels.groupby(["model", "nfe"], sort=False)[["swd", "swd_floor", "seconds"]].first().reset_index()
+
+
+__all__ = ["grid", "targets", "trajectories", "sample_panels", "panel_summary"]

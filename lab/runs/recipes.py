@@ -1,0 +1,118 @@
+"""Whole runs on disk: train a teacher into a folder, distil into a folder, resume a folder.
+
+The CLI, the app and the notebooks call these, so a run started anywhere can be
+resumed anywhere.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lab.errors import LabError
+from lab.runs.loop import EMA, Checkpoint, NaNGuard, ProgressBar, Recorder, train
+from lab.runs.run import Run
+
+
+def resolve_teacher(ref: str, device="cpu"):
+    """A zoo entry name or a model folder -> (generator, data spec)."""
+    from lab import zoo
+    from lab.diffusion.generators import load_generator
+
+    p = Path(ref)
+    if (p / "model.json").exists():
+        gen = load_generator(p, device)
+        data = gen.card.get("data")
+        if not data:
+            raise LabError(f"{p}/model.json has no card.data; cannot tell which data the teacher models")
+        return gen, data
+    if ref.startswith("toy2d/"):
+        if not ref.endswith(("/teacher", "/analytic")):
+            raise LabError(f"{ref!r} is a student; give a teacher entry (toy2d/NAME/teacher or toy2d/NAME/analytic)")
+        return zoo.load(ref, device=device), "toy2d:" + ref.split("/")[1]
+    teachers = [e for e in zoo.entries() if e.endswith(("/teacher", "/analytic"))]
+    raise LabError(f"teacher {ref!r} is neither a model folder nor a zoo teacher; allowed zoo teachers: {', '.join(teachers)}")
+
+
+def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int = 500):
+    rec = Recorder(run, every=every, snapshot_every=0)
+    cbs = [NaNGuard()]
+    if ema:
+        cbs.append(EMA(ema))
+    cbs.append(rec)
+    cbs.append(Checkpoint(run, every=ckpt_every, callbacks=[c for c in cbs if c.state_dict() is not None]))
+    cbs.append(ProgressBar(f"{trainable.name}", disable=not progress))
+    return cbs
+
+
+def _restore_callbacks(cbs, states: dict):
+    for cb in cbs:
+        s = states.get(type(cb).__name__)
+        if s is not None:
+            cb.load_state_dict(s)
+
+
+def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
+                      overwrite=False, config: dict | None = None):
+    from lab.diffusion.train import TeacherConfig, TeacherTraining
+    from lab.trainable import config_from_dict
+
+    cfg = config_from_dict(TeacherConfig, {**(config or {}), **({"steps": steps} if steps else {})})
+    tr = TeacherTraining(data, cfg, seed=seed, device=device)
+    run = Run.create(out, {"kind": "teacher", "data": tr.data.spec, "config": tr.config_dict(), "seed": seed,
+                           "device": str(device), "steps": cfg.steps}, overwrite=overwrite)
+    return _finish(run, tr, _callbacks(run, tr, None, progress), data_spec=tr.data.spec,
+                   recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed})
+
+
+def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
+                device="cpu", progress=True, ema: float | None = None, overwrite=False):
+    from lab.methods import get_method
+
+    cls = get_method(method)
+    gen, data = resolve_teacher(teacher, device)
+    cfg = dict(config or {})
+    if steps:
+        cfg["steps"] = int(steps)
+    m = cls(gen, data, cfg, seed=seed, device=device)
+    run = Run.create(out, {"kind": "distill", "method": method, "config": m.config_dict(), "teacher": teacher,
+                           "data": m.data.spec, "seed": seed, "device": str(device), "steps": m.total_steps,
+                           "ema": ema}, overwrite=overwrite)
+    return _finish(run, m, _callbacks(run, m, ema, progress), data_spec=m.data.spec,
+                   recipe={"method": method, "teacher": teacher, "config": m.config_dict(), "seed": seed})
+
+
+def resume_run(folder, progress=True, device=None):
+    run = Run.open(folder)
+    cfg = run.config
+    ckpt = run.load_checkpoint()
+    dev = device or cfg.get("device", "cpu")
+    if cfg.get("kind") == "teacher":
+        from lab.diffusion.train import TeacherConfig, TeacherTraining
+        from lab.trainable import config_from_dict
+
+        tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"], device=dev)
+        recipe = {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"]}
+        cbs = _callbacks(run, tr, None, progress)
+    else:
+        from lab.methods import get_method
+
+        gen, data = resolve_teacher(cfg["teacher"], dev)
+        tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=dev)
+        recipe = {"method": cfg["method"], "teacher": cfg["teacher"], "config": cfg["config"], "seed": cfg["seed"]}
+        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
+    tr.load_state_dict(ckpt["trainable"])
+    _restore_callbacks(cbs, ckpt.get("callbacks", {}))
+    if tr.it >= tr.total_steps and run.has_model():
+        return run
+    return _finish(run, tr, cbs, data_spec=cfg["data"], recipe=recipe)
+
+
+def _finish(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run:
+    t0 = time.perf_counter()
+    for _ in train(trainable, callbacks=callbacks):
+        pass
+    wall = time.perf_counter() - t0
+    gen = trainable.generator()
+    gen.save(run.folder, {"data": data_spec, "recipe": recipe, "train_seconds": round(wall, 2),
+                          "run": str(run.folder)})
+    return run

@@ -1,0 +1,124 @@
+"""Shared base for anything the loop trains (teacher training and distillation methods).
+
+It owns a CPU random generator for batches (so the same seed gives the same numbers
+on any device), the named networks and their optimisers, and a state dict that
+captures all of it for exact resume.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from lab.errors import LabError
+
+
+@dataclass
+class StepOutput:
+    """What one step returns: named loss terms, diagnostics, and optional internals (arrays)."""
+
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    internals: dict[str, Any] = field(default_factory=dict)
+    stage: str = ""
+
+    def row(self) -> dict[str, float]:
+        return {**{f"loss/{k}": float(v) for k, v in self.losses.items()}, **{k: float(v) for k, v in self.metrics.items()}}
+
+
+def resolve_device(device: "str | torch.device | None") -> torch.device:
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise LabError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LabError(f"device {device!r} requested but CUDA is not available; allowed here: auto, cpu")
+    return dev
+
+
+def check(cond: bool, field: str, value, allowed: str) -> None:
+    """Config validation: one line naming the field, its bad value and what is allowed."""
+    if not cond:
+        raise LabError(f"invalid {field}={value!r}; allowed: {allowed}")
+
+
+def config_from_dict(cls, d: dict | None):
+    d = dict(d or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise LabError(f"unknown config field(s) {', '.join(bad)} for {cls.__name__}; allowed: {', '.join(sorted(names))}")
+    return cls(**d)
+
+
+class Trainable:
+    name = "trainable"
+
+    def __init__(self, seed: int = 0, device=None):
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.rng = torch.Generator().manual_seed(self.seed)
+        self.it = 0
+        self._nets: dict[str, nn.Module] = {}
+        self._opts: dict[str, torch.optim.Optimizer] = {}
+
+    # ---- randomness: drawn on the CPU, moved to the device
+    def randn(self, *shape) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.rng).to(self.device)
+
+    def rand(self, *shape) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.rng).to(self.device)
+
+    def randint(self, low, high, shape) -> torch.Tensor:
+        return torch.randint(low, high, shape, generator=self.rng).to(self.device)
+
+    # ---- nets and optimisers
+    def add_net(self, name: str, net: nn.Module, lr: float | None = None, **opt_kwargs) -> nn.Module:
+        net = net.to(self.device)
+        self._nets[name] = net
+        if lr is not None:
+            self._opts[name] = torch.optim.Adam(net.parameters(), lr=lr, **opt_kwargs)
+        return net
+
+    def nets(self) -> dict[str, nn.Module]:
+        return dict(self._nets)
+
+    def ema_nets(self) -> dict[str, nn.Module]:
+        """Networks an evaluation EMA should average (default: none)."""
+        return {}
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, sd: dict) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "it": self.it,
+            "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "nets": {k: n.state_dict() for k, n in self._nets.items()},
+            "opts": {k: o.state_dict() for k, o in self._opts.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.load_extra_state(sd.get("extra", {}))  # may create stage-specific nets first
+        self.it = int(sd["it"])
+        self.rng.set_state(sd["rng"])
+        torch.set_rng_state(sd["torch_rng"])
+        for k, s in sd["nets"].items():
+            if k not in self._nets:
+                raise LabError(f"checkpoint has network {k!r} that this {self.name} does not define")
+            self._nets[k].load_state_dict(s)
+        for k, s in sd["opts"].items():
+            self._opts[k].load_state_dict(s)

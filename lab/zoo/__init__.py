@@ -1,0 +1,150 @@
+"""The zoo: named teachers and students.
+
+    lab.zoo.load("toy2d/8gaussians/teacher")       # shipped in assets/zoo, else cached, else trained
+    lab.zoo.load("toy2d/8gaussians/analytic")      # exact Gaussian-mixture teacher (no weights)
+    lab.zoo.load("toy2d/moons/consistency")        # a distilled student
+
+Each entry is a generator folder (model.json with a model card + weights.safetensors).
+A missing entry is trained on the spot with a progress bar and cached in
+``$LAB_CACHE`` (default ``~/.cache/distillation-lab``). ``lab zoo build`` rebuilds the
+shipped entries into ``assets/zoo``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from lab.data import toy2d
+from lab.errors import LabError
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "zoo"
+TEACHER_NFE = 50
+STUDENT_DATASETS = ("8gaussians", "moons", "checkerboard")
+STUDENT_METHODS = ("progressive", "consistency", "reflow")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "distillation-lab")) / "zoo"
+
+
+def entries() -> list[str]:
+    out = []
+    for name in toy2d.names():
+        out.append(f"toy2d/{name}/teacher")
+        if toy2d.get(name).gmm is not None:
+            out.append(f"toy2d/{name}/analytic")
+    for name in STUDENT_DATASETS:
+        for m in STUDENT_METHODS:
+            out.append(f"toy2d/{name}/{m}")
+    return out
+
+
+def shipped_entries() -> list[str]:
+    return [e for e in entries() if not e.endswith("/analytic")]
+
+
+def _parse(entry: str):
+    parts = entry.strip("/").split("/")
+    if len(parts) != 3 or parts[0] != "toy2d":
+        raise LabError(f"unknown zoo entry {entry!r}; allowed: {', '.join(entries())}")
+    _, data, what = parts
+    if entry not in entries():
+        raise LabError(f"unknown zoo entry {entry!r}; allowed: {', '.join(entries())}")
+    return data, what
+
+
+def find(entry: str) -> Path | None:
+    """The folder holding ``entry`` (assets first, then the cache), or None."""
+    _parse(entry)
+    for root in (ASSETS, cache_dir()):
+        p = root / entry
+        if (p / "model.json").exists():
+            return p
+    return None
+
+
+def card(entry: str) -> dict:
+    from lab.io import read_json
+
+    p = find(entry)
+    return read_json(p / "model.json").get("card", {}) if p else {}
+
+
+def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool = True):
+    from lab.diffusion.generators import analytic_generator, load_generator
+
+    data, what = _parse(entry)
+    if what == "analytic":
+        gen = analytic_generator(toy2d.get(data).gmm).to(device)
+        gen.card = {"entry": entry, "kind": "analytic Gaussian-mixture posterior mean"}
+        return gen
+    p = find(entry)
+    if p is None:
+        if not train_if_missing:
+            raise LabError(f"zoo entry {entry!r} is neither shipped nor cached; run `lab zoo build` or allow training")
+        p = build_entry(entry, cache_dir(), progress=progress)
+    return load_generator(p, device)
+
+
+def _evaluate(gen, source, n=4000, nfe=(1, 2, 4, TEACHER_NFE)):
+    from lab.metrics import noise_floor, sliced_wasserstein
+
+    out = {f"swd@{k}": sliced_wasserstein(gen.sample(n, nfe=k, seed=1).x, source.sample(n, 99)) for k in nfe}
+    out["swd_noise_floor"] = noise_floor(source, n)
+    return out
+
+
+def build_entry(entry: str, root: Path | None = None, progress: bool = True, seed: int = 0, device="cpu") -> Path:
+    """Train one zoo entry and write it to ``root/entry`` (atomic files)."""
+    from lab.runs.loop import ProgressBar, run_to_end
+
+    data, what = _parse(entry)
+    if what == "analytic":
+        raise LabError("analytic entries have no weights to build")
+    root = Path(root) if root is not None else ASSETS
+    source = toy2d.get(data)
+    t0 = time.perf_counter()
+    if what == "teacher":
+        from lab.diffusion.train import TeacherConfig, TeacherTraining
+
+        tr = TeacherTraining(source, TeacherConfig(), seed=seed, device=device)
+        run_to_end(tr, callbacks=[ProgressBar(f"zoo {entry}", disable=not progress)])
+        gen = tr.generator()
+        recipe = {"trainer": "flow matching", "config": asdict(tr.config), "seed": seed}
+    else:
+        from lab.methods import get_method
+        from lab.runs.loop import EMA
+
+        teacher = load(f"toy2d/{data}/teacher", device=device, progress=progress)
+        m = get_method(what)(teacher, source, seed=seed, device=device)
+        cbs = [ProgressBar(f"zoo {entry}", disable=not progress)]
+        run_to_end(m, callbacks=cbs)
+        gen = m.generator()
+        recipe = {"method": what, "teacher": f"toy2d/{data}/teacher", "config": m.config_dict(), "seed": seed}
+    wall = time.perf_counter() - t0
+    gen.eval()
+    with torch.no_grad():
+        metrics = _evaluate(gen, source)
+    card_ = {"entry": entry, "data": source.spec, "recipe": recipe, "train_seconds": round(wall, 1),
+             "metrics": {k: round(v, 5) for k, v in metrics.items()}, "torch": torch.__version__,
+             "built": time.strftime("%Y-%m-%d")}
+    return gen.save(root / entry, card_)
+
+
+def build(selected: list[str] | None = None, root: Path | None = None, force: bool = False, progress: bool = True):
+    """Build the shipped entries (teachers first). Existing entries are kept unless ``force``."""
+    todo = selected or shipped_entries()
+    todo = sorted(todo, key=lambda e: (not e.endswith("/teacher"), e))
+    root = Path(root) if root is not None else ASSETS
+    built = []
+    for e in todo:
+        _parse(e)
+        if (root / e / "model.json").exists() and not force:
+            continue
+        build_entry(e, root, progress=progress)
+        built.append(e)
+    return built
