@@ -15,6 +15,7 @@ TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 PYTEST_ARGS ?=
+export LAB_NUM_THREADS ?= 1
 
 .PHONY: demo test install chromium zoo bench clean-venv
 

@@ -9,12 +9,21 @@ Public API (used by the CLI, the app and the notebooks):
     student = method.generator()
     student.sample(1000, nfe=2, seed=0).x
 """
-from lab.errors import LabError
+import os as _os
+
+import torch as _torch
+
+if _os.environ.get("LAB_NUM_THREADS"):
+    # Toy models gain nothing from many threads, and oversubscribed threads on a busy
+    # 2-core machine slow training by 10x or more: the Makefile sets LAB_NUM_THREADS=1.
+    _torch.set_num_threads(int(_os.environ["LAB_NUM_THREADS"]))
+
+from lab.errors import LabError  # noqa: E402
 from lab.diffusion import load_generator as load
 from lab.methods import Method, Targets, get_method, list_methods, register
 from lab.runs.loop import distill, train
-from lab import data, diffusion, metrics, zoo  # noqa: E402
+from lab import data, diffusion, metrics, probes, runs, viz, zoo  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["LabError", "load", "Method", "Targets", "get_method", "list_methods", "register", "distill", "train",
-           "data", "diffusion", "metrics", "zoo"]
+           "data", "diffusion", "metrics", "probes", "runs", "viz", "zoo"]

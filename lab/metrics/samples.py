@@ -18,7 +18,7 @@ from lab.errors import LabError
 
 
 def _t(x) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).detach().to("cpu", torch.float64)
+    x = torch.as_tensor(np.array(x, dtype=np.float64) if not torch.is_tensor(x) else x).detach().to("cpu", torch.float64)
     if x.ndim != 2:
         x = x.reshape(x.shape[0], -1)
     return x
@@ -97,7 +97,7 @@ def low_density_share(x, gmm, n_sigma: float = 3.0) -> float:
 METRICS = {"swd": sliced_wasserstein, "mmd": mmd, "energy": energy_distance}
 
 
-def noise_floor(source, n: int, metric: str = "swd", reps: int = 3, seed: int = 12345) -> float:
+def noise_floor(source, n: int, metric: str = "swd", reps: int = 5, seed: int = 12345) -> float:
     """Mean metric between two fresh data draws of size n (the value a perfect generator gets)."""
     if metric not in METRICS:
         raise LabError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")

@@ -68,8 +68,9 @@ def trajectories_figure(paths: pd.DataFrame, summary: pd.DataFrame | None = None
                                  marker=dict(size=4)))
         ends = sub[sub.k == sub.k.max()]
         fig.add_trace(go.Scatter(x=ends.x, y=ends.y, mode="markers", showlegend=False, marker=dict(color=color, size=5)))
-    fig.update_layout(title="Sampling paths from the same noise (t = 1 → 0)", height=520, legend=dict(orientation="h"))
-    return _square(fig)
+    fig.update_layout(title="Sampling paths from the same noise (t = 1 → 0)", height=560, legend=dict(orientation="h"))
+    lim = float(max(paths.x.abs().quantile(0.995), paths.y.abs().quantile(0.995)) * 1.1)
+    return _square(fig, lim)
 
 
 def sample_panels_figure(panels: pd.DataFrame, lim: float | None = None, max_points: int = 1000) -> go.Figure:

@@ -1,0 +1,94 @@
+"""Gradio demo: one teacher and one distilled student, sampled from the same noise.
+
+    python app/demo.py                 # http://127.0.0.1:7860
+
+Everything is computed by ``lab.probes`` and drawn by ``lab.viz``; this file only wires widgets.
+"""
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import gradio as gr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # app/ (for common)
+
+import common  # noqa: E402
+from lab import probes, viz  # noqa: E402
+from lab.data import toy2d  # noqa: E402
+from lab.errors import LabError  # noqa: E402
+
+TEACHER_ONLY = "(none: teacher only)"
+
+
+@lru_cache(maxsize=16)
+def _teacher(name: str):
+    return common.load_teacher(name)
+
+
+@lru_cache(maxsize=32)
+def _student(source: str, ref: str):
+    return common.load_student(source, ref)
+
+
+def student_choices(name: str | None) -> list[str]:
+    return [s.label for s in common.students(name)] + [TEACHER_ONLY] if name else [TEACHER_ONLY]
+
+
+def update_students(name: str):
+    choices = student_choices(name)
+    return gr.Dropdown(choices=choices, value=choices[0])
+
+
+def generate(name: str, student: str, teacher_nfe: float, student_nfe: float, seed: float, n: float = 1000):
+    """Teacher at ``teacher_nfe`` and the student at ``student_nfe`` from the same noise -> (figure, markdown)."""
+    if name not in common.distributions():
+        raise gr.Error(f"unknown distribution {name!r}; available: {', '.join(common.distributions()) or 'none'}")
+    refs = {s.label: s for s in common.students(name)}
+    if student not in (TEACHER_ONLY, None, "") and student not in refs:
+        raise gr.Error(f"no student {student!r} for {name}; available: {', '.join(refs) or 'none'}")
+    studs = {} if student in (TEACHER_ONLY, None, "") else {student: _student(refs[student].source, refs[student].ref)}
+    try:
+        panels = probes.sample_panels(_teacher(name), studs, toy2d.get(name), int(n), int(teacher_nfe),
+                                      (int(student_nfe),), int(seed))
+    except LabError as e:
+        raise gr.Error(str(e)) from None
+    summ = probes.panel_summary(panels)
+    lines = [f"**{name}**, seed {int(seed)}, {int(n)} points from the same noise.", "",
+             "| model | NFE | distance to data (SWD) | noise floor | wall-clock (ms) |", "|---|---|---|---|---|"]
+    lines += [f"| {r.model} | {int(r.nfe)} | {r.swd:.4f} | {r.swd_floor:.4f} | {1000 * r.seconds:.1f} |"
+              for r in summ.itertuples()]
+    if not studs:
+        lines += ["", "No student selected (or none available yet): teacher only."]
+    return viz.sample_panels_figure(panels), "\n".join(lines)
+
+
+def build_demo() -> gr.Blocks:
+    names = common.distributions()
+    first = names[0] if names else None
+    choices = student_choices(first)
+    with gr.Blocks(title="Distillation Lab demo") as demo:
+        gr.Markdown("# Distillation Lab\nA teacher at many steps vs a distilled student at a few, "
+                    "from the same noise. Distance to data is the sliced Wasserstein distance; the noise floor "
+                    "is the distance between two data samples of the same size.")
+        if not names:
+            gr.Markdown("**No teacher in the zoo yet.** Build them with `lab zoo build`.")
+        with gr.Row():
+            dist = gr.Dropdown(names, value=first, label="Distribution")
+            student = gr.Dropdown(choices, value=choices[0], label="Student")
+        with gr.Row():
+            teacher_nfe = gr.Slider(1, 200, value=common.DEFAULT_TEACHER_NFE, step=1, label="Teacher NFE")
+            student_nfe = gr.Slider(1, 8, value=2, step=1, label="Student NFE")
+            seed = gr.Number(0, precision=0, label="Seed")
+            n = gr.Slider(100, 4000, value=1000, step=100, label="Points")
+        btn = gr.Button("Generate", variant="primary")
+        plot = gr.Plot(label="Teacher vs student (same noise)")
+        text = gr.Markdown()
+        dist.change(update_students, dist, student, api_name="students")
+        btn.click(generate, [dist, student, teacher_nfe, student_nfe, seed, n], [plot, text], api_name="generate")
+    return demo
+
+
+if __name__ == "__main__":
+    build_demo().launch(server_name="127.0.0.1")

@@ -1,0 +1,42 @@
+"""Shared fixtures for the app tests (test_app, test_gradio, test_browser)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_DATA = "8gaussians"  # the distribution the app tests look at (its teacher is shipped)
+
+
+@pytest.fixture(scope="session")
+def app_students(tmp_path_factory):
+    """Makes sure the app has a student for APP_DATA and returns the app's student labels.
+
+    Uses whatever exists (zoo students, run folders under $LAB_RUNS or ./runs); only when there
+    is none, distils a tiny consistency student (20 steps) into a temporary runs folder and points
+    $LAB_RUNS at it for the session (subprocesses inherit it).
+    """
+    sys.path.insert(0, str(ROOT / "app"))
+    import common
+    from lab import zoo
+
+    assert zoo.find(f"toy2d/{APP_DATA}/teacher") is not None, \
+        f"the app tests need the zoo teacher toy2d/{APP_DATA}/teacher; build it with `lab zoo build`"
+    old = os.environ.get("LAB_RUNS")
+    found = common.students(APP_DATA)
+    if not found:
+        from lab.runs.recipes import distill_run
+
+        root = tmp_path_factory.mktemp("app_runs")
+        distill_run("consistency", f"toy2d/{APP_DATA}/teacher", root / "tiny-consistency", steps=20, progress=False)
+        os.environ["LAB_RUNS"] = str(root)
+        found = common.students(APP_DATA)
+        assert found, "a freshly distilled run folder is not listed as a student"
+    yield [s.label for s in found]
+    if old is None:
+        os.environ.pop("LAB_RUNS", None)
+    else:
+        os.environ["LAB_RUNS"] = old

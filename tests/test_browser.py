@@ -1,0 +1,90 @@
+"""The real Streamlit app in headless Chromium: the Generators page draws its figure.
+
+Also refreshes assets/app_screenshot.png (the README screenshot).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+                 "--no-first-run", "--disable-component-update", "--disable-sync"]
+SCREENSHOT = ROOT / "assets" / "app_screenshot.png"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(proc, url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            pytest.fail(f"streamlit exited with code {proc.returncode}:\n{out[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"streamlit did not answer on {url} within {timeout:.0f} s")
+
+
+@pytest.mark.browser
+def test_generators_page_in_chromium(app_students):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get update && apt-get install -y chromium` "
+                    "(or `make chromium`)")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(proc, url)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1750})
+                page.goto(url + "/Generators", wait_until="domcontentloaded")
+                plot = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+                plot.wait_for(state="visible", timeout=90_000)
+                # wait for the script run to finish (the status widget disappears) so the page is complete
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.js-plotly-plot').length >= 2"
+                    " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+                assert page.get_by_role("heading", name="Generators").first.is_visible()
+                assert not page.locator('[data-testid="stException"]').count(), \
+                    page.locator('[data-testid="stException"]').first.inner_text()
+                titles = plot.locator(".annotation-text").all_text_contents()
+                assert any(t.startswith("teacher @") for t in titles), titles
+                assert any(t.startswith(f"{app_students[0]} @") for t in titles), (app_students, titles)
+                n_traces = plot.evaluate("gd => gd.data.length")
+                assert n_traces >= 4, n_traces  # teacher + one student at 1, 2, 4 NFE
+                assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
+                page.wait_for_timeout(500)  # let WebGL finish painting
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert SCREENSHOT.stat().st_size > 10_000

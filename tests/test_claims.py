@@ -1,0 +1,75 @@
+"""Claim tests: each method's paper claim, reproduced at toy scale in the same test.
+
+Every comparison is between numbers measured here, on the same noise and the same
+reference data; nothing is compared against a stored number.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lab
+from lab.data import toy2d
+from lab.diffusion import make_noise, straightness
+from lab.metrics import sliced_wasserstein
+
+N = 4000
+
+
+@pytest.fixture(scope="module")
+def eight():
+    src = toy2d.get("8gaussians")
+    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
+    ref = src.sample(N, 1234)
+    z = make_noise(N, 2, seed=99)
+    return src, teacher, ref, z
+
+
+def swd(gen, nfe, z, ref):
+    return sliced_wasserstein(gen.sample(z=z, nfe=nfe, seed=7).x, ref)
+
+
+@pytest.mark.claim
+def test_claim_progressive(eight):
+    """Salimans & Ho: after k halvings the student at N/2^k steps beats the teacher at N/2^k steps."""
+    src, teacher, ref, z = eight
+    m = lab.get_method("progressive")(teacher, src, {"steps": 360, "start_steps": 8, "halvings": 2}, seed=0)
+    after_first = None
+    for state in lab.distill(m):
+        if state.it == m._stage_len:  # end of halving 1: 8 -> 4 steps
+            after_first = swd(m.generator(), 4, z, ref)
+    after_second = swd(m.generator(), 2, z, ref)
+    teacher4, teacher2 = swd(teacher, 4, z, ref), swd(teacher, 2, z, ref)
+    assert after_first < teacher4, (after_first, teacher4)
+    assert after_second < teacher2, (after_second, teacher2)
+
+
+@pytest.mark.claim
+def test_claim_consistency(eight):
+    """Song et al.: the 1- and 2-step consistency student beats the teacher at the same NFE."""
+    src, teacher, ref, z = eight
+    m = lab.get_method("consistency")(teacher, src, {"steps": 400}, seed=0)
+    for _ in lab.distill(m):
+        pass
+    student = m.generator()
+    for nfe in (1, 2):
+        s, t = swd(student, nfe, z, ref), swd(teacher, nfe, z, ref)
+        assert s < t, (nfe, s, t)
+
+
+@pytest.mark.claim
+def test_claim_reflow(eight):
+    """Liu et al.: reflow straightens the paths, and the 1-step reflowed student beats the 1-step teacher."""
+    src, teacher, ref, z = eight
+    m = lab.get_method("reflow")(teacher, src, {"steps": 400, "n_pairs": 8000, "pair_steps": 32}, seed=0)
+    for _ in lab.distill(m):
+        pass
+    student = m.generator()
+    zz = z[:512]
+    t_res = teacher.sample(z=zz, nfe=32, return_trajectory=True)
+    s_res = lab.diffusion.FlowGenerator(student.flow).sample(z=zz, nfe=32, return_trajectory=True)
+    s_teacher = straightness(t_res.trajectory, t_res.times).mean().item()
+    s_student = straightness(s_res.trajectory, s_res.times).mean().item()
+    assert s_student < 0.5 * s_teacher, (s_student, s_teacher)
+    one_s, one_t = swd(student, 1, z, ref), swd(teacher, 1, z, ref)
+    assert one_s < one_t, (one_s, one_t)
