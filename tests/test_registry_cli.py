@@ -6,17 +6,28 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import lab
 from lab.diffusion.train import TeacherConfig
 from lab.errors import LabError
 from lab.methods import MethodConfig, get_method, list_methods, register
+from lab.nets import build_net
 from lab.trainable import config_from_dict
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 
 PY = "/work/main/.venv/bin/python"
 ANALYTIC = "toy2d/8gaussians/analytic"
@@ -44,8 +55,14 @@ def test_get_unknown_method_names_allowed_values():
 
 
 def test_register_twice_is_refused():
-    with pytest.raises(LabError, match="registered twice"):
-        register("reflow")(type("Dup", (), {}))
+    from lab.methods import REGISTRY
+
+    original = REGISTRY["reflow"]
+    try:
+        with pytest.raises(LabError, match="registered twice"):
+            register("reflow")(type("Dup", (), {}))
+    finally:
+        REGISTRY["reflow"] = original
     assert get_method("reflow").__name__ == "Reflow"
 
 
@@ -85,7 +102,7 @@ def test_config_validation_names_the_field(method, field, value):
 def test_wrongly_typed_config_values_name_the_field(cls, field, value):
     """JSON from --config can carry any type; a wrong type must be a LabError naming the field, not a TypeError."""
     with pytest.raises(LabError) as ei:
-        cls(**{field: value})
+        config_from_dict(cls, {field: value})
     assert field in str(ei.value)
 
 
@@ -97,9 +114,14 @@ def test_unknown_config_field_and_bad_student_net():
         get_method("reflow")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"nope": 1})
     with pytest.raises(LabError, match="network type"):
         get_method("progressive")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"student_net": {"type": "unet"}})
-    # a misspelt network option is bad user input too
+
+
+def test_misspelt_network_option_is_a_laberror():
+    """--config '{"student_net": {"type": "mlp", "hiden": 8}}' is bad user input: a LabError naming the key."""
     with pytest.raises(LabError, match="hiden"):
         get_method("progressive")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"student_net": {"type": "mlp", "hiden": 8}})
+    with pytest.raises(LabError, match="widht"):  # the teacher's --config net spec goes through the same builder
+        build_net({"type": "mlp", "widht": 3})
 
 
 def test_method_needs_a_flow_teacher_and_valid_config_object():
@@ -115,7 +137,7 @@ def test_method_needs_a_flow_teacher_and_valid_config_object():
 # ---------------------------------------------------------------- CLI
 def _env():
     env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "default"})
+    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "LAB_NUM_THREADS": "1"})
     env["LAB_CACHE"] = "/nonexistent-lab-cache-for-tests"  # the CLI must never train zoo entries here
     return env
 
@@ -140,8 +162,6 @@ def _tree(folder: Path) -> dict[str, tuple[str, int]]:
 def _error_cases(tmp: Path) -> dict[str, list[str]]:
     np.save(tmp / "pts.npy", np.random.default_rng(0).normal(size=(50, 2)))
     (tmp / "existing.npy").write_bytes(b"keep me")
-    (tmp / "busy").mkdir()
-    (tmp / "busy" / "notes.txt").write_text("someone else's run")
     return {
         "unknown_method": ["distill", "--method", "nope", "--teacher", ANALYTIC, "--out", "R1", "--quiet"],
         "bad_data_spec": ["teacher", "train", "--data", "points.parquet", "--out", "R2", "--quiet"],
@@ -150,27 +170,48 @@ def _error_cases(tmp: Path) -> dict[str, list[str]]:
         "steps_zero": ["teacher", "train", "--data", "pts.npy", "--out", "R4", "--steps", "0", "--quiet"],
         "sample_existing_file": ["sample", ANALYTIC, "--n", "10", "--out", "existing.npy"],
         "sample_missing_folder": ["sample", "no_such_model_dir", "--n", "10", "--out", "s_missing.npy"],
-        "distill_into_nonempty_out": ["distill", "--method", "reflow", "--teacher", ANALYTIC, "--out", "busy",
-                                      "--steps", "5", "--quiet"],
     }
 
 
+DISTILL = ["distill", "--method", "reflow", "--teacher", "T", "--steps", "60", "--out", "S", "--quiet",
+           "--config", json.dumps({"n_pairs": 2000, "pair_steps": 8})]
+
+
+def _round_trip(tmp: Path) -> dict:
+    """teacher train -> distill -> (sample || distill into the same --out again); stops at the first failure."""
+    out = {}
+    pts = np.concatenate([np.random.default_rng(1).normal(size=(400, 2)) * 0.2 + c for c in ([2, 0], [-2, 0])])
+    np.save(tmp / "pts.npy", pts.astype(np.float32))
+    out["teacher"] = _lab(["teacher", "train", "--data", "pts.npy", "--steps", "200", "--out", "T", "--quiet"], tmp)
+    if out["teacher"].returncode != 0:
+        return out
+    out["distill"] = _lab(DISTILL, tmp)
+    if out["distill"].returncode != 0:
+        return out
+    out["S_before"] = _tree(tmp / "S")
+    with cf.ThreadPoolExecutor(max_workers=2) as ex:
+        smp = ex.submit(_lab, ["sample", "S", "--nfe", "1", "--n", "100", "--seed", "0", "--out", "s.npy"], tmp)
+        again = ex.submit(_lab, DISTILL, tmp)  # same --out S again: must be refused, S untouched
+        out["sample"], out["again"] = smp.result(), again.result()
+    out["S_after"] = _tree(tmp / "S")
+    return out
+
+
 @pytest.fixture(scope="module")
-def cli_errors(tmp_path_factory):
-    """All bad-input invocations run concurrently (each pays the torch import)."""
-    tmp = tmp_path_factory.mktemp("cli_errors")
-    cases = _error_cases(tmp)
+def cli(tmp_path_factory):
+    """Every `lab` invocation of this module, run concurrently (each one pays the torch import)."""
+    err_dir, rt_dir = tmp_path_factory.mktemp("cli_errors"), tmp_path_factory.mktemp("cli_round_trip")
+    cases = _error_cases(err_dir)
     cases["methods"] = ["methods"]
-    before_busy = _tree(tmp / "busy")
     with cf.ThreadPoolExecutor(max_workers=4) as ex:
-        futs = {k: ex.submit(_lab, a, tmp) for k, a in cases.items()}
+        chain = ex.submit(_round_trip, rt_dir)
+        futs = {k: ex.submit(_lab, a, err_dir) for k, a in cases.items()}
         results = {k: f.result() for k, f in futs.items()}
-    return tmp, results, before_busy
+        return {"err_dir": err_dir, "errors": results, "rt_dir": rt_dir, "rt": chain.result()}
 
 
-def test_cli_methods_lists_the_three(cli_errors):
-    _, res, _ = cli_errors
-    r = res["methods"]
+def test_cli_methods_lists_the_three(cli):
+    r = cli["errors"]["methods"]
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines() if line and not line.startswith(" ")]
     assert {"consistency", "progressive", "reflow"} <= set(names)
@@ -178,59 +219,44 @@ def test_cli_methods_lists_the_three(cli_errors):
 
 
 @pytest.mark.parametrize("case", ["unknown_method", "bad_data_spec", "bad_config_json", "steps_zero",
-                                  "sample_existing_file", "sample_missing_folder", "distill_into_nonempty_out"])
-def test_cli_bad_input_is_one_error_line_exit_2(cli_errors, case):
-    _, res, _ = cli_errors
-    _assert_clean_error(res[case])
+                                  "sample_existing_file", "sample_missing_folder"])
+def test_cli_bad_input_is_one_error_line_exit_2(cli, case):
+    _assert_clean_error(cli["errors"][case])
 
 
-def test_cli_error_messages_are_specific_and_nothing_is_written(cli_errors):
-    tmp, res, before_busy = cli_errors
+def test_cli_error_messages_are_specific_and_nothing_is_written(cli):
+    tmp, res = cli["err_dir"], cli["errors"]
     assert "nope" in res["unknown_method"].stderr and "reflow" in res["unknown_method"].stderr
     assert "points.parquet" in res["bad_data_spec"].stderr
     assert "--config" in res["bad_config_json"].stderr
     assert "--steps" in res["steps_zero"].stderr
     assert "exists" in res["sample_existing_file"].stderr
     assert "no_such_model_dir" in res["sample_missing_folder"].stderr
-    assert "not empty" in res["distill_into_nonempty_out"].stderr
     assert (tmp / "existing.npy").read_bytes() == b"keep me"
     assert not (tmp / "s_missing.npy").exists()
-    assert _tree(tmp / "busy") == before_busy  # the non-empty --out folder is left exactly as it was
     for d in ("R1", "R2", "R3", "R4"):
         assert not (tmp / d).exists(), d  # no half-made run folders for rejected input
 
 
-def test_cli_round_trip(tmp_path):
-    pts = np.concatenate([np.random.default_rng(1).normal(size=(400, 2)) * 0.2 + c for c in ([2, 0], [-2, 0])])
-    np.save(tmp_path / "pts.npy", pts.astype(np.float32))
-
-    r = _lab(["teacher", "train", "--data", "pts.npy", "--steps", "200", "--out", "T", "--quiet"], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (tmp_path / "T" / "model.json").exists() and (tmp_path / "T" / "weights.safetensors").exists()
-    assert lab.load(tmp_path / "T").card["data"].endswith("pts.npy")
-
-    distill_args = ["distill", "--method", "reflow", "--teacher", "T", "--steps", "60", "--out", "S", "--quiet",
-                    "--config", json.dumps({"n_pairs": 2000, "pair_steps": 8})]
-    before_T = _tree(tmp_path / "T")
-    with cf.ThreadPoolExecutor(max_workers=2) as ex:
-        ok = ex.submit(_lab, distill_args, tmp_path)
-        # distilling into a non-empty folder (the teacher's) is refused and leaves it unchanged
-        clash = ex.submit(_lab, ["distill", "--method", "reflow", "--teacher", "T", "--steps", "60", "--out", "T",
-                                 "--quiet"], tmp_path)
-        r, rc = ok.result(), clash.result()
-    assert r.returncode == 0, r.stderr[-3000:]
-    _assert_clean_error(rc)
-    assert "not empty" in rc.stderr
-    assert _tree(tmp_path / "T") == before_T
-
+def test_cli_round_trip(cli):
+    tmp, rt = cli["rt_dir"], cli["rt"]
+    for step in ("teacher", "distill", "sample"):
+        assert step in rt and rt[step].returncode == 0, (step, rt[step].stderr[-3000:] if step in rt else "not run")
+    assert (tmp / "T" / "model.json").exists() and (tmp / "T" / "weights.safetensors").exists()
+    assert lab.load(tmp / "T").card["data"].endswith("pts.npy")
     assert {"config.json", "metrics.csv", "model.json", "weights.safetensors", "checkpoint.json",
-            "checkpoint.safetensors"} <= set(_tree(tmp_path / "S"))
-    r = _lab(["sample", "S", "--nfe", "1", "--n", "100", "--seed", "0", "--out", "s.npy"], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    x = np.load(tmp_path / "s.npy", allow_pickle=False)
+            "checkpoint.safetensors"} <= set(rt["S_before"])
+    x = np.load(tmp / "s.npy", allow_pickle=False)
     assert x.shape == (100, 2) and x.dtype == np.float32 and np.isfinite(x).all()
     # the same seed through the Python API gives the same numbers
-    np.testing.assert_array_equal(lab.load(tmp_path / "S").sample(100, nfe=1, seed=0).x.numpy(), x)
-    # and the student learned something about the data: samples sit near the two clusters, not at the origin
+    np.testing.assert_array_equal(lab.load(tmp / "S").sample(100, nfe=1, seed=0).x.numpy(), x)
+    # the student learned something about the data: samples sit near the two clusters, not at the origin
     assert np.abs(x[:, 0]).mean() > 1.0
 
+
+def test_cli_distill_into_existing_run_folder_is_refused(cli):
+    rt = cli["rt"]
+    assert "again" in rt, "round trip did not get that far"
+    _assert_clean_error(rt["again"])
+    assert "not empty" in rt["again"].stderr
+    assert rt["S_after"] == rt["S_before"]  # same files, same bytes, same mtimes

@@ -153,6 +153,25 @@ class Method(Trainable):
         tt = torch.full((n,), float(t), device=self.device)
         return {"x0": x0, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt)}
 
+    @torch.no_grad()
+    def snapshot(self, n: int = 512, t: float = 0.5) -> dict:
+        """Internals worth keeping during training: the student's samples at its smallest native NFE
+        from fixed noise, and the regression targets at time t on fixed inputs."""
+        from lab.diffusion.generators import make_noise
+
+        gen = self.generator()
+        nfe = min(gen.native_nfe) if gen.native_nfe else 1
+        out = {"samples": gen.sample(z=make_noise(n, 2, seed=2024, device=self.device), nfe=nfe, seed=0).x,
+               "samples_nfe": torch.tensor(nfe)}
+        try:
+            tg = self.targets(self.probe_batch(min(n, 256), t, seed=2025), t=t)
+            out.update({"targets_x_t": tg.x_t, "targets_target": tg.target, "targets_t": torch.tensor(float(t))})
+            if tg.teacher is not None:
+                out["targets_teacher"] = tg.teacher
+        except (ValueError, KeyError):
+            pass
+        return {k: v.detach().cpu() for k, v in out.items()}
+
     def _opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
         opt = self._opts[name]
         opt.zero_grad(set_to_none=True)

@@ -165,8 +165,12 @@ class Recorder(Callback):
             self.rows.append({"step": state.it, "stage": state.out.stage, **state.out.row()})
             if self.run is not None and (len(self.rows) % 10 == 0 or state.it == state.total):
                 self.run.write_metrics(self.rows)
-        if self.run is not None and self.snapshot_every and state.it % self.snapshot_every == 0 and state.out.internals:
-            self.run.write_snapshot(state.it, {k: _np(v) for k, v in state.out.internals.items()})
+        if self.run is not None and self.snapshot_every and state.it % self.snapshot_every == 0:
+            arrays = dict(state.out.internals)
+            if hasattr(state.trainable, "snapshot"):
+                arrays.update(state.trainable.snapshot())
+            if arrays:
+                self.run.write_snapshot(state.it, {k: _np(v) for k, v in arrays.items()})
 
     def on_end(self, state):
         if self.run is not None:

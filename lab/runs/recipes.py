@@ -34,7 +34,7 @@ def resolve_teacher(ref: str, device="cpu"):
 
 
 def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int = 500):
-    rec = Recorder(run, every=every, snapshot_every=0)
+    rec = Recorder(run, every=every, snapshot_every=max(1, trainable.total_steps // 10))
     cbs = [NaNGuard()]
     if ema:
         cbs.append(EMA(ema))
