@@ -80,7 +80,7 @@ def flatten_state(obj, prefix: str = "s", tensors: dict | None = None):
     """Replace every tensor in a nested dict/list structure by a reference; return (skeleton, tensors)."""
     tensors = {} if tensors is None else tensors
     if isinstance(obj, torch.Tensor):
-        key = f"{prefix}"
+        key = f"t{len(tensors)}"  # unique by construction; the skeleton holds the reference
         tensors[key] = obj.detach().cpu().clone() if obj.numel() else obj.detach().cpu().reshape(0).clone()
         return {"__tensor__": key, "shape": list(obj.shape), "dtype": str(obj.dtype)}, tensors
     if isinstance(obj, dict):

@@ -8,6 +8,7 @@ and mode metrics can use them.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -231,11 +232,16 @@ def load_points(path: str | Path) -> PointCloud:
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
+            if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
+                arr.close()
+                raise LabError(f"{p.name}: expected one array saved with np.save, got an .npz archive")
         elif suffix == ".csv":
-            try:
-                arr = np.loadtxt(p, delimiter=",", ndmin=2)
-            except ValueError:
-                arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "input contained no data": reported below as a LabError
+                try:
+                    arr = np.loadtxt(p, delimiter=",", ndmin=2)
+                except ValueError:
+                    arr = np.loadtxt(p, delimiter=",", ndmin=2, skiprows=1)
         else:
             raise LabError(f"unsupported point file {p.name!r}; allowed suffixes: .npy, .csv")
     except LabError:
@@ -244,7 +250,7 @@ def load_points(path: str | Path) -> PointCloud:
         raise LabError(f"could not read points from {p}: {e}") from None
     if arr.dtype.kind not in "fiu":
         raise LabError(f"{p.name}: points must be numeric, got dtype {arr.dtype}")
-    return PointCloud(arr.astype(np.float32), name=p.stem, spec=str(p))
+    return PointCloud(arr.astype(np.float32), name=p.stem, spec=str(p.resolve()))
 
 
 def resolve(spec: "str | Source") -> Source:

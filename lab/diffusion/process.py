@@ -85,8 +85,10 @@ class Process:
     def x0_coeffs(self, t: torch.Tensor, pred: str):
         """(c_skip, c_out) with x0_hat = c_skip * x_t + c_out * F for a network F of type ``pred``.
 
-        At t = 0 every process here has alpha = 1, sigma = 0, so c_skip = 1 and c_out = 0:
-        the consistency boundary condition f(x, 0) = x holds by construction.
+        At t = 0 every process here has alpha = 1, sigma = 0, so for eps and v networks
+        c_skip = 1 and c_out = 0: the consistency boundary condition f(x, 0) = x holds by
+        construction. An x0 network has no skip connection (c_skip = 0, c_out = 1); the
+        consistency method then enforces the boundary explicitly.
         """
         a, s, da, ds = self.alpha(t), self.sigma(t), self.d_alpha(t), self.d_sigma(t)
         if pred == "x0":

@@ -7,8 +7,9 @@ same output, with the boundary condition f(x, 0) = x.
 
 Mechanism as implemented (following openai/consistency_models ``karras_diffusion.py``):
 - Parameterisation f(x_t, t) = c_skip(t) x_t + c_out(t) F(x_t, t), with c_skip, c_out
-  given by the process and the network's prediction type (``Process.x0_coeffs``); at
-  t = 0, c_skip = 1 and c_out = 0, so the boundary condition holds exactly.
+  given by the process and the network's prediction type (``Process.x0_coeffs``); for eps
+  and v networks c_skip(0) = 1 and c_out(0) = 0, so the boundary condition holds exactly;
+  for an x0 network (no skip) the target at t = 0 is set to x itself.
 - Discretise [0, 1] into N intervals; draw n, noise data to x_{t_{n+1}}, take ONE teacher
   ODE step (Heun, as in the paper) to t_n, and regress f_theta(x_{t_{n+1}}, t_{n+1}) onto
   the target network f_{theta^-}(x_hat_{t_n}, t_n) (stop-gradient).
@@ -52,7 +53,7 @@ class ConsistencyConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         check(isinstance(self.n_intervals, int) and self.n_intervals >= 2, "n_intervals", self.n_intervals, "an integer >= 2")
-        check(0.0 <= self.target_ema < 1.0, "target_ema", self.target_ema, "a float in [0, 1)")
+        check(isinstance(self.target_ema, (int, float)) and 0.0 <= self.target_ema < 1.0, "target_ema", self.target_ema, "a float in [0, 1)")
         check(self.solver in ("euler", "heun"), "solver", self.solver, "euler, heun")
         check(self.loss in ("l2", "huber"), "loss", self.loss, "l2, huber")
 
@@ -93,7 +94,9 @@ class Consistency(Method):
     @torch.no_grad()
     def _target(self, x_t, t, s):
         x_s = self._teacher_step(x_t, t, s)
-        return self.target.x0(x_s, s), x_s
+        x0 = self.target.x0(x_s, s)
+        # boundary condition f(x, 0) = x for every parameterisation (pred='x0' has c_skip(0) = 0, c_out(0) = 1)
+        return torch.where((s <= 0)[:, None], x_s, x0), x_s
 
     def targets(self, batch, t=None) -> Targets:
         N = self.config.n_intervals

@@ -53,9 +53,9 @@ class ReflowConfig(MethodConfig):
         super().__post_init__()
         check(isinstance(self.n_pairs, int) and self.n_pairs >= self.batch, "n_pairs", self.n_pairs, f"an integer >= batch ({self.batch})")
         check(isinstance(self.pair_steps, int) and self.pair_steps >= 2, "pair_steps", self.pair_steps, "an integer >= 2")
-        check(0.0 <= self.distill_frac < 1.0, "distill_frac", self.distill_frac, "a float in [0, 1)")
+        check(isinstance(self.distill_frac, (int, float)) and 0.0 <= self.distill_frac < 1.0, "distill_frac", self.distill_frac, "a float in [0, 1)")
         check(self.t_dist in ("uniform", "u_shaped"), "t_dist", self.t_dist, "uniform, u_shaped")
-        check(self.huber_c >= 0, "huber_c", self.huber_c, "a float >= 0 (0 means squared L2)")
+        check(isinstance(self.huber_c, (int, float)) and self.huber_c >= 0, "huber_c", self.huber_c, "a float >= 0 (0 means squared L2)")
 
 
 def _u_shaped(u: torch.Tensor, a: float = 4.0) -> torch.Tensor:

@@ -80,7 +80,13 @@ def build_net(spec: dict) -> nn.Module:
         raise LabError(f"unknown network type {kind!r}; allowed: {', '.join(NETS)}")
     if "extra" in spec:
         spec["extra"] = tuple(spec["extra"])
-    return NETS[kind](**spec)
+    try:
+        return NETS[kind](**spec)
+    except TypeError as e:
+        import inspect
+
+        allowed = [p for p in inspect.signature(NETS[kind]).parameters]
+        raise LabError(f"bad options for network type {kind!r}: {e}; allowed: {', '.join(allowed)}") from None
 
 
 def net_spec(net: nn.Module) -> dict:

@@ -29,6 +29,8 @@ class Run:
     @classmethod
     def create(cls, folder, config: dict, overwrite: bool = False) -> "Run":
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise LabError(f"{folder} is a file; --out must be a folder (new or empty)")
         if folder.exists() and any(folder.iterdir()) and not overwrite:
             raise LabError(f"{folder} already exists and is not empty; choose another --out or resume it with --resume {folder}")
         folder.mkdir(parents=True, exist_ok=True)
