@@ -1,4 +1,4 @@
-"""Shared fixtures for the app tests (test_app, test_gradio, test_browser)."""
+"""Shared fixtures: one torch thread for the whole session; students for the app tests."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-APP_DATA = "8gaussians"  # the distribution the app tests look at (its teacher is shipped)
+APP_DATA = "8gaussians"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Toy tensors: one intra-op thread is as fast, and far faster on busy cores (no OpenMP spin-waits).
+    Subprocesses (CLI, streamlit, notebook kernels) get the same through LAB_NUM_THREADS."""
+    import torch
+
+    n = torch.get_num_threads()
+    old = os.environ.get("LAB_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["LAB_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(n)
+    if old is None:
+        os.environ.pop("LAB_NUM_THREADS", None)
+    else:
+        os.environ["LAB_NUM_THREADS"] = old  # the distribution the app tests look at (its teacher is shipped)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ reference data; nothing is compared against a stored number.
 from __future__ import annotations
 
 import pytest
-import torch
 
 import lab
 from lab.data import toy2d

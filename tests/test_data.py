@@ -12,15 +12,6 @@ from lab.data import GMM, PointCloud, Source, load_points, resolve, toy2d
 from lab.errors import LabError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 NAMES = ["8gaussians", "25gaussians", "moons", "swissroll", "checkerboard", "rings", "spirals", "pinwheel"]
 
 

@@ -13,15 +13,6 @@ from lab.metrics import METRICS, energy_distance, evaluate, low_density_share, m
 from lab.metrics.samples import _projections
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gauss(n, seed, shift=(0.0, 0.0), scale=1.0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, 2, generator=g) * scale + torch.tensor(shift)

@@ -12,15 +12,6 @@ from lab.diffusion import Denoiser, LinearFlow, Process, VPCosine, get_process, 
 from lab.errors import LabError
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 PROCESSES = [LinearFlow(), VPCosine()]
 PREDS = ["x0", "eps", "v"]
 

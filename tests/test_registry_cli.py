@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import lab
 from lab.diffusion.train import TeacherConfig
@@ -18,15 +17,6 @@ from lab.errors import LabError
 from lab.methods import MethodConfig, get_method, list_methods, register
 from lab.nets import build_net
 from lab.trainable import config_from_dict
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 PY = "/work/main/.venv/bin/python"

@@ -14,15 +14,6 @@ from lab.runs import Callback, Run, list_runs, recipes
 from lab.runs.recipes import distill_run, resume_run, train_teacher_run
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TEACHER = "toy2d/8gaussians/analytic"
 NET = {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}
 CONFIGS = {

@@ -17,15 +17,6 @@ from lab.errors import LabError
 from lab.metrics import noise_floor, sliced_wasserstein
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on busy cores (no OpenMP spin-waits)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class Counting(nn.Module):
     def __init__(self, net):
         super().__init__()

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.process import Process, _bc
+from lab.diffusion.process import Process
 from lab.errors import LabError
 
 SOLVERS = ("euler", "heun", "ddim")

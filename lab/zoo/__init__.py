@@ -117,7 +117,6 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
         recipe = {"trainer": "flow matching", "config": asdict(tr.config), "seed": seed}
     else:
         from lab.methods import get_method
-        from lab.runs.loop import EMA
 
         teacher = load(f"toy2d/{data}/teacher", device=device, progress=progress)
         m = get_method(what)(teacher, source, seed=seed, device=device)
