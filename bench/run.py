@@ -130,7 +130,7 @@ def write(teachers, students, out) -> None:
              f"Machine: {machine()}.", "",
              f"Sliced Wasserstein distance (SWD, 256 fixed projections) between {N} samples and {N} fresh data points, "
              "all models sampled from the same noise. Noise floor: SWD between two fresh data draws of the same size "
-             "(mean of 3). Lower is better; values near the floor are indistinguishable from data at this sample size.",
+             "(mean of 5). Lower is better; values near the floor are indistinguishable from data at this sample size.",
              "", "## Teachers (zoo, Euler sampler)", "",
              "| dataset | floor | 1 NFE | 2 NFE | 4 NFE | 8 NFE | 50 NFE | sample s @50 |", "|---|---|---|---|---|---|---|---|"]
     for t in teachers:
@@ -138,7 +138,7 @@ def write(teachers, students, out) -> None:
                      + f" | {t['sample_s@50']:.3f} |")
     lines += ["", "## Students (default config of each method, distilled here)", "",
               "ratio = best student SWD over 1/2/4 NFE divided by the teacher's 50-NFE SWD. "
-              "Goal: ratio <= 1.25 and distillation <= 60 s.", "",
+              "Goal: ratio <= 1.25 and distillation <= 60 s. Sampling times are for 5000 samples; peak RSS is the whole child process (torch alone is about 450 MB).", "",
               "| dataset | method | steps | distill s | 1 NFE | 2 NFE | 4 NFE | ratio (best) | teacher@same NFE | goal met | sample s @1 | peak RSS MB |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in students:

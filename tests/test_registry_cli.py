@@ -58,7 +58,7 @@ def test_register_twice_is_refused():
 
 @pytest.mark.parametrize("method,field,value", [
     ("progressive", "halvings", 0),
-    ("progressive", "halvings", 5),
+    ("progressive", "halvings", 7),
     ("progressive", "start_steps", 6),
     ("progressive", "steps", 0),
     ("consistency", "n_intervals", 1),

@@ -74,7 +74,8 @@ def card(entry: str) -> dict:
     return read_json(p / "model.json").get("card", {}) if p else {}
 
 
-def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool = True):
+def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool = True, steps: int | None = None):
+    """Load a zoo entry; a missing one is trained (``steps`` overrides the recipe's length) and cached."""
     from lab.diffusion.generators import analytic_generator, load_generator
 
     data, what = _parse(entry)
@@ -86,7 +87,7 @@ def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool
     if p is None:
         if not train_if_missing:
             raise LabError(f"zoo entry {entry!r} is neither shipped nor cached; run `lab zoo build` or allow training")
-        p = build_entry(entry, cache_dir(), progress=progress)
+        p = build_entry(entry, cache_dir(), progress=progress, steps=steps)
     return load_generator(p, device)
 
 
@@ -98,7 +99,8 @@ def _evaluate(gen, source, n=4000, nfe=(1, 2, 4, TEACHER_NFE)):
     return out
 
 
-def build_entry(entry: str, root: Path | None = None, progress: bool = True, seed: int = 0, device="cpu") -> Path:
+def build_entry(entry: str, root: Path | None = None, progress: bool = True, seed: int = 0, device="cpu",
+                steps: int | None = None) -> Path:
     """Train one zoo entry and write it to ``root/entry`` (atomic files)."""
     from lab.runs.loop import ProgressBar, run_to_end
 
@@ -111,7 +113,7 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     if what == "teacher":
         from lab.diffusion.train import TeacherConfig, TeacherTraining
 
-        tr = TeacherTraining(source, TeacherConfig(), seed=seed, device=device)
+        tr = TeacherTraining(source, TeacherConfig(**({"steps": steps} if steps else {})), seed=seed, device=device)
         run_to_end(tr, callbacks=[ProgressBar(f"zoo {entry}", disable=not progress)])
         gen = tr.generator()
         recipe = {"trainer": "flow matching", "config": asdict(tr.config), "seed": seed}
@@ -119,7 +121,7 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
         from lab.methods import get_method
 
         teacher = load(f"toy2d/{data}/teacher", device=device, progress=progress)
-        m = get_method(what)(teacher, source, seed=seed, device=device)
+        m = get_method(what)(teacher, source, {"steps": steps} if steps else None, seed=seed, device=device)
         cbs = [ProgressBar(f"zoo {entry}", disable=not progress)]
         run_to_end(m, callbacks=cbs)
         gen = m.generator()

@@ -1,0 +1,42 @@
+"""The zoo: shipped entries load instantly; a missing entry is trained once with a progress bar, then cached."""
+from __future__ import annotations
+
+import pytest
+
+import lab
+from lab import zoo
+from lab.errors import LabError
+
+
+def test_every_distribution_ships_a_teacher_with_a_card():
+    for name in lab.data.toy2d.names():
+        p = zoo.find(f"toy2d/{name}/teacher")
+        assert p is not None and zoo.ASSETS in p.parents, name
+        card = zoo.card(f"toy2d/{name}/teacher")
+        assert card["recipe"]["trainer"] == "flow matching"
+        assert card["metrics"]["swd@50"] < card["metrics"]["swd@1"]  # the card's own numbers are sane
+
+
+def test_unknown_entry_names_the_allowed_ones():
+    with pytest.raises(LabError, match="allowed: toy2d/8gaussians/teacher"):
+        zoo.load("toy2d/nope/teacher")
+
+
+def test_missing_entry_trains_on_demand_and_is_cached(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(zoo, "ASSETS", tmp_path / "assets")  # nothing shipped
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "cache"))
+    assert zoo.find("toy2d/moons/teacher") is None
+    with pytest.raises(LabError, match="neither shipped nor cached"):
+        zoo.load("toy2d/moons/teacher", train_if_missing=False)
+    gen = zoo.load("toy2d/moons/teacher", steps=30, progress=True)
+    cached = tmp_path / "cache" / "zoo" / "toy2d" / "moons" / "teacher"
+    assert (cached / "model.json").exists() and (cached / "weights.safetensors").exists()
+    assert gen.card["recipe"]["config"]["steps"] == 30
+    assert "zoo toy2d/moons/teacher" in capsys.readouterr().err  # the progress bar was shown
+    calls = []
+    monkeypatch.setattr(zoo, "build_entry", lambda *a, **k: calls.append(a))
+    again = zoo.load("toy2d/moons/teacher")
+    assert calls == []  # second load comes from the cache, no training
+    x1 = gen.sample(50, nfe=2, seed=0).x
+    x2 = again.sample(50, nfe=2, seed=0).x
+    assert (x1 == x2).all()
