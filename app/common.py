@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import zoo
-from lab.data import toy2d
-from lab.runs import list_runs
+from lab.runs import find_students
 
 STUDENT_NFE = (1, 2, 4)
 DEFAULT_TEACHER_NFE = zoo.TEACHER_NFE
@@ -35,7 +34,7 @@ class StudentRef:
 
 def distributions() -> list[str]:
     """2D distributions that have a teacher in the zoo (shipped or cached)."""
-    return [name for name in toy2d.names() if zoo.find(f"toy2d/{name}/teacher") is not None]
+    return zoo.teachers()
 
 
 def teacher_entry(name: str) -> str:
@@ -43,28 +42,13 @@ def teacher_entry(name: str) -> str:
 
 
 def zoo_students(name: str) -> list[StudentRef]:
-    out = []
-    for method in zoo.STUDENT_METHODS:
-        entry = f"toy2d/{name}/{method}"
-        try:
-            present = zoo.find(entry) is not None
-        except Exception:  # noqa: BLE001 - an entry the zoo does not know is simply absent
-            present = False
-        if present:
-            out.append(StudentRef(method, "zoo", entry))
-    return out
+    return [StudentRef(e.rsplit("/", 1)[1], "zoo", e) for e in zoo.students(name)]
 
 
 def run_students(name: str, root: str | Path | None = None) -> list[StudentRef]:
     """Distilled students in run folders whose data is ``toy2d:name`` and that have a saved model."""
-    df = list_runs(root if root is not None else runs_root())
-    if df.empty or "has_model" not in df or "data" not in df:
-        return []
-    df = df[(df["has_model"] == True) & (df["data"] == f"toy2d:{name}")]  # noqa: E712 - NaN rows are unreadable
-    if "kind" in df:
-        df = df[df["kind"] != "teacher"]
     out = []
-    for _, r in df.iterrows():
+    for _, r in find_students(f"toy2d:{name}", root if root is not None else runs_root()).iterrows():
         folder = Path(str(r["run"]))
         method = str(r.get("method") or "student")
         label = folder.name if method in folder.name else f"{method}:{folder.name}"

@@ -40,3 +40,16 @@ def test_missing_entry_trains_on_demand_and_is_cached(tmp_path, monkeypatch, cap
     x1 = gen.sample(50, nfe=2, seed=0).x
     x2 = again.sample(50, nfe=2, seed=0).x
     assert (x1 == x2).all()
+
+
+def test_run_folders_with_students_are_found_by_data(tmp_path):
+    from lab.runs import find_students
+    from lab.runs.recipes import distill_run, train_teacher_run
+
+    small = {"batch": 32, "student_net": {"type": "mlp", "hidden": 16, "depth": 1, "t_dim": 8}}
+    distill_run("consistency", "toy2d/8gaussians/analytic", tmp_path / "cd", steps=3, config=small, progress=False)
+    train_teacher_run("toy2d:8gaussians", tmp_path / "t", steps=3, progress=False, config={"batch": 32})
+    found = find_students("toy2d:8gaussians", tmp_path)
+    assert list(found["run"]) == [str(tmp_path / "cd")]  # the teacher run is not a student
+    assert find_students("toy2d:moons", tmp_path).empty
+    assert lab.load(found["run"][0]).sample(5, nfe=1).x.shape == (5, 2)

@@ -108,3 +108,12 @@ def list_runs(root="runs") -> pd.DataFrame:
             except Exception as e:  # noqa: BLE001 - a broken folder is listed, not fatal
                 rows.append({"run": str(cfg.parent), "kind": f"unreadable: {e}"})
     return pd.DataFrame(rows)
+
+
+def find_students(data_spec: str, root="runs") -> pd.DataFrame:
+    """Distillation runs under ``root`` whose data is ``data_spec`` and that saved a student model."""
+    df = list_runs(root)
+    if df.empty or "has_model" not in df or "data" not in df:
+        return pd.DataFrame(columns=["run", "method", "teacher", "data", "steps_done", "steps", "has_model", "kind"])
+    keep = (df["has_model"] == True) & (df["data"] == data_spec) & (df["kind"] == "distill")  # noqa: E712
+    return df[keep].reset_index(drop=True)

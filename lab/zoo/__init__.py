@@ -57,6 +57,21 @@ def _parse(entry: str):
     return data, what
 
 
+def teachers() -> list[str]:
+    """Names of the 2D distributions whose teacher is shipped or cached (nothing is trained)."""
+    return [name for name in toy2d.names() if find(f"toy2d/{name}/teacher") is not None]
+
+
+def students(name: str) -> list[str]:
+    """Zoo student entries for distribution ``name`` that are shipped or cached."""
+    out = []
+    for m in STUDENT_METHODS:
+        e = f"toy2d/{name}/{m}"
+        if e in entries() and find(e) is not None:
+            out.append(e)
+    return out
+
+
 def find(entry: str) -> Path | None:
     """The folder holding ``entry`` (assets first, then the cache), or None."""
     _parse(entry)
