@@ -35,7 +35,7 @@ class GMMPosterior(nn.Module):
         self.register_buffer("log_w", torch.log(gmm.weights.clone()))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond) -> torch.Tensor:
-        dt = torch.float64
+        dt = torch.float32 if x.device.type == "mps" else torch.float64  # MPS has no float64
         xd = x.to(dt)
         a = self.process.alpha(t.to(dt))[:, None, None, None]  # (n,1,1,1)
         s = self.process.sigma(t.to(dt))[:, None, None, None]
