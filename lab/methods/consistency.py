@@ -40,6 +40,7 @@ import torch
 
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
+from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check
 
@@ -126,12 +127,8 @@ class Consistency(Method):
         x_t = self.process.add_noise(batch["x0"], batch["eps"], t)
         target, _ = self._target(x_t, t, s)
         pred = self.student.x0(x_t, t)
-        d2 = ((pred - target) ** 2).sum(-1)
-        if self.config.loss == "huber":
-            c = self.config.huber_c
-            per = torch.sqrt(d2 + c * c) - c
-        else:
-            per = d2
+        d2 = sq_dist(pred, target)
+        per = pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2
         loss = per.mean()
         self._opt_step("student", loss)
         with torch.no_grad():  # target network: EMA of the student

@@ -35,6 +35,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ReflowGenerator, make_noise
 from lab.diffusion.process import LinearFlow
 from lab.diffusion.samplers import ode_sample
+from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check
 
@@ -114,7 +115,7 @@ class Reflow(Method):
 
     def _loss(self, d2):
         c = self.config.huber_c
-        return (torch.sqrt(d2 + c * c) - c).mean() if c > 0 else d2.mean()
+        return pseudo_huber(d2, c).mean() if c > 0 else d2.mean()
 
     def targets(self, batch, t=None) -> Targets:
         if "z" not in batch:
@@ -140,14 +141,14 @@ class Reflow(Method):
         if it < self.reflow_steps:
             x_t = self.linear.add_noise(x1, z, t)
             v = self.flow.velocity(x_t, t)
-            loss = self._loss(((v - (z - x1)) ** 2).sum(-1))
+            loss = self._loss(sq_dist(v, z - x1))
             self._opt_step("flow", loss)
             return StepOutput(losses={"reflow": loss.item()}, stage="reflow")
         if self.one_step is None:
             self._start_distill()
         ones = torch.ones(z.shape[0], device=z.device)
         x_hat = self.one_step.x0(z, ones)
-        loss = self._loss(((x_hat - x1) ** 2).sum(-1))
+        loss = self._loss(sq_dist(x_hat, x1))
         self._opt_step("one_step", loss)
         return StepOutput(losses={"distill": loss.item()}, stage="distill")
 

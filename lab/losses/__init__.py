@@ -1,0 +1,17 @@
+"""Pure loss functions shared by methods. Each takes per-sample squared distances or tensors."""
+from __future__ import annotations
+
+import torch
+
+
+def sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample squared Euclidean distance, summed over every non-batch dimension."""
+    return ((a - b) ** 2).flatten(1).sum(1)
+
+
+def pseudo_huber(d2: torch.Tensor, c: float) -> torch.Tensor:
+    """sqrt(d^2 + c^2) - c per sample (improved consistency training, rectified-flow++); c = 0 gives |d|.
+
+    Zero at d = 0, about d^2 / (2c) for |d| << c and |d| for |d| >> c.
+    """
+    return torch.sqrt(d2 + c * c) - c
