@@ -134,9 +134,6 @@ class Progressive(Method):
     def generator(self) -> FlowGenerator:
         return FlowGenerator(self.student, "ddim", native_nfe=(self.student_steps(),))
 
-    def ema_nets(self):
-        return {}
-
     def extra_state(self):
         return {"stage": self.stage}
 

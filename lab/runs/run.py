@@ -65,9 +65,6 @@ class Run:
     def snapshots(self) -> list[Path]:
         return sorted((self.folder / "snapshots").glob("step_*.npz"))
 
-    def write_card(self, card: dict) -> None:
-        atomic_write_json(self.folder / "card.json", card)
-
     # ---- checkpoints
     def save_checkpoint(self, state: dict) -> None:
         save_state(self.folder / "checkpoint", state)
