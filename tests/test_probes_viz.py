@@ -91,3 +91,19 @@ def test_lab_never_imports_app_frameworks():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for n in names:
                 assert n.split(".")[0] not in {"streamlit", "gradio"}, f"{path} imports {n}"
+
+
+def test_dmd_target_is_the_sample_moved_by_real_minus_fake(setup):
+    """DMD pushes G(z) towards x - grad, grad = (x0_fake - x0_real) / mean|x - x0_real|."""
+    src, teacher, small = setup
+    m = lab.get_method("dmd")(teacher, src, {**small, "steps": 2, "n_pairs": 64, "pair_steps": 4})
+    with torch.no_grad():  # make the fake score differ from the real one
+        for p in m.fake.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    df = probes.targets(m, t=0.5, n=64)
+    assert (df["on"] == "data").all() and (df["space"] == "x0").all()
+    tg = m.targets(m.probe_batch(64, 0.5), t=0.5)
+    x = tg.info["generator_sample"]
+    norm = (x - tg.teacher).abs().mean(-1, keepdim=True)
+    assert torch.allclose(tg.target, x - (tg.student - tg.teacher) / norm, atol=1e-5)
+    assert float((tg.target - x).norm(dim=-1).mean()) > 1e-3

@@ -20,6 +20,7 @@ CONFIGS = {
     "consistency": {"batch": 64, "student_net": NET},
     "progressive": {"batch": 64, "student_net": NET, "start_steps": 4, "halvings": 2},
     "reflow": {"batch": 64, "student_net": NET, "n_pairs": 500, "pair_steps": 4},
+    "dmd": {"batch": 64, "student_net": NET, "n_pairs": 500, "pair_steps": 4, "fake_updates": 2},
 }
 STEPS = 40
 
@@ -95,7 +96,7 @@ def references(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method,at", [("consistency", 20), ("progressive", 20), ("progressive", 30),
-                                       ("reflow", 20), ("reflow", 30)])
+                                       ("reflow", 20), ("reflow", 30), ("dmd", 20)])
 def test_resume_is_bitwise_identical(references, tmp_path, monkeypatch, method, at):
     """Stop at step ``at`` right after a checkpoint, resume, and get the reference's exact numbers.
 
