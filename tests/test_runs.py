@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lab.errors import LabError
+from lab.methods import get_method, list_methods
 from lab.io import flatten_state, load_state, load_tensors, save_state
 from lab.runs import Callback, Run, list_runs, recipes
 from lab.runs.recipes import distill_run, resume_run, train_teacher_run
@@ -22,6 +23,12 @@ CONFIGS = {
     "reflow": {"batch": 64, "student_net": NET, "n_pairs": 500, "pair_steps": 4},
     "dmd": {"batch": 64, "student_net": NET, "n_pairs": 500, "pair_steps": 4, "fake_updates": 2},
 }
+# every other registered method resumes with its own tiny config on its tiny teacher
+for _m in list_methods():
+    CONFIGS.setdefault(_m, get_method(_m).tiny)
+TEACHERS = {m: get_method(m).tiny_teacher for m in list_methods()}
+RESUME_CASES = [("consistency", 20), ("progressive", 20), ("progressive", 30), ("reflow", 20), ("reflow", 30)] + \
+    [(m, 20) for m in list_methods() if m not in ("consistency", "progressive", "reflow")]
 STEPS = 40
 
 
@@ -88,15 +95,14 @@ def references(tmp_path_factory):
     def get(method, ema=None):
         key = (method, ema)
         if key not in cache:
-            cache[key] = distill_run(method, TEACHER, root / f"{method}_{ema}", steps=STEPS, progress=False,
+            cache[key] = distill_run(method, TEACHERS[method], root / f"{method}_{ema}", steps=STEPS, progress=False,
                                      config=CONFIGS[method], ema=ema)
         return cache[key]
 
     return get
 
 
-@pytest.mark.parametrize("method,at", [("consistency", 20), ("progressive", 20), ("progressive", 30),
-                                       ("reflow", 20), ("reflow", 30), ("dmd", 20)])
+@pytest.mark.parametrize("method,at", RESUME_CASES)
 def test_resume_is_bitwise_identical(references, tmp_path, monkeypatch, method, at):
     """Stop at step ``at`` right after a checkpoint, resume, and get the reference's exact numbers.
 
@@ -104,7 +110,7 @@ def test_resume_is_bitwise_identical(references, tmp_path, monkeypatch, method, 
     reflow: the one-step distillation stage starts at step 24 (30 is inside it)."""
     ref = references(method)
     folder = tmp_path / "run"
-    _interrupt(monkeypatch, at, 10 if at == 30 else 20, distill_run, method, TEACHER, folder, steps=STEPS,
+    _interrupt(monkeypatch, at, 10 if at == 30 else 20, distill_run, method, TEACHERS[method], folder, steps=STEPS,
                progress=False, config=CONFIGS[method])
     run = Run.open(folder)
     assert run.has_checkpoint() and not run.has_model()

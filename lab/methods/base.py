@@ -87,6 +87,10 @@ class Method(Trainable):
     family = "step distillation"
     mechanism = ""
     paper = ""
+    #: config overrides for a tiny run (tests: a few dozen steps on the analytic 8-Gaussians teacher)
+    tiny: dict = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
+    #: the teacher the tiny run uses (a zoo entry)
+    tiny_teacher: str = "toy2d/8gaussians/analytic"
 
     def __init__(self, teacher: "Generator | str", data: "Source | str", config: "MethodConfig | dict | None" = None,
                  seed: int = 0, device=None):
