@@ -106,9 +106,10 @@ def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool
     return load_generator(p, device)
 
 
-def _evaluate(gen, source, n=4000, nfe=(1, 2, 4, TEACHER_NFE)):
+def _evaluate(gen, source, n=4000, nfe=None):
     from lab.metrics import noise_floor, sliced_wasserstein
 
+    nfe = nfe or tuple(getattr(gen, "native_nfe", ())) or (1, 2, 4, TEACHER_NFE)
     out = {f"swd@{k}": sliced_wasserstein(gen.sample(n, nfe=k, seed=1).x, source.sample(n, 99)) for k in nfe}
     out["swd_noise_floor"] = noise_floor(source, n)
     return out
@@ -122,7 +123,6 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     data, what = _parse(entry)
     if what == "analytic":
         raise LabError("analytic entries have no weights to build")
-    root = Path(root) if root is not None else ASSETS
     source = toy2d.get(data)
     t0 = time.perf_counter()
     if what == "teacher":
@@ -141,11 +141,20 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
         run_to_end(m, callbacks=cbs)
         gen = m.generator()
         recipe = {"method": what, "teacher": f"toy2d/{data}/teacher", "config": m.config_dict(), "seed": seed}
-    wall = time.perf_counter() - t0
+    return save_entry(entry, gen, recipe, time.perf_counter() - t0, root)
+
+
+def save_entry(entry: str, gen, recipe: dict, train_seconds: float, root: Path | None = None) -> Path:
+    """Evaluate ``gen`` and write it as zoo entry ``entry`` under ``root`` with its model card.
+
+    Used by ``build_entry`` and by the benchmark, which distils the same default students."""
+    data, _ = _parse(entry)
+    root = Path(root) if root is not None else ASSETS
+    source = toy2d.get(data)
     gen.eval()
     with torch.no_grad():
         metrics = _evaluate(gen, source)
-    card_ = {"entry": entry, "data": source.spec, "recipe": recipe, "train_seconds": round(wall, 1),
+    card_ = {"entry": entry, "data": source.spec, "recipe": recipe, "train_seconds": round(train_seconds, 1),
              "metrics": {k: round(v, 5) for k, v in metrics.items()}, "torch": torch.__version__,
              "built": time.strftime("%Y-%m-%d")}
     return gen.save(root / entry, card_)
