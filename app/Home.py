@@ -20,14 +20,21 @@ Explore, demonstrate and teach **distillation** at toy scale on a CPU.
 A *teacher* is a flow/diffusion model that needs many steps (function evaluations, NFE) to turn
 noise into samples. *Step distillation* trains a *student* that gets there in 1, 2 or 4 steps:
 **progressive distillation** halves the step count round after round, **consistency distillation**
-learns to jump from any point of the teacher's path to its end, and **reflow** straightens the paths
-so a few Euler steps suffice.
+learns to jump from any point of the teacher's path to its end, **reflow** straightens the paths
+so a few Euler steps suffice, and **distribution matching** (DMD, VSD, SiD) trains a one-step
+generator with the difference between the teacher's score and a score fitted to the generator's own samples.
 
 Everything runs on 2D distributions, so every sample and every path can be drawn.
 """
 )
 
 st.page_link("pages/1_Generators.py", label="Generators: teacher vs students from the same noise", icon="🎯")
+
+st.subheader("Methods")
+st.caption("Every method registered in `lab` (the same list as `lab methods`). Distil one with "
+           "`lab distill --method METHOD --teacher toy2d/8gaussians/teacher --out runs/NAME`; its run folder then "
+           "appears on the Generators page.")
+st.dataframe(common.methods_table(), width="stretch")
 
 names = common.distributions()
 if names:

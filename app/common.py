@@ -32,6 +32,15 @@ class StudentRef:
     ref: str          # zoo entry name or run folder path
 
 
+def methods_table():
+    """Every registered method: name, family, mechanism, paper (a DataFrame for the method list)."""
+    import pandas as pd
+
+    from lab.methods import get_method, list_methods
+
+    return pd.DataFrame([get_method(m).describe() for m in list_methods()]).set_index("name")
+
+
 def distributions() -> list[str]:
     """2D distributions that have a teacher in the zoo (shipped or cached)."""
     return zoo.teachers()

@@ -28,6 +28,10 @@ def test_home_page():
     _ok(at)
     assert at.title[0].value == "Distillation Lab"
     assert any("Generators" in m.value for m in at.markdown) or at.get("page_link")
+    import lab
+
+    shown = list(at.dataframe[0].value.index)
+    assert shown == lab.list_methods(), shown  # every registered method is listed
 
 
 def test_generators_page(app_students):
