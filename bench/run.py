@@ -89,7 +89,12 @@ def child(dataset: str, method: str, out: str, seed: int, zoo: bool = False) -> 
     with torch.no_grad():  # the convergence curve is judged against the teacher on the same 2000-sample set
         t50_small = sliced_wasserstein(tea.sample(z=z_small, nfe=50, seed=3).x, ref_small)
     load0 = load_avg()
-    m = lab.get_method(method)(tea, src, seed=seed)
+    try:
+        m = lab.get_method(method)(tea, src, seed=seed)
+    except lab.LabError as e:  # e.g. a class-conditional method on an unconditional teacher
+        Path(out).write_text(json.dumps({"dataset": dataset, "method": method, "na": str(e),
+                                         "date": time.strftime("%Y-%m-%d %H:%M")}))
+        return
     every = max(1, m.total_steps // CHECKS)
     curve, spent, t0 = [], 0.0, time.perf_counter()
     for state in lab.distill(m):
@@ -176,6 +181,8 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="only rebuild RESULTS.md from bench/results")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
     ap.add_argument("--zoo", action="store_true", help="also write each default student on a zoo dataset to assets/zoo")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="children run at once (each uses LAB_NUM_THREADS threads; on 2 cores 2 jobs inflate timings a little)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -185,6 +192,9 @@ def main() -> None:
     bad = [m for m in methods if m not in list_methods()]
     if bad:
         ap.error(f"unknown method(s) {bad}; allowed: {', '.join(list_methods())}")
+    if a.jobs < 1:
+        ap.error(f"--jobs must be >= 1, got {a.jobs}")
+    jobs: list = []
     if not a.write:
         for ds in a.datasets:
             tp = _path(ds, "_teacher")
@@ -194,15 +204,35 @@ def main() -> None:
                 p = _path(ds, meth)
                 if a.missing and p.exists():
                     continue
-                tmp = p.with_suffix(".child.tmp")
-                print(f"[bench] {ds} / {meth} ...", flush=True)
-                r = subprocess.run([sys.executable, __file__, "--seed", str(a.seed), *(["--zoo"] if a.zoo else []),
-                                    "--child", ds, meth, str(tmp)])
-                if r.returncode != 0:
-                    print(f"[bench] {ds} / {meth} FAILED (exit {r.returncode})", flush=True)
-                    continue
-                _save(json.loads(tmp.read_text()), p)
-                tmp.unlink()
+                jobs.append((ds, meth, p))
+        running: list = []
+
+        def reap(block: bool) -> None:
+            for item in list(running):
+                proc, ds, meth, p, tmp = item
+                if block or proc.poll() is not None:
+                    rc = proc.wait()
+                    running.remove(item)
+                    if rc != 0 or not tmp.exists():
+                        print(f"[bench] {ds} / {meth} FAILED (exit {rc})", flush=True)
+                        continue
+                    _save(json.loads(tmp.read_text()), p)
+                    tmp.unlink()
+                    print(f"[bench] {ds} / {meth} done", flush=True)
+                    if not block:
+                        return
+
+        for ds, meth, p in jobs:
+            while len(running) >= a.jobs:
+                reap(block=False)
+                time.sleep(0.2)
+            tmp = p.with_suffix(".child.tmp")
+            print(f"[bench] {ds} / {meth} ...", flush=True)
+            proc = subprocess.Popen([sys.executable, __file__, "--seed", str(a.seed), *(["--zoo"] if a.zoo else []),
+                                     "--child", ds, meth, str(tmp)])
+            running.append((proc, ds, meth, p, tmp))
+        while running:
+            reap(block=True)
     write(a.out)
 
 
@@ -216,7 +246,8 @@ def _first_within(curve, bound):
 def write(out) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     teachers = {r["dataset"]: r for r in rows if "floor" in r}
-    students = [r for r in rows if "method" in r]
+    na = [r for r in rows if "na" in r]
+    students = [r for r in rows if "method" in r and "na" not in r]
     order = {d: i for i, d in enumerate(DATASETS)}
     students.sort(key=lambda r: (order.get(r["dataset"], 99), r["method"]))
     mach = students[0]["machine"] if students else machine()
@@ -260,6 +291,10 @@ def write(out) -> None:
                      f"{ratio:.2f} (@{best_k}) | {'-' if c15 is None else f'{c15:.0f}'} | "
                      f"{'-' if c125 is None else f'{c125:.0f}'} | {why} | {s['load_avg'][0]:.1f} | {s['peak_rss_mb']:.0f} |")
     lines += ["", "## Misses", ""] + ([f"- {m}" for m in misses] or ["- none"])
+    if na:
+        lines += ["", "## Not applicable here", "", "Methods that cannot run on this dataset's teacher (the reason is the "
+                  "method's own error message):", ""]
+        lines += [f"- {r['method']} on {r['dataset']}: {r['na']}" for r in sorted(na, key=lambda r: (order.get(r['dataset'], 99), r['method']))]
     Path(out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
