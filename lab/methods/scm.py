@@ -1,0 +1,385 @@
+"""Continuous-time consistency distillation (sCM) and its score-regularised variant (rCM).
+
+Papers: Lu & Song, "Simplifying, Stabilizing and Scaling Continuous-Time Consistency
+Models" (ICLR 2025) for ``scm``; Zheng et al., "Large Scale Diffusion Distillation via
+Score-Regularized Continuous-Time Consistency" (2025) for ``rcm``. Details of the loss
+from NVlabs/FastGen ``sCM.py`` and the paper's Algorithm 1 (METHOD_NOTES "sCM /
+continuous-time consistency" and "More step-distillation details").
+
+sCM trains the consistency function in continuous time: instead of matching the
+student at two adjacent points of a teacher trajectory, it drives the total derivative
+df/dt along the teacher's probability-flow ODE to zero, computing df/dt exactly with a
+Jacobian-vector product. rCM adds a DMD-style reverse-divergence term on the student's
+one-step samples (real score = teacher, fake score fitted online), which is
+mode-seeking where the consistency objective is mode-covering.
+
+Mechanism as implemented:
+- TrigFlow: x_t = cos(t) x0 + sin(t) sigma_d z, z ~ N(0, I), t in [0, pi/2]; the
+  consistency function is f(x_t, t) = cos(t) x_t - sin(t) sigma_d F(x_t / sigma_d, t),
+  so f(x, 0) = x exactly. sigma_d defaults to the data's RMS per coordinate (1.42 on
+  8 Gaussians), measured from 10k data samples.
+- Time map to our linear flow (alpha = 1 - s, sigma = s; derived by matching the
+  signal-to-noise ratio): tan(t) = s / ((1 - s) sigma_d), i.e. t = atan2(s, (1 - s) sigma_d)
+  and s = sigma_d sin t / (cos t + sigma_d sin t); the states differ by a scale,
+  x_lin = x_trig / (cos t + sigma_d sin t) (= x_trig * (1 - s) / cos t). With sigma_d = 1
+  this is tan(t) = s / (1 - s) and x_lin = x_trig / (cos t + sin t).
+- Teacher tangent: the teacher's velocity at (x_lin, s) gives x0_hat and eps_hat
+  (exactly, for the linear flow); the TrigFlow PF-ODE is
+  dx_t/dt = cos(t) sigma_d eps_hat - sin(t) x0_hat.
+- Student tangent: (F, dF/dt) = jvp(F, (x_t / sigma_d, t), (cos t sin t dx_t/dt / sigma_d,
+  cos t sin t)) without grad (F^- = F detached), then an ordinary forward with grad.
+  g = -cos^2 t (sigma_d F^- - dx_t/dt) - r (cos t sin t x_t + sigma_d dF/dt), with the
+  warm-up r ramping linearly 0 -> 1 over ``warmup`` steps.
+- Tangent normalisation g <- g / (||g|| / sqrt(D) + c), c = 0.1 (Algorithm 1 normalises
+  the norm by sqrt(D)).
+- Loss = w(t) e^{-logvar(t)} ||F - F^- - g||^2 / D + logvar(t), with a learned
+  log-variance head (Fourier features of t -> linear, zero-initialised) and the prior
+  weight w(t) = 1 / (sigma_d tan t). No target network: F^- is the same weights.
+- Time sampling: sigma = e^tau, tau ~ N(P_mean, P_std^2), t = atan(sigma / sigma_d)
+  (the paper's EDM-style proposal), clamped to [t_eps, pi/2 - t_eps].
+- Sampling: multistep consistency sampling in linear-flow time (the student is exposed
+  as an x0-predicting Denoiser of the linear process, so the shared
+  ConsistencyGenerator applies): 1, 2 and 4 steps.
+- rCM: loss = sCM + ``dmd_weight`` * DMD, the DMD term switched on after the tangent
+  warm-up (``dmd_start``); DMD gradient exactly as in ``lab.methods.dmd`` (teacher and
+  fake x0 difference at x_t with t ~ U[2%, 98%], normalised by the real residual), on the
+  student's 1-step sample f(sigma_d z, pi/2); the fake score (a teacher copy) is trained
+  with the flow-matching loss on detached student samples, ``fake_updates`` per step.
+
+Fidelity notes:
+- Student network: the teacher's own MLP (a copy), wrapped in the exact TrigFlow
+  conversion (``TrigFlowCM``): F_theta(x/sigma_d, t) is the teacher-parameterised velocity
+  network evaluated at (x_lin, s) and converted to a TrigFlow F. At initialisation the
+  student's f is therefore the teacher's one-jump x0 estimate (as in the paper, which
+  starts the student from the teacher); a fresh MLP would have to relearn the whole
+  flow in the 60 s budget. With an analytic teacher (no weights) a fresh MLP is wrapped
+  the same way.
+- The logvar head is a separate small net (the paper reads it from the main network's
+  time embedding).
+- Float32 everywhere (FastGen does the JVP in float64); Adam with lr 1e-4-ish rather than
+  RAdam; EMA is left to the evaluation EMA of the training loop.
+- P_mean/P_std: see the Config comments for the values measured when tuning.
+- rCM: the paper uses 100 x (sCM summed per sample) + 1 x DMD, student updated every 5th
+  iteration with lr 2e-6/4e-7 on video models; here one fake step and one student step
+  per iteration and ``dmd_weight`` tuned on 8 Gaussians (see Config comments). Only the
+  1-step sample is regularised (the paper also uses few-step samples).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lab.diffusion.denoiser import Denoiser
+from lab.diffusion.generators import ConsistencyGenerator
+from lab.diffusion.process import LinearFlow
+from lab.losses import sq_dist
+from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.nets.mlp import NETS, FourierTime, build_net
+from lab.trainable import StepOutput, check
+
+HALF_PI = 0.5 * math.pi
+
+
+def trig_from_linear(s: torch.Tensor, sigma_d: float) -> torch.Tensor:
+    """TrigFlow time t with the same SNR as linear-flow time s: tan t = s / ((1 - s) sigma_d)."""
+    return torch.atan2(s, (1.0 - s) * sigma_d)
+
+
+def linear_from_trig(t: torch.Tensor, sigma_d: float):
+    """(s, scale) with s the linear-flow time of TrigFlow time t and x_lin = x_trig * scale."""
+    den = torch.cos(t) + sigma_d * torch.sin(t)
+    return sigma_d * torch.sin(t) / den, 1.0 / den
+
+
+class TrigFlowCM(nn.Module):
+    """A TrigFlow consistency function built on a linear-flow network.
+
+    ``F(x / sigma_d, t)`` is the TrigFlow network output (t in [0, pi/2]);
+    ``forward(x_lin, s)`` is the consistency function's x0 prediction at linear-flow
+    time s, so ``Denoiser(TrigFlowCM(...), "linear", "x0")`` plugs into the shared
+    ConsistencyGenerator.
+    """
+
+    def __init__(self, inner: "nn.Module | dict", sigma_d: float = 1.0, inner_pred: str = "v", dim: int = 2):
+        super().__init__()
+        self.inner = build_net(inner) if isinstance(inner, dict) else inner
+        self.sigma_d, self.inner_pred, self.dim = float(sigma_d), inner_pred, dim
+        self.inner_process = LinearFlow()
+
+    def F(self, xs: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        sd = self.sigma_d
+        s, scale = linear_from_trig(t, sd)
+        x_lin = sd * xs * scale[:, None]
+        out = self.inner(x_lin, s, y)
+        p = self.inner_process
+        if self.inner_pred == "v":
+            x0, eps = p.x0_eps_from_v(x_lin, s, out)
+        elif self.inner_pred == "x0":
+            x0, eps = out, p.eps_from_x0(x_lin, s, out)
+        else:
+            x0, eps = p.x0_from_eps(x_lin, s, out), out
+        return (torch.cos(t)[:, None] * sd * eps - torch.sin(t)[:, None] * x0) / sd
+
+    def f_trig(self, x_trig: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        c, s = torch.cos(t)[:, None], torch.sin(t)[:, None]
+        return c * x_trig - s * self.sigma_d * self.F(x_trig / self.sigma_d, t, y)
+
+    def forward(self, x: torch.Tensor, s: torch.Tensor, y=None, **cond) -> torch.Tensor:
+        t = trig_from_linear(s, self.sigma_d)
+        _, scale = linear_from_trig(t, self.sigma_d)
+        return self.f_trig(x / scale[:, None], t, y)
+
+    def spec(self) -> dict:
+        return {"type": "trigflow_cm", "inner": self.inner.spec(), "sigma_d": self.sigma_d,
+                "inner_pred": self.inner_pred, "dim": self.dim}
+
+
+NETS.setdefault("trigflow_cm", TrigFlowCM)
+
+
+class LogVarHead(nn.Module):
+    """The adaptive weight's log-variance logvar(t): Fourier features of t, then a linear layer (zero init)."""
+
+    def __init__(self, t_dim: int = 32):
+        super().__init__()
+        self.emb = FourierTime(t_dim, scale=100.0)
+        self.lin = nn.Linear(t_dim, 1)
+        nn.init.zeros_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, t):
+        return self.lin(self.emb(t))[:, 0]
+
+
+@dataclass
+class SCMConfig(MethodConfig):
+    steps: int = 2000
+    lr: float = 2e-4
+    sigma_d: float = 0.0          # 0: the data's RMS per coordinate, measured at setup
+    p_mean: float = -1.0
+    p_std: float = 1.4
+    warmup: int = 500
+    tangent_c: float = 0.1
+    prior_weight: bool = True     # w(t) = 1 / (sigma_d tan t)
+    adaptive: bool = True         # learned logvar(t)
+    t_eps: float = 1e-3
+    clip: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        check(num(self.sigma_d) and self.sigma_d >= 0, "sigma_d", self.sigma_d, "a float > 0, or 0 for the data's RMS")
+        check(num(self.p_mean), "p_mean", self.p_mean, "a float")
+        check(num(self.p_std) and self.p_std > 0, "p_std", self.p_std, "a float > 0")
+        check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (0: no warm-up)")
+        check(num(self.tangent_c) and self.tangent_c >= 0, "tangent_c", self.tangent_c, "a float >= 0 (0: no normalisation)")
+        check(isinstance(self.prior_weight, bool), "prior_weight", self.prior_weight, "true, false")
+        check(isinstance(self.adaptive, bool), "adaptive", self.adaptive, "true, false")
+        check(num(self.t_eps) and 0 < self.t_eps < 0.5, "t_eps", self.t_eps, "a float in (0, 0.5)")
+        check(num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0: no clipping)")
+
+
+@register("scm")
+class SCM(Method):
+    Config = SCMConfig
+    family = "step distillation / trajectory"
+    mechanism = "continuous-time consistency: drive df/dt along the teacher's PF-ODE to zero (JVP, TrigFlow)"
+    paper = "Lu & Song 2025, Simplifying, Stabilizing and Scaling Continuous-Time Consistency Models"
+    tiny = {**Method.tiny, "warmup": 4}
+
+    def setup(self):
+        c = self.config
+        self.sigma_d = float(c.sigma_d) if c.sigma_d > 0 else self._data_rms()
+        inner_pred = self.teacher.pred if self.student_from_teacher() else "v"
+        self.cm = TrigFlowCM(self.new_student_net(), self.sigma_d, inner_pred)
+        self.add_net("student", self.cm, lr=c.lr)
+        self.student = Denoiser(self.cm, self.process, "x0")
+        self.logvar = LogVarHead()
+        self.add_net("logvar", self.logvar, lr=c.lr if c.adaptive else None)
+
+    def _data_rms(self) -> float:
+        g = torch.Generator().manual_seed(self.seed + 7919)
+        x = self.data.sample(10000, g)
+        return float(x.pow(2).mean().sqrt())
+
+    def sample_batch(self, it):
+        batch = super().sample_batch(it)
+        batch["tau"] = self.config.p_mean + self.config.p_std * self.randn(self.config.batch)
+        return batch
+
+    def _trig_time(self, tau):
+        c = self.config
+        return torch.atan(torch.exp(tau) / self.sigma_d).clamp(c.t_eps, HALF_PI - c.t_eps)
+
+    @torch.no_grad()
+    def teacher_dxdt(self, x_trig, t):
+        """The teacher's TrigFlow PF-ODE velocity dx_t/dt = cos t sigma_d eps_hat - sin t x0_hat."""
+        s, scale = linear_from_trig(t, self.sigma_d)
+        x_lin = x_trig * scale[:, None]
+        v = self.teacher.velocity(x_lin, s)
+        x0, eps = self.process.x0_eps_from_v(x_lin, s, v)
+        return torch.cos(t)[:, None] * self.sigma_d * eps - torch.sin(t)[:, None] * x0
+
+    def warmup_r(self, it: int) -> float:
+        w = self.config.warmup
+        return 1.0 if w == 0 else min(1.0, it / w)
+
+    def tangent(self, x_trig, t, r):
+        """(F^-, g normalised, ||g|| / sqrt(D) before normalisation)."""
+        sd = self.sigma_d
+        dxdt = self.teacher_dxdt(x_trig, t)
+        cs = (torch.cos(t) * torch.sin(t))
+        with torch.no_grad():
+            F_minus, dF = torch.func.jvp(lambda xs, tt: self.cm.F(xs, tt), (x_trig / sd, t), (cs[:, None] * dxdt / sd, cs))
+            cos = torch.cos(t)[:, None]
+            g = -cos * cos * (sd * F_minus - dxdt) - r * (cs[:, None] * x_trig + sd * dF)
+            gn = g.norm(dim=-1, keepdim=True) / math.sqrt(g.shape[-1])
+            if self.config.tangent_c > 0:
+                g = g / (gn + self.config.tangent_c)
+        return F_minus, g, gn[:, 0]
+
+    def weight(self, t):
+        """The per-sample loss weight w(t) e^{-logvar(t)} (and logvar)."""
+        lv = self.logvar(t) if self.config.adaptive else torch.zeros_like(t)
+        w = 1.0 / (self.sigma_d * torch.tan(t)) if self.config.prior_weight else torch.ones_like(t)
+        return w * torch.exp(-lv), lv
+
+    def scm_loss(self, batch, it):
+        t = self._trig_time(batch["tau"])
+        x_trig = torch.cos(t)[:, None] * batch["x0"] + torch.sin(t)[:, None] * self.sigma_d * batch["eps"]
+        F_minus, g, gn = self.tangent(x_trig, t, self.warmup_r(it))
+        F = self.cm.F(x_trig / self.sigma_d, t)
+        wt, lv = self.weight(t)
+        per = ((F - F_minus - g) ** 2).mean(-1)
+        loss = (wt * per + lv).mean()
+        metrics = {"tangent_norm": gn.mean().item(), "weight": wt.mean().item(), "r": self.warmup_r(it),
+                   "mse": per.mean().item()}
+        return loss, metrics
+
+    def _student_opt(self, loss):
+        names = ["student"] + (["logvar"] if self.config.adaptive else [])
+        for n in names:
+            self._opts[n].zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip:
+            torch.nn.utils.clip_grad_norm_(self.cm.parameters(), self.config.clip)
+        for n in names:
+            self._opts[n].step()
+
+    def step(self, batch, it):
+        loss, metrics = self.scm_loss(batch, it)
+        self._student_opt(loss)
+        return StepOutput(losses={"scm": loss.item()}, metrics=metrics, stage="scm")
+
+    def targets(self, batch, t=None) -> Targets:
+        """The x0 the student is pushed towards: f = cos t x - sin t sigma_d (F^- + g) (linear-flow time t)."""
+        if t is not None:
+            x_lin = batch["x_t"]
+            s = torch.full((x_lin.shape[0],), float(t), device=x_lin.device)
+        else:
+            s, _ = linear_from_trig(self._trig_time(batch["tau"]), self.sigma_d)
+            x_lin = self.process.add_noise(batch["x0"], batch["eps"], s)
+        tt = trig_from_linear(s, self.sigma_d).clamp(self.config.t_eps, HALF_PI - self.config.t_eps)
+        s, scale = linear_from_trig(tt, self.sigma_d)
+        x_trig = x_lin / scale[:, None]
+        F_minus, g, gn = self.tangent(x_trig, tt, self.warmup_r(self.it))
+        cos, sin = torch.cos(tt)[:, None], torch.sin(tt)[:, None]
+        with torch.no_grad():
+            target = cos * x_trig - sin * self.sigma_d * (F_minus + g)
+            teacher = self.teacher.x0(x_lin, s)
+            student = cos * x_trig - sin * self.sigma_d * F_minus
+        return Targets(x_lin, s, target, "x0", teacher, student, {"t_trig": tt, "tangent_norm": gn})
+
+    def generator(self) -> ConsistencyGenerator:
+        return ConsistencyGenerator(self.student, native_nfe=(1, 2, 4))
+
+    def ema_nets(self):
+        return {"student": self.cm}
+
+
+@dataclass
+class RCMConfig(SCMConfig):
+    dmd_weight: float = 1.0
+    dmd_start: int = -1           # -1: at the end of the tangent warm-up
+    lr_fake: float = 2e-4
+    fake_updates: int = 1
+    dmd_t_min: float = 0.02
+    dmd_t_max: float = 0.98
+
+    def __post_init__(self):
+        super().__post_init__()
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        check(num(self.dmd_weight) and self.dmd_weight >= 0, "dmd_weight", self.dmd_weight, "a float >= 0 (0: plain sCM)")
+        check(isinstance(self.dmd_start, int) and self.dmd_start >= -1, "dmd_start", self.dmd_start,
+              "an integer >= 0, or -1 for the end of the warm-up")
+        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
+        check(num(self.dmd_t_min) and num(self.dmd_t_max) and 0.0 < self.dmd_t_min < self.dmd_t_max < 1.0,
+              "dmd_t_min/dmd_t_max", (self.dmd_t_min, self.dmd_t_max), "0 < dmd_t_min < dmd_t_max < 1")
+
+
+@register("rcm")
+class RCM(SCM):
+    Config = RCMConfig
+    family = "step distillation / trajectory + distribution matching"
+    mechanism = "sCM plus a DMD reverse-divergence regulariser on the student's 1-step samples (online fake score)"
+    paper = "Zheng et al. 2025, Large Scale Diffusion Distillation via Score-Regularized Continuous-Time Consistency"
+    tiny = {**SCM.tiny, "dmd_start": 2}
+
+    def setup(self):
+        super().setup()
+        pred = self.teacher.pred if self.student_from_teacher() else "v"
+        self.fake = Denoiser(self.new_student_net(), self.process, pred)
+        self.add_net("fake_score", self.fake.net, lr=self.config.lr_fake)
+
+    def dmd_on(self, it: int) -> bool:
+        c = self.config
+        start = c.warmup if c.dmd_start < 0 else c.dmd_start
+        return c.dmd_weight > 0 and it >= start
+
+    def sample_batch(self, it):
+        batch = super().sample_batch(it)
+        c = self.config
+        batch["z"] = self.randn(c.batch, 2)
+        batch["dmd_t"] = c.dmd_t_min + (c.dmd_t_max - c.dmd_t_min) * self.rand(c.batch)
+        batch["dmd_eps"] = self.randn(c.batch, 2)
+        batch["fake"] = [(self.randn(c.batch, 2), self.rand(c.batch), self.randn(c.batch, 2)) for _ in range(c.fake_updates)]
+        return batch
+
+    def generate(self, z):
+        return self.student.x0(z, torch.ones(z.shape[0], device=z.device))
+
+    @torch.no_grad()
+    def _grad(self, x, t, eps):
+        x_t = self.process.add_noise(x, eps, t)
+        real = self.teacher.x0(x_t, t)
+        fake = self.fake.x0(x_t, t)
+        norm = (x - real).abs().mean(dim=-1, keepdim=True).clamp_min(1e-8)
+        return torch.nan_to_num((fake - real) / norm)
+
+    def step(self, batch, it):
+        losses = {}
+        for z, t, eps in batch["fake"]:
+            with torch.no_grad():
+                x = self.generate(z)
+            x_t = self.process.add_noise(x, eps, t)
+            loss_fake = sq_dist(self.fake.velocity(x_t, t), self.process.v_from_x0_eps(t, x, eps, x)).mean()
+            self._opt_step("fake_score", loss_fake)
+            losses["fake"] = loss_fake.item()
+        loss, metrics = self.scm_loss(batch, it)
+        losses["scm"] = loss.item()
+        if self.dmd_on(it):
+            x = self.generate(batch["z"])
+            grad = self._grad(x.detach(), batch["dmd_t"], batch["dmd_eps"])
+            loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
+            loss = loss + self.config.dmd_weight * loss_dm
+            losses["dm"] = loss_dm.item()
+            metrics["dmd_grad_norm"] = grad.norm(dim=-1).mean().item()
+        self._student_opt(loss)
+        return StepOutput(losses=losses, metrics=metrics, stage="rcm" if self.dmd_on(it) else "scm")
+
+    def ema_nets(self):
+        return {"student": self.cm}
