@@ -1,0 +1,357 @@
+"""Score distillation for optimisation: SDS (DreamFusion) and VSD (ProlificDreamer) on free particles.
+
+Papers: Poole, Jain, Barron & Mildenhall, "DreamFusion: Text-to-3D using 2D Diffusion"
+(ICLR 2023; arXiv 2022) for SDS, and Wang, Lu, Wang, Bao, Li, Su & Zhu, "ProlificDreamer:
+High-Fidelity and Diverse Text-to-3D Generation with Variational Score Distillation"
+(NeurIPS 2023) for VSD. Neither paper distils a sampler: both optimise a parameter (a NeRF)
+so that its renderings look like samples of a frozen diffusion model. On 2D toy data the
+"renderings" are the points themselves: a set of free particles (or a tiny generator
+z -> x) is pushed by the teacher's score. SDS is mode seeking (every particle climbs to a
+mode and stays there); VSD subtracts the score of the particles' own distribution, fitted
+online, so the particles spread out and cover the distribution.
+
+Mechanism as implemented:
+- Parameter: ``param="particles"`` keeps ``n_particles`` points (initialised from N(0, I))
+  as an ``nn.Parameter`` in a checkpointed module; ``param="generator"`` is a small MLP
+  generator x = z + g(z) (residual, so it starts at N(0, I) like the particles), trained on
+  ``batch`` fresh z per step.
+- SDS gradient (DreamFusion eq. 3, network Jacobian dropped): noise each point x to
+  x_t = alpha_t x + sigma_t eps with t ~ U[t_min, t_max] (2%-98%), then
+  grad = w(t) (eps_teacher(x_t, t) - eps), w(t) = sigma_t^2 (``weighting="sigma2"``; the
+  METHOD_NOTES choice) or 1; applied as loss = 0.5 |x - sg(x - grad)|^2 so the optimiser
+  sees exactly ``grad`` per point (mean over points; the particle optimiser is Adam).
+- VSD gradient (ProlificDreamer eq. 9): the same with eps replaced by eps_phi(x_t, t),
+  a fake score fitted online on ALL particles' detached positions with the ordinary
+  flow-matching (denoising) loss, ``fake_updates`` fake steps per particle step, t ~ U(0, 1).
+  The shared fake score couples the particles; that is where the diversity comes from.
+  The fake score is a copy of the teacher when the teacher is a trained net
+  (``fake_init="auto"``; the paper's LoRA starts at the teacher too) and a fresh MLP
+  (``fake_net``) otherwise; ``fake_warmup`` initial steps train only the fake score so a
+  fresh net first learns the initial particle distribution.
+- Generator: kind ``"particles"``: ``sample(n)`` returns the first n particles (resampled
+  with replacement from a seeded generator when n exceeds the count; the noise z only
+  sets n); for ``param="generator"`` it runs the MLP on z. Native NFE 1 (no sampler).
+
+Fidelity notes:
+- The "3D parameter" is the 2D point itself (identity renderer), so there is no camera,
+  no CFG (the unconditional teacher is used; guidance scale 1), and no time annealing.
+- Particles are updated all together each step (one noise draw per particle); ProlificDreamer
+  optimises 4 NeRF particles with batch 1 rendering each.
+- The fake score is a full fine-tune (no LoRA) with Adam at ``lr_fake``; its loss is the
+  velocity (flow-matching) loss, equal to the paper's eps loss up to a t-dependent weight.
+- Measured on 8 Gaussians with the analytic teacher (see tests/test_claims_sds.py): SDS
+  particles end up far tighter around the mode centres than the data (mean distance to
+  the nearest centre a small fraction of the data's), VSD particles keep a spread close to
+  the data's and cover all 8 modes. The particle SWD is limited by the finite particle count
+  (512 points resampled to the evaluation size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lab.diffusion.denoiser import Denoiser
+from lab.diffusion.generators import Generator, register_generator
+from lab.diffusion.samplers import SampleResult
+from lab.losses import sq_dist
+from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.nets import build_net
+from lab.nets.mlp import NETS
+from lab.trainable import StepOutput, check
+
+
+class ParticleSet(nn.Module):
+    """A set of free points stored as one parameter (so it is checkpointed and saved like a net)."""
+
+    def __init__(self, n: int = 512, dim: int = 2):
+        super().__init__()
+        self.n, self.dim = int(n), int(dim)
+        self.x = nn.Parameter(torch.zeros(self.n, self.dim))
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.x
+
+    def spec(self) -> dict:
+        return {"type": "particles", "n": self.n, "dim": self.dim}
+
+
+NETS.setdefault("particles", ParticleSet)
+
+
+def _residual_gen(net: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """x = z + g(z): the MLP generator (the time input of the shared MLP is fixed at 1)."""
+    return z + net(z, torch.ones(z.shape[0], device=z.device, dtype=z.dtype))
+
+
+@register_generator
+class ParticleGenerator(Generator):
+    """Samples are the optimised particles themselves (or a small z -> x generator)."""
+
+    kind = "particles"
+
+    def __init__(self, net: nn.Module, param: str = "particles", native_nfe=(1,), dim=2):
+        self.net, self.param, self.native_nfe, self.dim = net, param, tuple(native_nfe), dim
+
+    def nets(self):
+        return {self.param: self.net}
+
+    def extra_spec(self):
+        return {"param": self.param}
+
+    @classmethod
+    def from_spec(cls, spec, nets):
+        param = spec.get("param", "particles")
+        return cls(nets[param], param, spec.get("native_nfe", (1,)))
+
+    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
+        self._check_nfe(nfe)
+        with torch.no_grad():
+            if self.param == "generator":
+                x = _residual_gen(self.net, self._noise(n, z, seed))
+            else:
+                n = z.shape[0] if z is not None else n
+                if n is None:
+                    from lab.errors import LabError
+
+                    raise LabError("give either n (number of samples) or z (the noise)")
+                pts = self.net.x.detach()
+                if n <= pts.shape[0]:
+                    x = pts[:n].clone()
+                else:
+                    g = torch.Generator().manual_seed(int(seed) if seed is not None else 0)
+                    x = pts[torch.randint(0, pts.shape[0], (n,), generator=g).to(pts.device)].clone()
+        traj = torch.stack([x]) if return_trajectory else None
+        return SampleResult(x, traj, torch.tensor([0.0]), 1)
+
+
+@dataclass
+class SDSConfig(MethodConfig):
+    steps: int = 400
+    lr: float = 0.5
+    param: str = "particles"
+    n_particles: int = 512
+    t_min: float = 0.02
+    t_max: float = 0.98
+    t_max_late: float | None = 0.3
+    anneal_at: float = 0.5
+    weighting: str = "sigma2"
+    optimizer: str = "sgd"
+    gen_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 64, "depth": 2, "t_dim": 16})
+
+    def __post_init__(self):
+        super().__post_init__()
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        check(self.param in ("particles", "generator"), "param", self.param, "particles, generator")
+        check(isinstance(self.n_particles, int) and self.n_particles >= 2, "n_particles", self.n_particles, "an integer >= 2")
+        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
+        check(self.t_max_late is None or (num(self.t_max_late) and self.t_min < self.t_max_late < 1.0), "t_max_late",
+              self.t_max_late, "None (no annealing) or a float in (t_min, 1)")
+        check(num(self.anneal_at) and 0.0 <= self.anneal_at <= 1.0, "anneal_at", self.anneal_at, "a fraction in [0, 1]")
+        check(self.optimizer in ("adam", "sgd"), "optimizer", self.optimizer, "adam, sgd")
+        check(self.weighting in ("sigma2", "uniform"), "weighting", self.weighting, "sigma2, uniform")
+        check(isinstance(self.gen_net, dict), "gen_net", self.gen_net, "a network spec dict")
+
+
+@register("sds")
+class SDS(Method):
+    Config = SDSConfig
+    family = "score distillation (optimisation)"
+    mechanism = "particles (or a tiny generator) pushed by w(t)(eps_teacher(x_t) - eps): mode seeking"
+    paper = "Poole et al. 2022, DreamFusion: Text-to-3D using 2D Diffusion (score distillation sampling)"
+    tiny = {"batch": 64, "n_particles": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
+
+    def setup(self):
+        c = self.config
+        if c.param == "particles":
+            g = torch.Generator().manual_seed(self.seed + 7919)
+            self.param_net = ParticleSet(c.n_particles, 2)
+            with torch.no_grad():
+                self.param_net.x.copy_(torch.randn(c.n_particles, 2, generator=g))
+        else:
+            spec = dict(c.gen_net)
+            spec.setdefault("dim", 2)
+            self.param_net = build_net(spec)
+        if c.optimizer == "sgd":
+            self.add_net(c.param, self.param_net)
+            self._opts[c.param] = torch.optim.SGD(self.param_net.parameters(), lr=c.lr)
+        else:
+            self.add_net(c.param, self.param_net, lr=c.lr)
+
+    # ---- pieces
+    def points(self, batch: dict) -> torch.Tensor:
+        """The current points (with gradient): all particles, or G(z) for the batch's z."""
+        if self.config.param == "particles":
+            x = self.param_net.x
+            return x[batch["idx"]] if "idx" in batch else x
+        return _residual_gen(self.param_net, batch["z"])
+
+    def n_points(self) -> int:
+        c = self.config
+        return c.n_particles if c.param == "particles" else c.batch
+
+    def t_max_at(self, it: int) -> float:
+        """ProlificDreamer's two-stage time schedule: t_max, then t_max_late after anneal_at of the run."""
+        c = self.config
+        if c.t_max_late is not None and it >= c.anneal_at * c.steps:
+            return c.t_max_late
+        return c.t_max
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        if self.config.weighting == "uniform":
+            return torch.ones_like(t)
+        return self.process.sigma(t) ** 2
+
+    def reference_eps(self, x_t, t, eps):
+        """What the teacher's eps is compared with: the injected noise (SDS)."""
+        return eps
+
+    @torch.no_grad()
+    def _grad(self, x, t, eps):
+        x_t = self.process.add_noise(x, eps, t)
+        e_real = self.teacher.eps(x_t, t)
+        e_ref = self.reference_eps(x_t, t, eps)
+        grad = self.weight(t)[:, None] * (e_real - e_ref)
+        return torch.nan_to_num(grad), x_t
+
+    def sample_batch(self, it):
+        c = self.config
+        n = self.n_points()
+        batch = {"t": c.t_min + (self.t_max_at(it) - c.t_min) * self.rand(n), "eps": self.randn(n, 2)}
+        if c.param == "generator":
+            batch["z"] = self.randn(n, 2)
+        return batch
+
+    def probe_batch(self, n, t, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        b = {"eps": torch.randn(n, 2, generator=g).to(self.device), "t": torch.full((n,), float(t), device=self.device)}
+        if self.config.param == "particles":
+            b["idx"] = torch.arange(min(n, self.config.n_particles)).repeat(n // self.config.n_particles + 1)[:n].to(self.device)
+        else:
+            b["z"] = torch.randn(n, 2, generator=g).to(self.device)
+        return b
+
+    def targets(self, batch, t=None) -> Targets:
+        if "eps" not in batch or ("idx" not in batch and "z" not in batch and self.config.param == "generator"):
+            raise ValueError(f"{self.name}'s target is the current point x minus its score-distillation gradient; "
+                             "it depends on the particle and the injected noise, not on x_t alone "
+                             "(pass a batch from sample_batch() or probe_batch())")
+        with torch.no_grad():
+            x = self.points(batch)
+            n = x.shape[0]
+            tt = batch["t"] if t is None else torch.full((n,), float(t), device=x.device)
+            grad, x_t = self._grad(x, tt, batch["eps"])
+            real = self.teacher.x0(x_t, tt)
+        return Targets(x_t, tt, x - grad, "x0", real, self._student_x0(x_t, tt),
+                       {"point": x, "grad": grad})
+
+    def _student_x0(self, x_t, t):
+        return None
+
+    def step(self, batch, it):
+        x = self.points(batch)
+        grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        loss = self._sd_loss(x, grad)
+        self._opt_step(self.config.param, loss)
+        return StepOutput(losses={"sds": loss.item() / self._loss_scale(x)}, metrics={"grad_norm": grad.norm(dim=-1).mean().item()},
+                          stage=self.name)
+
+    def _loss_scale(self, x) -> float:
+        return float(x.shape[0]) if self.config.param == "particles" else 1.0
+
+    def _sd_loss(self, x, grad):
+        """0.5 |x - sg(x - grad)|^2: its gradient w.r.t. each point is ``grad``. Summed over free
+        particles (each particle gets its own gradient), averaged over a generator's batch."""
+        return 0.5 * sq_dist(x, (x - grad).detach()).sum() / (1.0 if self.config.param == "particles" else x.shape[0])
+
+    def generator(self) -> ParticleGenerator:
+        return ParticleGenerator(self.param_net, self.config.param)
+
+    def ema_nets(self):
+        return {self.config.param: self.param_net}
+
+
+@dataclass
+class VSDConfig(SDSConfig):
+    t_max_late: float | None = None
+    lr_fake: float = 1e-3
+    fake_updates: int = 4
+    fake_init: str = "auto"
+    fake_warmup: int = 100
+    fake_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32})
+
+    def __post_init__(self):
+        super().__post_init__()
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates,
+              "an integer >= 1")
+        check(self.fake_init in ("auto", "teacher", "fresh"), "fake_init", self.fake_init, "auto, teacher, fresh")
+        check(isinstance(self.fake_warmup, int) and self.fake_warmup >= 0, "fake_warmup", self.fake_warmup,
+              "an integer >= 0")
+        check(isinstance(self.fake_net, dict), "fake_net", self.fake_net, "a network spec dict")
+
+
+@register("vsd_particles")
+class VSDParticles(SDS):
+    Config = VSDConfig
+    family = "score distillation (optimisation)"
+    mechanism = "particles pushed by w(t)(eps_teacher(x_t) - eps_fake(x_t)), the fake score fitted online to the particles"
+    paper = "Wang et al. 2023, ProlificDreamer: High-Fidelity and Diverse Text-to-3D Generation with Variational Score Distillation"
+    tiny = {"batch": 64, "n_particles": 64, "fake_warmup": 3, "fake_updates": 2,
+            "fake_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16},
+            "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
+
+    def setup(self):
+        super().setup()
+        c = self.config
+        use_teacher = c.fake_init == "teacher" or (c.fake_init == "auto" and self.student_from_teacher())
+        if use_teacher:
+            if not self.student_from_teacher():
+                from lab.errors import LabError
+
+                raise LabError("fake_init='teacher' needs a trained teacher network; this teacher is analytic "
+                               "(allowed here: auto, fresh)")
+            net, pred = self.new_student_net(), self.teacher.pred
+        else:
+            spec = dict(c.fake_net)
+            spec.setdefault("dim", 2)
+            net, pred = build_net(spec), "v"
+        self.fake = Denoiser(net, self.process, pred)
+        self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
+
+    def reference_eps(self, x_t, t, eps):
+        return self.fake.eps(x_t, t)
+
+    def _student_x0(self, x_t, t):
+        return self.fake.x0(x_t, t)
+
+    def sample_batch(self, it):
+        batch = super().sample_batch(it)
+        n = self.n_points()
+        batch["fake"] = [(self.randn(n, 2) if self.config.param == "generator" else None, self.rand(n), self.randn(n, 2))
+                         for _ in range(self.config.fake_updates)]
+        return batch
+
+    def step(self, batch, it):
+        c = self.config
+        for z, t, eps in batch["fake"]:
+            with torch.no_grad():
+                x = self.points({"z": z} if z is not None else {})
+            x_t = self.process.add_noise(x, eps, t)
+            target = self.process.v_from_x0_eps(t, x, eps, x)
+            loss_fake = sq_dist(self.fake.velocity(x_t, t), target).mean()
+            self._opt_step("fake_score", loss_fake)
+        if it < c.fake_warmup:
+            return StepOutput(losses={"fake": loss_fake.item()}, stage="fake warm-up")
+        x = self.points(batch)
+        grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        loss = self._sd_loss(x, grad)
+        self._opt_step(c.param, loss)
+        return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake.item()},
+                          metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
+
+    def ema_nets(self):
+        return {self.config.param: self.param_net}
