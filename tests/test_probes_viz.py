@@ -83,6 +83,17 @@ def test_sample_panels_same_noise(setup):
     assert len(fig.data) == 3 and "teacher @ 4 NFE" in fig.layout.annotations[0].text
 
 
+def test_sample_panels_show_students_at_native_nfe(setup):
+    src, teacher, _ = setup
+    one_step = lab.diffusion.ConsistencyGenerator(teacher.denoiser, native_nfe=(1,))
+    df = probes.sample_panels(teacher, {"one": one_step, "ode": teacher}, src, n=100, teacher_nfe=4, student_nfe=(1, 2, 4))
+    assert sorted(df[df.model == "one"].nfe.unique()) == [1]
+    assert sorted(df[df.model == "ode"].nfe.unique()) == [1, 2, 4]  # no native NFE: every requested one
+    df_all = probes.sample_panels(teacher, {"one": one_step}, src, n=100, teacher_nfe=4, student_nfe=(1, 2), native_only=False)
+    assert sorted(df_all[df_all.model == "one"].nfe.unique()) == [1, 2]
+    assert probes.panel_nfes(lab.diffusion.ConsistencyGenerator(teacher.denoiser, native_nfe=(8,)), (1, 2, 4)) == (8,)
+
+
 def test_lab_never_imports_app_frameworks():
     for path in (ROOT / "lab").rglob("*.py"):
         tree = ast.parse(path.read_text())

@@ -87,9 +87,20 @@ def trajectories(teacher: Generator, student: Generator | None = None, n: int = 
     return pd.concat(rows, ignore_index=True), pd.DataFrame(summ)
 
 
+def panel_nfes(gen: Generator, wanted=(1, 2, 4), native_only: bool = True) -> tuple[int, ...]:
+    """The NFEs at which to show ``gen``: those of ``wanted`` it serves natively (a one-step generator
+    is shown at 1 NFE only); all of ``wanted`` for a generator without native NFEs (ODE samplers)
+    or when ``native_only`` is off; its smallest native NFE when none of ``wanted`` is native."""
+    nat = tuple(getattr(gen, "native_nfe", ()) or ())
+    if not native_only or not nat:
+        return tuple(wanted)
+    return tuple(k for k in wanted if k in nat) or (min(nat),)
+
+
 def sample_panels(teacher: Generator, students: dict[str, Generator], source, n: int = 1000, teacher_nfe: int = 50,
-                  student_nfe=(1, 2, 4), seed: int = 0) -> pd.DataFrame:
-    """Samples from the same noise: teacher at ``teacher_nfe`` and each student at each of ``student_nfe``.
+                  student_nfe=(1, 2, 4), seed: int = 0, native_only: bool = True) -> pd.DataFrame:
+    """Samples from the same noise: teacher at ``teacher_nfe`` and each student at each of ``student_nfe``
+    that it serves natively (``panel_nfes``; ``native_only=False`` shows every one).
 
     One row per point: model, nfe, x, y; plus per-panel columns swd (to fresh data), swd_floor
     and seconds (wall-clock time to sample).
@@ -99,7 +110,8 @@ def sample_panels(teacher: Generator, students: dict[str, Generator], source, n:
     ref = source.sample(n, torch.Generator().manual_seed(seed + 777))
     floor = noise_floor(source, n)
     z = make_noise(n, teacher.dim, seed, teacher.device)
-    panels = [("teacher", teacher, teacher_nfe)] + [(name, g, k) for name, g in students.items() for k in student_nfe]
+    panels = [("teacher", teacher, teacher_nfe)] + [(name, g, k) for name, g in students.items()
+                                                    for k in panel_nfes(g, student_nfe, native_only)]
     frames = []
     for label, gen, nfe in panels:
         gen.sample(z=z[:8].to(gen.device), nfe=nfe, seed=seed)  # warm-up: time the sampling, not first-call setup
@@ -116,4 +128,4 @@ def panel_summary(panels: pd.DataFrame) -> pd.DataFrame:
     return panels.groupby(["model", "nfe"], sort=False)[["swd", "swd_floor", "seconds"]].first().reset_index()
 
 
-__all__ = ["grid", "targets", "trajectories", "sample_panels", "panel_summary"]
+__all__ = ["grid", "targets", "trajectories", "panel_nfes", "sample_panels", "panel_summary"]
