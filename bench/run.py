@@ -118,7 +118,7 @@ def child(dataset: str, method: str, out: str, seed: int, zoo: bool = False) -> 
         row[f"sample_s@{k}"] = time.perf_counter() - t1
         row[f"swd@{k}"] = sliced_wasserstein(x, ref)
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if zoo and dataset in lab.zoo.STUDENT_DATASETS and method in lab.zoo.STUDENT_METHODS:
+    if zoo and method in lab.zoo.student_methods(dataset):
         # the same default student `lab zoo build` would make: ship it
         recipe = {"method": method, "teacher": f"toy2d/{dataset}/teacher", "config": m.config_dict(), "seed": seed}
         lab.zoo.save_entry(f"toy2d/{dataset}/{method}", gen, recipe, wall)

@@ -71,8 +71,8 @@ with st.sidebar:
     n = int(st.select_slider("Points", options=[250, 500, 1000, 2000, 4000], value=1000, key="n"))
 
 if not available:
-    st.info(f"No students are available for {name} yet: none in the zoo (toy2d/{name}/progressive, consistency, "
-            f"reflow) and no distilled run folder with a model. Showing the teacher only. Distil one with "
+    st.info(f"No students are available for {name} yet: none in the zoo and no distilled run folder with a "
+            f"model. Showing the teacher only. Distil one with "
             f"`lab distill --method consistency --teacher toy2d/{name}/teacher --out runs/{name}-consistency`.")
 elif not chosen:
     st.info("No student selected: showing the teacher only.")

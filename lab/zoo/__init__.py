@@ -25,6 +25,18 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets" / "zoo"
 TEACHER_NFE = 50
 STUDENT_DATASETS = ("8gaussians", "moons", "checkerboard")
 STUDENT_METHODS = ("progressive", "consistency", "reflow")
+#: every other unconditional method ships one default student, on the app's default distribution only
+#: (about 0.5 MB each; the rest are a `lab distill` or `python bench/run.py --zoo` away)
+SHOWCASE_DATASET = "8gaussians"
+SHOWCASE_METHODS = ("dmd", "dmd2", "sid", "vsd", "scm", "rcm", "tscd", "shortcut", "flowmap", "boot", "add",
+                    "sds", "vsd_particles")
+
+
+def student_methods(dataset: str) -> tuple[str, ...]:
+    """The methods whose default student for ``dataset`` is a zoo entry."""
+    if dataset not in STUDENT_DATASETS:
+        return ()
+    return STUDENT_METHODS + (SHOWCASE_METHODS if dataset == SHOWCASE_DATASET else ())
 
 
 def cache_dir() -> Path:
@@ -38,7 +50,7 @@ def entries() -> list[str]:
         if toy2d.get(name).gmm is not None:
             out.append(f"toy2d/{name}/analytic")
     for name in STUDENT_DATASETS:
-        for m in STUDENT_METHODS:
+        for m in student_methods(name):
             out.append(f"toy2d/{name}/{m}")
     return out
 
@@ -65,7 +77,7 @@ def teachers() -> list[str]:
 def students(name: str) -> list[str]:
     """Zoo student entries for distribution ``name`` that are shipped or cached."""
     out = []
-    for m in STUDENT_METHODS:
+    for m in student_methods(name):
         e = f"toy2d/{name}/{m}"
         if e in entries() and find(e) is not None:
             out.append(e)
