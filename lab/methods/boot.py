@@ -74,6 +74,12 @@ class BootGenerator(Generator):
         return cls(nets["g"], spec.get("process", "linear"), spec.get("native_nfe", (1,)), spec.get("dim", 2))
 
     @torch.no_grad()
+    def state_at(self, z, t, y=None, **cond):
+        """g(z, t): the predicted teacher ODE state at time t (a float or a per-sample tensor)."""
+        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0])
+        return boot_apply(self.net, z, t, y, **cond)[0]
+
+    @torch.no_grad()
     def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
         self._check_nfe(nfe)
         z = self._noise(n, z, seed)
