@@ -1,0 +1,133 @@
+"""SiD and VSD (one-step score distillation into a generator): claim tests and mechanism checks.
+
+Claims compare numbers measured in the same test, on the same noise and reference data.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lab
+from lab.data import toy2d
+from lab.diffusion import make_noise
+from lab.metrics import sliced_wasserstein
+
+N = 4000
+
+
+@pytest.fixture(scope="module")
+def eight():
+    src = toy2d.get("8gaussians")
+    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
+    ref = src.sample(N, 1234)
+    z = make_noise(N, 2, seed=99)
+    return src, teacher, ref, z
+
+
+def swd(gen, nfe, z, ref):
+    return sliced_wasserstein(gen.sample(z=z, nfe=nfe, seed=7).x, ref)
+
+
+def _tiny(name, **over):
+    cls = lab.get_method(name)
+    return cls(cls.tiny_teacher, "8gaussians", {**cls.tiny, "steps": 6, **over}, seed=0)
+
+
+# ---------------------------------------------------------------- mechanism (fast)
+def test_sid_generator_gradient_flows_through_both_scores_inputs():
+    """SiD's generator loss is differentiated through x_t = alpha G(z) + sigma eps into both score
+    networks' inputs; the networks' parameters get no gradient from it (unlike DMD, where the
+    scores are evaluated under stop-gradient)."""
+    m = _tiny("sid")
+    b = m.sample_batch(0)
+    y = m.generate(b["z"]).detach().requires_grad_(True)
+    m._freeze_fake(True)
+    loss, _, real, fake = m._loss(y, b["t"], b["eps"])
+    g_full = torch.autograd.grad(loss.sum(), y)[0]
+    m._freeze_fake(False)
+    # the same loss with the scores' inputs detached: only the explicit (fake - y) term is left
+    y2 = y.detach().clone().requires_grad_(True)
+    w = (y2 - real.detach()).abs().mean(-1, keepdim=True).detach().clamp_min(1e-5)
+    d = (real - fake).detach()
+    loss_sg = (((1 - m.config.alpha) * d * d + d * (fake.detach() - y2)) / w).sum(-1)
+    g_sg = torch.autograd.grad(loss_sg.sum(), y2)[0]
+    assert not torch.allclose(g_full, g_sg, atol=1e-6)
+    m.step(b, 0)
+    assert all(p.requires_grad for p in m.fake.net.parameters())  # unfrozen again for its own updates
+    tg = m.targets(m.probe_batch(16, 0.5), t=0.5)
+    assert tg.target.shape == (16, 2) and torch.isfinite(tg.target).all()
+    with pytest.raises(ValueError, match="x_t alone"):
+        m.targets({"x_t": tg.x_t, "t": tg.t})
+
+
+def test_sid_fake_params_untouched_by_generator_loss():
+    m = _tiny("sid")
+    b = m.sample_batch(0)
+    before = [p.detach().clone() for p in m.fake.net.parameters()]
+    y = m.generate(b["z"])
+    m._freeze_fake(True)
+    loss = m._loss(y, b["t"], b["eps"])[0].mean()
+    m._opt_step("generator", loss)
+    m._freeze_fake(False)
+    assert all(p.grad is None for p in m.fake.net.parameters())
+    assert all(torch.equal(a, p) for a, p in zip(before, m.fake.net.parameters()))
+
+
+def test_vsd_lora_fake_starts_equal_to_the_teacher_and_trains_only_the_adapter():
+    from lab.methods.vsd import LoRALinear
+
+    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
+    cfg = {"steps": 3, "batch": 32, "lora_rank": 2}
+    m = lab.get_method("vsd")(teacher, "8gaussians", cfg, seed=0)
+    assert m.fake_kind == "lora"
+    loras = [mod for mod in m.fake.net.modules() if isinstance(mod, LoRALinear)]
+    n_linear = sum(isinstance(mod, torch.nn.Linear) for mod in teacher.denoiser.net.modules())
+    assert len(loras) == n_linear and all(lo.lora_A.shape[0] == 2 for lo in loras)
+    x, t = torch.randn(64, 2), torch.rand(64)
+    torch.testing.assert_close(m.fake.velocity(x, t), m.teacher.velocity(x, t))
+    trainable = {n for n, p in m.fake.net.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    base = [lo.base.weight.detach().clone() for lo in loras]
+    for _ in lab.distill(m):
+        pass
+    assert all(torch.equal(b, lo.base.weight) for b, lo in zip(base, loras))
+    assert any(lo.lora_B.abs().sum() > 0 for lo in loras)
+    assert not torch.allclose(m.fake.velocity(x, t), m.teacher.velocity(x, t))
+    # the teacher itself is untouched
+    torch.testing.assert_close(m.teacher.velocity(x, t), teacher.denoiser.velocity(x, t))
+    copy = lab.get_method("vsd")(teacher, "8gaussians", {**cfg, "fake_init": "copy"}, seed=0)
+    assert copy.fake_kind == "copy" and all(p.requires_grad for p in copy.fake.net.parameters())
+    # analytic teacher (no parameters): a fresh MLP fake score
+    assert _tiny("vsd").fake_kind == "fresh"
+
+
+def test_vsd_config_is_validated():
+    from lab.errors import LabError
+
+    with pytest.raises(LabError, match="fake_init"):
+        lab.get_method("vsd").Config(fake_init="full")
+    with pytest.raises(LabError, match="weighting"):
+        lab.get_method("vsd").Config(weighting="snr")
+    with pytest.raises(LabError, match="alpha"):
+        lab.get_method("sid").Config(alpha=-1.0)
+
+
+@pytest.mark.parametrize("name", ["sid", "vsd"])
+def test_dm_probes_work_on_sid_and_vsd(name):
+    """The distribution-matching probes (lab.probes.dm) read generate/fake/teacher/process from these methods."""
+    import plotly.graph_objects as go
+
+    from lab.probes.dm import fake_score_error, score_arrows, score_field
+    from lab.viz.dm import fake_score_error_figure, score_field_figure
+
+    m = _tiny(name)
+    for _ in lab.distill(m):
+        pass
+    df = score_field(m, t=0.5, n=7)
+    assert len(df) == 49 and {"x", "y", "real_dx", "fake_dx", "diff_dx", "t"} <= set(df.columns)
+    arrows = score_arrows(m, t=0.3, n=32)
+    assert len(arrows) == 32
+    err = fake_score_error(m, t_values=(0.3, 0.7), n=200, n_eval=100)
+    assert list(err["t"]) == [0.3, 0.7] and {"error", "error_eps", "teacher_error"} <= set(err.columns)
+    for fig in (score_field_figure(df), fake_score_error_figure(err)):
+        assert isinstance(fig, go.Figure) and len(fig.data) > 0
