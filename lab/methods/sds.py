@@ -276,11 +276,11 @@ class SDS(Method):
 @dataclass
 class VSDConfig(SDSConfig):
     t_max_late: float | None = None
-    lr_fake: float = 1e-3
-    fake_updates: int = 4
+    lr_fake: float = 2e-3
+    fake_updates: int = 2
     fake_init: str = "auto"
-    fake_warmup: int = 100
-    fake_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32})
+    fake_warmup: int = 50
+    fake_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 64, "depth": 3, "t_dim": 16})
 
     def __post_init__(self):
         super().__post_init__()
