@@ -17,7 +17,8 @@ Mechanism as implemented:
   multistep consistency chain, so :class:`ConsistencyGenerator` samples it).
 - Backward simulation: each training sample picks a step i in [0, k); its input x_{t_i}
   comes from running the CURRENT generator's own chain from z (no gradient), never from
-  noised data, so training sees what inference will see.
+  noised data, so training sees what inference will see (``sim_inputs="data"``: the paper's
+  mismatch ablation: inputs at t_i < 1 are noised real data).
 - Fake score: another copy of the teacher trained with the denoising (flow-matching) loss
   on detached generator outputs at t ~ U(0, 1); ``fake_updates`` steps of it per
   generator step (5 in DMD2: the two-time-scale update rule).
@@ -60,14 +61,15 @@ from lab.trainable import StepOutput, check
 
 @dataclass
 class DMD2Config(MethodConfig):
-    steps: int = 400
-    lr: float = 2e-4
-    lr_fake: float = 2e-4
+    steps: int = 200
+    lr: float = 4e-4
+    lr_fake: float = 4e-4
     fake_updates: int = 5
     gan_weight: float = 0.0
     disc_weight: float = 1.0
     disc_hidden: int = 64
     gen_steps: int = 1
+    sim_inputs: str = "backward"
     t_min: float = 0.02
     t_max: float = 0.98
     clip: float = 10.0
@@ -82,6 +84,8 @@ class DMD2Config(MethodConfig):
         check(num(self.disc_weight) and self.disc_weight > 0, "disc_weight", self.disc_weight, "a positive float")
         check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
         check(isinstance(self.gen_steps, int) and 1 <= self.gen_steps <= 16, "gen_steps", self.gen_steps, "an integer in 1..16")
+        check(self.sim_inputs in ("backward", "data"), "sim_inputs", self.sim_inputs,
+              "backward (the generator's own chain, DMD2) or data (noised real data: the mismatch ablation)")
         check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
         check(num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0 disables clipping)")
@@ -136,11 +140,16 @@ class DMD2(DMD):
         self.fake.raw(self.process.add_noise(x0, eps, t), t)
         return self.disc(self._feat)[:, 0]
 
-    def _simulate(self, z, idx, noises):
+    def _simulate(self, z, idx, noises, data=None):
         """Backward simulation: the generator's own chain from z, stopped at step idx (per sample).
+        With ``data`` (the ``sim_inputs="data"`` ablation) steps i > 0 start from noised data instead.
         Returns (x_in, t_in), no gradient."""
         n = z.shape[0]
         x, x_in = z, z.clone()
+        if data is not None:
+            t_in = self.times[idx]
+            noised = self.process.add_noise(data, noises[0], t_in)
+            return torch.where((idx > 0)[:, None], noised, x_in), t_in
         with torch.no_grad():
             for i in range(1, self.config.gen_steps):
                 if not bool((idx >= i).any()):
@@ -151,8 +160,8 @@ class DMD2(DMD):
                 x_in[sel] = x[sel]
         return x_in, self.times[idx]
 
-    def _out(self, z, idx, noises):
-        x_in, t_in = self._simulate(z, idx, noises)
+    def _out(self, z, idx, noises, data=None):
+        x_in, t_in = self._simulate(z, idx, noises, data)
         return self.gen.x0(x_in, t_in)
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -169,8 +178,11 @@ class DMD2(DMD):
     def _chain(self):
         """Random inputs of one generator evaluation: noise, step index, re-noising noise."""
         c = self.config
-        return {"z": self.randn(c.batch, 2), "idx": self.randint(0, c.gen_steps, (c.batch,)),
-                "noises": [self.randn(c.batch, 2) for _ in range(c.gen_steps - 1)]}
+        out = {"z": self.randn(c.batch, 2), "idx": self.randint(0, c.gen_steps, (c.batch,)),
+               "noises": [self.randn(c.batch, 2) for _ in range(c.gen_steps - 1)]}
+        if c.sim_inputs == "data" and c.gen_steps > 1:
+            out["data"] = self.data.sample(c.batch, self.rng).to(self.device)
+        return out
 
     def sample_batch(self, it):
         c = self.config
@@ -209,7 +221,7 @@ class DMD2(DMD):
         # fake score (and classifier): fake_updates steps on detached generator outputs
         for f in batch["fake"]:
             with torch.no_grad():
-                x = self._out(f["z"], f["idx"], f["noises"])
+                x = self._out(f["z"], f["idx"], f["noises"], f.get("data"))
             x_t = self.process.add_noise(x, f["eps"], f["t"])
             target = self.process.v_from_x0_eps(f["t"], x, f["eps"], x)
             loss_fake = sq_dist(self.fake.velocity(x_t, f["t"]), target).mean()
@@ -225,7 +237,7 @@ class DMD2(DMD):
             self._step_opts(names, loss)
         losses["fake"] = loss_fake.item()
         # generator: distribution matching (+ GAN), no regression
-        x = self._out(batch["z"], batch["idx"], batch["noises"])
+        x = self._out(batch["z"], batch["idx"], batch["noises"], batch.get("data"))
         grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
         loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
         losses["dm"] = loss_dm.item()
