@@ -58,8 +58,8 @@ Fidelity notes:
   points against the reference (teacher at 50 steps: 0.090): VSD 0.094 (fake score copied
   from the teacher; a fresh 64x3 fake gave 0.126) and SDS 0.35 (collapsed onto the centres,
   by design). Caveat: the SWD of 4000 fresh data points against the reference is itself
-  0.08-0.125, so differences below ~0.03 are noise. VSD took ~70 s at load 12 on 2 cores
-  (not measured idle).
+  0.08-0.125, so differences below ~0.03 are noise: VSD seeds 1 and 2 gave 0.127 and 0.084.
+  Wall time on one idle thread: VSD 9 s, SDS 2 s (400 steps).
 - ``param="generator"``: with Adam 1e-3 SDS collapses the whole generator onto ONE mode
   (mode_stats: 1 of 8 covered); VSD with a generator reaches 8 modes but keeps many points
   between them after 800 steps (high-quality share 0.43): a smooth z -> x map struggles to
