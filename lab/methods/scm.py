@@ -77,7 +77,7 @@ from lab.diffusion.generators import ConsistencyGenerator
 from lab.diffusion.process import LinearFlow
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets.mlp import NETS, FourierTime, build_net
+from lab.nets.mlp import NETS, FourierTime, TimeMLP, build_net
 from lab.trainable import StepOutput, check
 
 HALF_PI = 0.5 * math.pi
@@ -103,13 +103,16 @@ class TrigFlowCM(nn.Module):
     ConsistencyGenerator.
     """
 
-    def __init__(self, inner: "nn.Module | dict", sigma_d: float = 1.0, inner_pred: str = "v", dim: int = 2):
+    def __init__(self, inner: "nn.Module | dict", sigma_d: float = 1.0, inner_pred: str = "v", dim: int = 2,
+                 time_scale: float = 1.0):
         super().__init__()
         self.inner = build_net(inner) if isinstance(inner, dict) else inner
-        self.sigma_d, self.inner_pred, self.dim = float(sigma_d), inner_pred, dim
+        self.sigma_d, self.inner_pred, self.dim, self.time_scale = float(sigma_d), inner_pred, dim, float(time_scale)
         self.inner_process = LinearFlow()
 
     def F(self, xs: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        if self.inner_pred == "F":  # a native TrigFlow network F(x / sigma_d, c_noise = time_scale * t)
+            return self.inner(xs, self.time_scale * t, y)
         sd = self.sigma_d
         s, scale = linear_from_trig(t, sd)
         x_lin = sd * xs * scale[:, None]
@@ -134,7 +137,7 @@ class TrigFlowCM(nn.Module):
 
     def spec(self) -> dict:
         return {"type": "trigflow_cm", "inner": self.inner.spec(), "sigma_d": self.sigma_d,
-                "inner_pred": self.inner_pred, "dim": self.dim}
+                "inner_pred": self.inner_pred, "dim": self.dim, "time_scale": self.time_scale}
 
 
 NETS.setdefault("trigflow_cm", TrigFlowCM)
@@ -167,6 +170,10 @@ class SCMConfig(MethodConfig):
     adaptive: bool = True         # learned logvar(t)
     t_eps: float = 1e-3
     clip: float = 0.0
+    student: str = "teacher"      # "teacher": teacher copy + exact conversion; "fresh": TrigFlow-native MLP
+    time_scale: float = 0.01      # fresh student: c_noise = time_scale * t into the MLP's time embedding
+    pretrain: int = 0             # steps of plain regression of F onto the teacher's F before sCM
+    time_cutoff: float = 20.0     # teacher-copy student: drop (and freeze at 0) time features above this frequency
 
     def __post_init__(self):
         super().__post_init__()
@@ -180,6 +187,10 @@ class SCMConfig(MethodConfig):
         check(isinstance(self.adaptive, bool), "adaptive", self.adaptive, "true, false")
         check(num(self.t_eps) and 0 < self.t_eps < 0.5, "t_eps", self.t_eps, "a float in (0, 0.5)")
         check(num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0: no clipping)")
+        check(self.student in ("teacher", "fresh"), "student", self.student, "teacher, fresh")
+        check(num(self.time_scale) and self.time_scale > 0, "time_scale", self.time_scale, "a float > 0")
+        check(isinstance(self.pretrain, int) and self.pretrain >= 0, "pretrain", self.pretrain, "an integer >= 0")
+        check(num(self.time_cutoff) and self.time_cutoff >= 0, "time_cutoff", self.time_cutoff, "a float >= 0 (0: keep every frequency)")
 
 
 @register("scm")
@@ -193,12 +204,32 @@ class SCM(Method):
     def setup(self):
         c = self.config
         self.sigma_d = float(c.sigma_d) if c.sigma_d > 0 else self._data_rms()
-        inner_pred = self.teacher.pred if self.student_from_teacher() else "v"
-        self.cm = TrigFlowCM(self.new_student_net(), self.sigma_d, inner_pred)
+        if c.student == "teacher":
+            inner_pred = self.teacher.pred if self.student_from_teacher() else "v"
+            self.cm = TrigFlowCM(self.new_student_net(), self.sigma_d, inner_pred)
+            self._lowpass_time(self.cm.inner)
+        else:
+            self.cm = TrigFlowCM(build_net({"dim": 2, **c.student_net}), self.sigma_d, "F", time_scale=c.time_scale)
+            self._time_mask = None
         self.add_net("student", self.cm, lr=c.lr)
         self.student = Denoiser(self.cm, self.process, "x0")
         self.logvar = LogVarHead()
         self.add_net("logvar", self.logvar, lr=c.lr if c.adaptive else None)
+
+    def _lowpass_time(self, net):
+        """Zero the first-layer weights on the high-frequency time features (frozen at 0 by ``_student_opt``)."""
+        self._time_mask = None
+        if not (self.config.time_cutoff > 0 and isinstance(net, TimeMLP)):
+            return
+        w = net.body[0].weight
+        freqs = net.t_emb.freqs * net.t_emb.scale
+        high = freqs > self.config.time_cutoff
+        mask = torch.zeros(w.shape[1], dtype=torch.bool)
+        mask[net.dim:net.dim + len(freqs)] = high
+        mask[net.dim + len(freqs):net.dim + 2 * len(freqs)] = high
+        self._time_mask = (w, mask.to(w.device))
+        with torch.no_grad():
+            w[:, self._time_mask[1]] = 0.0
 
     def _data_rms(self) -> float:
         g = torch.Generator().manual_seed(self.seed + 7919)
@@ -208,6 +239,7 @@ class SCM(Method):
     def sample_batch(self, it):
         batch = super().sample_batch(it)
         batch["tau"] = self.config.p_mean + self.config.p_std * self.randn(self.config.batch)
+        batch["u"] = self.rand(self.config.batch)
         return batch
 
     def _trig_time(self, tau):
@@ -224,8 +256,8 @@ class SCM(Method):
         return torch.cos(t)[:, None] * self.sigma_d * eps - torch.sin(t)[:, None] * x0
 
     def warmup_r(self, it: int) -> float:
-        w = self.config.warmup
-        return 1.0 if w == 0 else min(1.0, it / w)
+        w, it = self.config.warmup, it - self.config.pretrain
+        return 1.0 if w == 0 else min(1.0, max(0, it) / w)
 
     def tangent(self, x_trig, t, r):
         """(F^-, g normalised, ||g|| / sqrt(D) before normalisation)."""
@@ -264,12 +296,27 @@ class SCM(Method):
         for n in names:
             self._opts[n].zero_grad(set_to_none=True)
         loss.backward()
+        if self._time_mask is not None and self._time_mask[0].grad is not None:
+            w, mask = self._time_mask
+            w.grad[:, mask] = 0.0
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.cm.parameters(), self.config.clip)
         for n in names:
             self._opts[n].step()
 
+    def pretrain_loss(self, batch):
+        """Plain regression of the student's F onto the teacher's TrigFlow F = (dx_t/dt) / sigma_d, t ~ U."""
+        c = self.config
+        t = c.t_eps + (HALF_PI - 2 * c.t_eps) * batch["u"]
+        x_trig = torch.cos(t)[:, None] * batch["x0"] + torch.sin(t)[:, None] * self.sigma_d * batch["eps"]
+        target = self.teacher_dxdt(x_trig, t) / self.sigma_d
+        return sq_dist(self.cm.F(x_trig / self.sigma_d, t), target).mean()
+
     def step(self, batch, it):
+        if it < self.config.pretrain:
+            loss = self.pretrain_loss(batch)
+            self._student_opt(loss)
+            return StepOutput(losses={"pretrain": loss.item()}, stage="pretrain")
         loss, metrics = self.scm_loss(batch, it)
         self._student_opt(loss)
         return StepOutput(losses={"scm": loss.item()}, metrics=metrics, stage="scm")
