@@ -159,7 +159,7 @@ class GuidedFlowGenerator(Generator):
 
 @dataclass
 class GuidanceConfig(MethodConfig):
-    steps: int = 1500
+    steps: int = 2000
     batch: int = 256
     lr: float = 2e-3
     w_min: float = 0.0

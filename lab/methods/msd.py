@@ -188,9 +188,9 @@ class RoutedGenerator(Generator):
 
 @dataclass
 class MSDConfig(MethodConfig):
-    steps: int = 1500
+    steps: int = 800
     batch: int = 256
-    lr: float = 3e-3
+    lr: float = 1e-2
     n_students: int = 4
     n_pairs: int = 8000
     pair_steps: int = 32
