@@ -159,12 +159,12 @@ class LogVarHead(nn.Module):
 
 @dataclass
 class SCMConfig(MethodConfig):
-    steps: int = 2000
-    lr: float = 2e-4
+    steps: int = 600
+    lr: float = 5e-4
     sigma_d: float = 0.0          # 0: the data's RMS per coordinate, measured at setup
-    p_mean: float = -1.0
+    p_mean: float = 1.0           # the paper's -1.0 trains mostly small t: 1-step SWD 0.18 vs 0.12 here (see notes)
     p_std: float = 1.4
-    warmup: int = 500
+    warmup: int = 100
     tangent_c: float = 0.1
     prior_weight: bool = True     # w(t) = 1 / (sigma_d tan t)
     adaptive: bool = True         # learned logvar(t)
@@ -173,6 +173,7 @@ class SCMConfig(MethodConfig):
     student: str = "teacher"      # "teacher": teacher copy + exact conversion; "fresh": TrigFlow-native MLP
     time_scale: float = 0.01      # fresh student: c_noise = time_scale * t into the MLP's time embedding
     pretrain: int = 0             # steps of plain regression of F onto the teacher's F before sCM
+    lr_schedule: str = "cosine"   # cosine decay of every learning rate to 0 over ``steps``, or "constant"
     time_cutoff: float = 20.0     # teacher-copy student: drop (and freeze at 0) time features above this frequency
 
     def __post_init__(self):
@@ -190,6 +191,7 @@ class SCMConfig(MethodConfig):
         check(self.student in ("teacher", "fresh"), "student", self.student, "teacher, fresh")
         check(num(self.time_scale) and self.time_scale > 0, "time_scale", self.time_scale, "a float > 0")
         check(isinstance(self.pretrain, int) and self.pretrain >= 0, "pretrain", self.pretrain, "an integer >= 0")
+        check(self.lr_schedule in ("constant", "cosine"), "lr_schedule", self.lr_schedule, "constant, cosine")
         check(num(self.time_cutoff) and self.time_cutoff >= 0, "time_cutoff", self.time_cutoff, "a float >= 0 (0: keep every frequency)")
 
 
@@ -304,6 +306,16 @@ class SCM(Method):
         for n in names:
             self._opts[n].step()
 
+    def _set_lr(self, it):
+        """Cosine decay of every optimiser's learning rate (a function of it alone, so resume is exact)."""
+        if self.config.lr_schedule == "constant":
+            return
+        f = 0.5 * (1.0 + math.cos(math.pi * min(it, self.config.steps) / self.config.steps))
+        for name, opt in self._opts.items():
+            for group in opt.param_groups:
+                group.setdefault("base_lr", group["lr"])
+                group["lr"] = group["base_lr"] * f
+
     def pretrain_loss(self, batch):
         """Plain regression of the student's F onto the teacher's TrigFlow F = (dx_t/dt) / sigma_d, t ~ U."""
         c = self.config
@@ -313,6 +325,7 @@ class SCM(Method):
         return sq_dist(self.cm.F(x_trig / self.sigma_d, t), target).mean()
 
     def step(self, batch, it):
+        self._set_lr(it)
         if it < self.config.pretrain:
             loss = self.pretrain_loss(batch)
             self._student_opt(loss)
@@ -408,6 +421,7 @@ class RCM(SCM):
         return torch.nan_to_num((fake - real) / norm)
 
     def step(self, batch, it):
+        self._set_lr(it)
         losses = {}
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
