@@ -50,6 +50,37 @@ def test_claim_guidance_student_one_pass_per_step_matches_guided_teacher():
 
 
 @pytest.mark.claim
+def test_claim_guidance_stage_two_halving_gives_a_two_step_guided_student():
+    """Meng et al. stage two: progressively halving the w-conditioned student (8 -> 4 -> 2 steps)
+    gives a 2-step student (2 passes) that beats the stage-one student at 2 steps and the guided
+    teacher at 2 steps (4 passes), and is within 1.25x of the guided teacher at 4 steps (8 passes).
+
+    w = 2; distance: mean per-class SWD to the 64-step guided teacher; the stage-one student is the
+    same run's student just before stage two starts.
+    """
+    import copy
+
+    src = toy2d.get("8gaussians")
+    m = lab.get_method("guidance")("toy2d/8gaussians/analytic", "8gaussians",
+                                   {"steps": 1400, "halvings": 2, "start_steps": 8, "halving_steps": 300}, seed=0)
+    stage_one = None
+    for st in lab.distill(m):
+        if st.it == m.stage_one_steps:
+            stage_one = copy.deepcopy(m.generator())
+    assert m.generator().native_nfe == (2,)
+    two, _ = guidance_sweep(m.generator(), m.guided_teacher(), ws=(2.0,), nfe=2, n=N, gmm=src.gmm)
+    one, _ = guidance_sweep(stage_one, m.guided_teacher(), ws=(2.0,), nfe=2, n=N, gmm=src.gmm)
+    four, _ = guidance_sweep(m.generator(), m.guided_teacher(), ws=(2.0,), nfe=4, n=N, gmm=src.gmm)
+    halved = two[two.model == "student"].iloc[0].class_swd
+    teacher2 = two[two.model == "teacher"].iloc[0].class_swd
+    teacher4 = four[four.model == "teacher"].iloc[0].class_swd
+    stage1 = one[one.model == "student"].iloc[0].class_swd
+    info = dict(halved=halved, stage_one=stage1, teacher_2_steps=teacher2, teacher_4_steps=teacher4)
+    assert halved < stage1 and halved < teacher2, info
+    assert halved <= 1.25 * teacher4, info
+
+
+@pytest.mark.claim
 def test_claim_msd_four_small_students_beat_one_of_the_same_total_size():
     """MSD: 4 one-step students, one condition each, beat ONE student with the same total
     parameter count serving all conditions, after the same number of optimiser steps.
@@ -86,7 +117,7 @@ def test_guidance_and_msd_refuse_an_unconditional_teacher():
 
 def test_guidance_probe_and_figures_have_the_expected_shape():
     m = _train("guidance", "toy2d/8gaussians/analytic", "8gaussians",
-               {**lab.get_method("guidance").tiny, "steps": 5})
+               {**lab.get_method("guidance").tiny, "steps": 5, "halvings": 0})
     summary, samples = guidance_sweep(m.generator(), m.guided_teacher(), ws=(0.0, 2.0), nfe=2, n=64, ref_steps=4,
                                       gmm=toy2d.get("8gaussians").gmm)
     assert list(summary.columns) == ["w", "model", "steps", "passes", "swd", "class_swd", "pair", "spread", "high_quality"]

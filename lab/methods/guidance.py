@@ -171,6 +171,9 @@ class GuidanceConfig(MethodConfig):
     traj_share: float = 0.5
     n_traj: int = 2048
     traj_steps: tuple = (1, 2, 4, 8)
+    halvings: int = 0
+    start_steps: int = 8
+    halving_steps: int = 400
     student_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32})
 
     def __post_init__(self):
@@ -186,6 +189,14 @@ class GuidanceConfig(MethodConfig):
         check(isinstance(self.traj_steps, (list, tuple)) and len(self.traj_steps) > 0
               and all(isinstance(k, int) and k >= 1 for k in self.traj_steps), "traj_steps", self.traj_steps,
               "a non-empty list of step counts >= 1")
+        check(isinstance(self.start_steps, int) and self.start_steps >= 2 and (self.start_steps & (self.start_steps - 1)) == 0,
+              "start_steps", self.start_steps, "a power of two >= 2")
+        check(isinstance(self.halvings, int) and 0 <= self.halvings and 2**self.halvings <= self.start_steps,
+              "halvings", self.halvings, f"an integer in [0, log2(start_steps)={self.start_steps.bit_length() - 1}]")
+        check(isinstance(self.halving_steps, int) and self.halving_steps >= 1, "halving_steps", self.halving_steps,
+              "an integer >= 1")
+        check(self.steps > self.halvings * self.halving_steps, "steps", self.steps,
+              f"more than halvings x halving_steps = {self.halvings * self.halving_steps} (stage one needs steps)")
         check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
         check(isinstance(self.student_net, dict) and self.student_net.get("type", "mlp") == "mlp", "student_net",
               self.student_net, "an mlp spec (type, hidden, depth, t_dim); n_classes and extra are set by the method")
@@ -197,7 +208,8 @@ class Guidance(Method):
     family = "guidance distillation"
     mechanism = "one w-conditioned student regresses the classifier-free-guided teacher v_u + w (v_c - v_u): 1 pass per step"
     paper = "Meng et al. 2023, On Distillation of Guided Diffusion Models"
-    tiny = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
+    tiny = {"batch": 64, "n_traj": 64, "halvings": 1, "start_steps": 2, "halving_steps": 10,
+            "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
 
     def setup(self):
         c = self.config
@@ -211,6 +223,43 @@ class Guidance(Method):
         self.student = Denoiser(build_net(spec), self.process, "v")
         self.add_net("student", self.student.net, lr=c.lr)
         self.pool = None  # states on the guided teacher's Euler trajectories: x_t, t, y, w
+        self.stage = 0  # 0: stage one (regress the guided teacher); k >= 1: halving k of stage two
+        self.stage_teacher = None  # frozen copy of the student (stage two)
+        self.stage_one_steps = c.steps - c.halvings * c.halving_steps
+
+    # ---- stage two schedule (progressive halving of the w-conditioned student)
+    def _stage_of(self, it: int) -> int:
+        c = self.config
+        if it < self.stage_one_steps:
+            return 0
+        return min(1 + (it - self.stage_one_steps) // c.halving_steps, c.halvings)
+
+    def student_steps(self, stage: int | None = None) -> int | None:
+        """Steps of the student being trained in a halving stage (None in stage one)."""
+        stage = self.stage if stage is None else stage
+        return self.config.start_steps // 2**stage if stage > 0 else None
+
+    def _advance(self, stage: int) -> None:
+        import copy
+
+        while self.stage < stage:
+            frozen = copy.deepcopy(self.student.net).eval()
+            for p in frozen.parameters():
+                p.requires_grad_(False)
+            self.stage_teacher = Denoiser(frozen, self.process, self.student.pred)
+            self._nets["stage_teacher"] = frozen
+            self._opts["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
+            self.stage += 1
+
+    @torch.no_grad()
+    def halving_target(self, x_t, t, y, w, n_s: int):
+        """Two Euler half-steps of the frozen stage teacher t -> t - 1/(2 n_s) -> s = t - 1/n_s; the
+        target velocity makes ONE Euler step of the student land on the same point."""
+        T, dt = self.stage_teacher, 1.0 / n_s
+        mid, s_ = (t - 0.5 * dt).clamp_min(0.0), (t - dt).clamp_min(0.0)
+        z_mid = x_t + (mid - t)[:, None] * T.velocity(x_t, t, y, w=w)
+        z_s = z_mid + (s_ - mid)[:, None] * T.velocity(z_mid, mid.clamp_min(1e-4), y, w=w)
+        return (z_s - x_t) / (s_ - t)[:, None], z_s
 
     @torch.no_grad()
     def make_pool(self):
@@ -242,6 +291,10 @@ class Guidance(Method):
         batch = {"x0": x0.to(self.device), "y": y, "eps": self.randn(c.batch, 2),
                  "t": c.t_min + (1 - c.t_min) * self.rand(c.batch),
                  "w": c.w_min + (c.w_max - c.w_min) * self.rand(c.batch)}
+        stage = self._stage_of(it)
+        if stage > 0:  # stage two: times on the halving student's grid, t = i / n_s
+            n_s = self.student_steps(stage)
+            batch["t"] = self.randint(1, n_s + 1, (c.batch,)).float() / n_s
         if c.traj_share > 0:
             if self.pool is None:
                 self.make_pool()
@@ -297,21 +350,32 @@ class Guidance(Method):
 
     def step(self, batch, it):
         c = self.config
-        if c.lr_decay:  # cosine decay to 5% of lr over the run (a function of it: exact on resume)
+        self._advance(self._stage_of(it))
+        if c.lr_decay and self.stage == 0:  # cosine decay to 5% of lr over stage one (a function of it: exact on resume)
             import math
 
-            frac = min(1.0, it / max(1, self.total_steps))
+            frac = min(1.0, it / max(1, self.stage_one_steps))
             for g in self._opts["student"].param_groups:
                 g["lr"] = c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         x_t, t, y, w = self._inputs(batch)
-        target, _ = self.teacher_target(x_t, t, y, w)
+        if self.stage == 0:
+            target, _ = self.teacher_target(x_t, t, y, w)
+            name, stage = "guided_v", "stage one: regress the guided teacher"
+        else:
+            n_s = self.student_steps()
+            # the null label has no w-dependence; keep it as is (the stage teacher learned v_u there)
+            target, _ = self.halving_target(x_t, t, y, w, n_s)
+            name, stage = "halving", f"stage two, halving {self.stage}: {2 * n_s}->{n_s} steps"
         pred = self.student.velocity(x_t, t, y, w=w)
         loss = sq_dist(pred, target).mean()
         self._opt_step("student", loss)
-        return StepOutput(losses={"guided_v": loss.item()}, metrics={"mean_w": w.mean().item()}, stage="guidance")
+        return StepOutput(losses={name: loss.item()}, metrics={"mean_w": w.mean().item(), "stage": float(self.stage)},
+                          stage=stage)
 
     def generator(self) -> GuidedFlowGenerator:
-        return GuidedFlowGenerator(self.student, self.config.w_eval)
+        c = self.config
+        native = (c.start_steps // 2**c.halvings,) if c.halvings else (1, 2, 4, 8)
+        return GuidedFlowGenerator(self.student, c.w_eval, native_nfe=native)
 
     def guided_teacher(self, w: float | None = None) -> CFGGenerator:
         """The teacher with classifier-free guidance at weight w (2 passes per step)."""
@@ -321,8 +385,10 @@ class Guidance(Method):
         return {"student": self.student.net}
 
     def extra_state(self):
-        return {"pool": self.pool}
+        return {"pool": self.pool, "stage": self.stage}
 
     def load_extra_state(self, sd):
+        if "stage" in sd:
+            self._advance(int(sd["stage"]))
         if sd.get("pool") is not None:
             self.pool = {k: v.to(self.device) for k, v in sd["pool"].items()}
