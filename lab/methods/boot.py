@@ -31,6 +31,10 @@ Fidelity notes:
   paper's classifier-free-guidance and text conditioning are not used (unconditional 2D).
 - Errors propagate down from t = 1: dt trades accuracy (teacher step size) for the
   number of bootstrap links (1/dt) the chain needs to converge.
+- Measured on 8 Gaussians with the zoo teacher (same noise, seed 99; reference 4000
+  points, seed 1234; teacher SWD to data 1.371 at 1 Euler step, 0.090 at 50): defaults
+  (800 steps, ~21 s CPU on one thread) give 1-step SWD 0.105 (ratio 1.17 to the teacher
+  at 50 steps); 300 steps give 0.146 (seed 0) and 0.109 (seed 1).
 """
 from __future__ import annotations
 
