@@ -41,9 +41,9 @@ import torch
 from torch import nn
 
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.methods.sid import LR_DECAYS, NoisyInputOneStepGenerator, decay_lr
 from lab.trainable import StepOutput, check
 
 FAKE_INITS = ("lora", "copy")
@@ -89,6 +89,7 @@ class VSDConfig(MethodConfig):
     steps: int = 600
     lr: float = 1e-4
     lr_fake: float = 1e-3
+    lr_decay: str = "linear"
     fake_init: str = "lora"
     lora_rank: int = 4
     lora_alpha: float = 4.0
@@ -96,11 +97,13 @@ class VSDConfig(MethodConfig):
     weighting: str = "sigma2"
     t_min: float = 0.02
     t_max: float = 0.98
+    t_init: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
         num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
         check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, ", ".join(LR_DECAYS))
         check(self.fake_init in FAKE_INITS, "fake_init", self.fake_init, ", ".join(FAKE_INITS))
         check(isinstance(self.lora_rank, int) and self.lora_rank >= 1, "lora_rank", self.lora_rank, "an integer >= 1")
         check(num(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "a positive float")
@@ -108,6 +111,7 @@ class VSDConfig(MethodConfig):
         check(self.weighting in WEIGHTINGS, "weighting", self.weighting, ", ".join(WEIGHTINGS))
         check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
+        check(num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
 
 
 @register("vsd")
@@ -135,7 +139,7 @@ class VSD(Method):
 
     # ---- pieces
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.gen.x0(z, torch.ones(z.shape[0], device=z.device))
+        return self.generator().apply(z)
 
     def sample_batch(self, it):
         c = self.config
@@ -170,6 +174,8 @@ class VSD(Method):
                 "t": torch.full((n,), float(t), device=self.device)}
 
     def step(self, batch, it):
+        c = self.config
+        decay_lr(self, it, {"generator": c.lr, "fake_score": c.lr_fake}, c.lr_decay)
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
                 x = self.generate(z)
@@ -184,8 +190,8 @@ class VSD(Method):
         return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake.item()},
                           metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
 
-    def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.gen, native_nfe=(1,))
+    def generator(self) -> NoisyInputOneStepGenerator:
+        return NoisyInputOneStepGenerator(self.gen, self.config.t_init)
 
     def ema_nets(self):
         return {"generator": self.gen.net}
