@@ -48,6 +48,8 @@ Fidelity notes:
 """
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -79,8 +81,8 @@ class Discriminator(nn.Module):
 
 @dataclass
 class ADDConfig(MethodConfig):
-    steps: int = 600
-    lr: float = 1e-4
+    steps: int = 1000
+    lr: float = 3e-4
     lr_disc: float = 1e-3
     adv_weight: float = 1.0
     distill_weight: float = 2.5
@@ -90,7 +92,11 @@ class ADDConfig(MethodConfig):
     disc_t_max: float = 0.5
     disc_hidden: int = 128
     disc_depth: int = 3
-    r1: float = 0.1
+    r1: float = 0.0
+    disc_updates: int = 1
+    ema: float = 0.0
+    lr_decay: bool = True
+    warmup: int = 150
 
     def __post_init__(self):
         super().__post_init__()
@@ -104,13 +110,18 @@ class ADDConfig(MethodConfig):
               (self.adv_weight, self.distill_weight), "at least one of them > 0")
         st = self.student_times
         check(isinstance(st, (list, tuple)) and len(st) >= 1 and all(num(s) and 0 < s <= 1 for s in st),
-              "student_times", st, "a non-empty list of times in (0, 1]")
+              "student_times", st, "a non-empty list of times in (0, 1] containing 1.0 (pure noise)")
+        check(any(float(s) == 1.0 for s in st), "student_times", st, "a list that contains 1.0 (the one-step time)")
         check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
         check(num(self.disc_t_max) and 0.0 < self.disc_t_max <= 1.0, "disc_t_max", self.disc_t_max, "a float in (0, 1]")
         check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
         check(isinstance(self.disc_depth, int) and self.disc_depth >= 1, "disc_depth", self.disc_depth, "an integer >= 1")
         check(num(self.r1) and self.r1 >= 0, "r1", self.r1, "a float >= 0 (0 disables the R1 penalty)")
+        check(num(self.ema) and 0.0 <= self.ema < 1.0, "ema", self.ema, "a float in [0, 1) (0 = sample the raw student)")
+        check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (student lr warm-up steps)")
+        check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
+        check(isinstance(self.disc_updates, int) and self.disc_updates >= 1, "disc_updates", self.disc_updates, "an integer >= 1")
 
 
 @register("add")
@@ -125,7 +136,15 @@ class ADD(Method):
         c = self.config
         pred = self.teacher.pred if self.student_from_teacher() else "v"
         self.student = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("student", self.student.net, lr=c.lr)
+        self.add_net("student", self.student.net, lr=c.lr, betas=(0.0, 0.99))
+        if c.ema > 0:
+            enet = copy.deepcopy(self.student.net).eval()
+            for p in enet.parameters():
+                p.requires_grad_(False)
+            self.ema_student = Denoiser(enet, self.process, pred)
+            self._nets["student_ema"] = enet
+        else:
+            self.ema_student = None
         self.disc = Discriminator(2, c.disc_hidden, c.disc_depth)
         self.add_net("discriminator", self.disc, lr=c.lr_disc, betas=(0.0, 0.99))
         self._times = torch.tensor([float(s) for s in c.student_times], device=self.device)
@@ -147,8 +166,10 @@ class ADD(Method):
         return {"x0": x0, "eps": self.randn(n, 2), "s_idx": self.randint(0, len(self._times), (n,)),
                 "t": c.t_min + (c.t_max - c.t_min) * self.rand(n), "eps2": self.randn(n, 2),
                 "td_fake": c.disc_t_max * self.rand(n), "eps_fake": self.randn(n, 2),
-                "real": self.data.sample(n, self.rng).to(self.device),
-                "td_real": c.disc_t_max * self.rand(n), "eps_real": self.randn(n, 2)}
+                "disc": [{"real": self.data.sample(n, self.rng).to(self.device),
+                          "td_real": c.disc_t_max * self.rand(n), "eps_real": self.randn(n, 2),
+                          "td_fake": c.disc_t_max * self.rand(n), "eps_fake": self.randn(n, 2)}
+                         for _ in range(c.disc_updates)]}
 
     def _student_out(self, batch):
         s = self._times[batch["s_idx"]]
@@ -180,23 +201,24 @@ class ADD(Method):
         c = self.config
         losses, metrics = {}, {}
         use_adv = c.adv_weight > 0
-        # discriminator step: hinge loss on noised real vs noised (detached) student samples, R1 on real
+        # discriminator steps: hinge loss on noised real vs noised (detached) student samples, R1 on real
         if use_adv:
             with torch.no_grad():
                 xh, _, _ = self._student_out(batch)
-            fake_t = self.process.add_noise(xh, batch["eps_fake"], batch["td_fake"])
-            real_t = self.process.add_noise(batch["real"], batch["eps_real"], batch["td_real"])
-            if c.r1 > 0:
-                real_t = real_t.detach().requires_grad_(True)
-            d_real = self.disc(real_t, batch["td_real"])
-            d_fake = self.disc(fake_t, batch["td_fake"])
-            loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
-            if c.r1 > 0:
-                (g,) = torch.autograd.grad(d_real.sum(), real_t, create_graph=True)
-                r1 = g.pow(2).sum(-1).mean()
-                loss_d = loss_d + 0.5 * c.r1 * r1
-                metrics["r1"] = r1.item()
-            self._opt_step("discriminator", loss_d)
+            for db in batch["disc"]:
+                fake_t = self.process.add_noise(xh, db["eps_fake"], db["td_fake"])
+                real_t = self.process.add_noise(db["real"], db["eps_real"], db["td_real"])
+                if c.r1 > 0:
+                    real_t = real_t.detach().requires_grad_(True)
+                d_real = self.disc(real_t, db["td_real"])
+                d_fake = self.disc(fake_t, db["td_fake"])
+                loss_d = torch.relu(1 - d_real).mean() + torch.relu(1 + d_fake).mean()
+                if c.r1 > 0:
+                    (g,) = torch.autograd.grad(d_real.sum(), real_t, create_graph=True)
+                    r1 = g.pow(2).sum(-1).mean()
+                    loss_d = loss_d + 0.5 * c.r1 * r1
+                    metrics["r1"] = r1.item()
+                self._opt_step("discriminator", loss_d)
             losses["disc"] = loss_d.item()
             metrics["d_real"], metrics["d_fake"] = d_real.mean().item(), d_fake.mean().item()
         # student step
@@ -218,11 +240,28 @@ class ADD(Method):
             loss_adv = -g_fake.mean()
             loss = loss + c.adv_weight * loss_adv
             losses["adv"] = loss_adv.item()
+        # learning rates: cosine decay to 0 over the run (both nets), linear warm-up of the student's
+        f = 0.5 * (1 + math.cos(math.pi * min(it, self.total_steps) / self.total_steps)) if c.lr_decay else 1.0
+        w = min(1.0, (it + 1) / c.warmup) if c.warmup > 0 else 1.0
+        for name, lr0 in (("student", c.lr * w), ("discriminator", c.lr_disc)):
+            for gr in self._opts[name].param_groups:
+                gr["lr"] = lr0 * f
         self._opt_step("student", loss)
+        if self.ema_student is not None:
+            with torch.no_grad():
+                for pe, ps in zip(self.ema_student.net.parameters(), self.student.net.parameters()):
+                    pe.mul_(c.ema).add_(ps.detach(), alpha=1 - c.ema)
         return StepOutput(losses=losses, metrics=metrics, stage="add")
 
     def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.student, native_nfe=(1, 2, 4))
+        return ConsistencyGenerator(self.student if self.ema_student is None else self.ema_student,
+                                    native_nfe=self.native_nfe())
+
+    def native_nfe(self) -> tuple[int, ...]:
+        """NFE k in (1, 2, 4) whose sampling times 1, (k-1)/k, ..., 1/k are all trained student times."""
+        times = [float(s) for s in self.config.student_times]
+        ok = lambda k: all(any(abs(tt - (k - i) / k) < 1e-6 for tt in times) for i in range(k))  # noqa: E731
+        return tuple(k for k in (1, 2, 4) if ok(k)) or (1,)
 
     def ema_nets(self):
         return {"student": self.student.net}
