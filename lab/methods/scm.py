@@ -82,7 +82,14 @@ Fidelity notes:
   steps: 0.0896): scm defaults (600 steps, ~25 s CPU on one thread) 1/2/4-step SWD
   0.118 / 0.086 / 0.091 (1-step 1.32x the teacher at 50 steps, 2-step 0.96x);
   share between modes at 1 step 0.24. rcm defaults: 0.102 / 0.086 / 0.116 (1-step
-  1.14x), share between modes 0.15, 8/8 modes.
+  1.14x), share between modes 0.15, 8/8 modes. rcm takes ~40 s CPU (fake score and
+  DMD pass on top of sCM's ~25 s).
+- Other datasets, same defaults (1/2/4-step SWD; teacher at 50 steps): moons scm
+  0.140 / 0.083 / 0.066, rcm 0.084 / 0.065 / 0.059 (teacher 0.044: misses 1.25x, best
+  1.36x); checkerboard scm 0.098 / 0.054 / 0.047, rcm 0.093 / 0.109 / 0.050 (teacher
+  0.046: 4-step 1.02x). 1000 steps instead of 600 (~41 s CPU): 8 Gaussians 1-step 0.103
+  but 2-step 0.106; moons 0.094 / 0.088 / 0.058; run-to-run spread is of this size, so
+  600 steps stay the default.
 - rCM: the paper uses 100 x (sCM summed per sample) + 1 x DMD, the student updated every
   5th iteration with lr 2e-6/4e-7 on video models; here one fake step and one student
   step per iteration, ``dmd_weight`` = 1 (0.3 gave the same 1-step SWD, 0.10, with
