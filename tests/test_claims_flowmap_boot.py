@@ -13,7 +13,9 @@ from lab.data import toy2d
 from lab.data.toy2d import PointCloud, Source
 from lab.diffusion import make_noise
 from lab.methods.boot import BootGenerator
-from lab.methods.flowmap import FlowMapGenerator, path_error_figure, path_error_probe
+from lab.methods.flowmap import FlowMapGenerator
+from lab.probes.paths import path_error as path_error_probe
+from lab.viz.paths import path_error_figure
 from lab.metrics import sliced_wasserstein
 
 N = 4000

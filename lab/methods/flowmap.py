@@ -31,7 +31,7 @@ Mechanism as implemented:
 - Target time s ~ U(0, t), with a share ``p_zero`` of the batch jumping straight to s = 0.
 - Sampling: k jumps 1 -> (k-1)/k -> ... -> 0 (own generator kind ``flowmap``); native
   NFE 1, 2, 4.
-- ``path_error_probe`` / ``path_error_figure`` (here, also used for BOOT): distance of the
+- ``lab.probes.paths.path_error`` / ``lab.viz.paths.path_error_figure`` (also used for BOOT): distance of the
   student's states from the teacher's fine ODE path at the same noise, against t.
 
 Fidelity notes:
@@ -148,57 +148,6 @@ class FlowMapGenerator(Generator):
             x, _ = map_apply(self.net, x, t, s, y, **cond)
             traj.append(x)
         return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
-
-
-# ---------------------------------------------------------------- probe and figure
-@torch.no_grad()
-def path_error_probe(gen: Generator, teacher, n: int = 512, seed: int = 0, points: int = 8, fine_steps: int = 64):
-    """How far the student's states are from the teacher's ODE path started at the same noise.
-
-    The teacher path is ``fine_steps`` Euler steps from z; at each of the times 1 - k/points
-    (k = 1..points) it records the mean distance of the student's state at that time:
-    ``jump`` = one evaluation from noise (``gen.state_at(z, t)``: X(z, 1, t) for a flow map,
-    g(z, t) for BOOT) and, for a flow map, ``chain`` = k jumps of size 1/points. Returns a
-    DataFrame with columns t, kind, error, teacher_spread (mean distance of the teacher's
-    state from its own mean, a scale for the errors).
-    """
-    import pandas as pd
-
-    from lab.diffusion.generators import make_noise
-    from lab.diffusion.samplers import ode_sample
-
-    if fine_steps % points:
-        raise ValueError(f"fine_steps ({fine_steps}) must be a multiple of points ({points})")
-    z = make_noise(n, 2, seed=seed, device=gen.device)
-    traj = ode_sample(teacher.denoiser if hasattr(teacher, "denoiser") else teacher, z, fine_steps, "euler",
-                      return_trajectory=True).trajectory
-    rows, x = [], z
-    for k in range(1, points + 1):
-        t = 1.0 - k / points
-        ref = traj[k * fine_steps // points]
-        spread = (ref - ref.mean(0)).norm(dim=-1).mean().item()
-        rows.append({"t": t, "kind": "jump", "error": (gen.state_at(z, t) - ref).norm(dim=-1).mean().item(),
-                     "teacher_spread": spread})
-        if isinstance(gen, FlowMapGenerator):
-            tb = torch.full((n,), 1.0 - (k - 1) / points, device=z.device)
-            x = map_apply(gen.net, x, tb, torch.full_like(tb, t))[0]
-            rows.append({"t": t, "kind": "chain", "error": (x - ref).norm(dim=-1).mean().item(), "teacher_spread": spread})
-    return pd.DataFrame(rows, columns=["t", "kind", "error", "teacher_spread"])
-
-
-def path_error_figure(df):
-    """Plotly figure of :func:`path_error_probe`: error against time, one line per kind."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for kind, part in df.groupby("kind", sort=False):
-        fig.add_trace(go.Scatter(x=part["t"], y=part["error"], mode="lines+markers", name=kind))
-    first = df.drop_duplicates("t")
-    fig.add_trace(go.Scatter(x=first["t"], y=first["teacher_spread"], mode="lines", name="teacher spread",
-                             line={"dash": "dot"}))
-    fig.update_layout(xaxis_title="t (1 = noise)", yaxis_title="mean distance to the teacher's ODE state",
-                      xaxis_autorange="reversed")
-    return fig
 
 
 # ---------------------------------------------------------------- method
