@@ -42,7 +42,11 @@ def _train(teacher, src, cfg):
 def test_claim_add_adversarial_term_improves_one_step(eight):
     """Sauer et al.: the adversarial loss is what makes 1-step samples sharp; the distillation loss
     alone (adv_weight = 0, same steps and seed) gives a worse 1-step distance. The ADD student
-    also beats the teacher at 1 NFE."""
+    also beats the teacher at 1 NFE.
+
+    Measured (seed 0, 500 steps each, about 17 s together): ADD 1-step SWD 0.139, distillation
+    loss alone 1.64, teacher at 1 step 1.37 (at 50 steps 0.090). The distillation loss alone is
+    worse than the teacher's own single step: it pulls samples to the teacher's posterior mean."""
     src, teacher, ref, z = eight
     cfg = {"steps": 500}
     add = _train(teacher, src, cfg)
