@@ -44,8 +44,8 @@ def test_claim_add_adversarial_term_improves_one_step(eight):
     alone (adv_weight = 0, same steps and seed) gives a worse 1-step distance. The ADD student
     also beats the teacher at 1 NFE.
 
-    Measured (seed 0, 500 steps each, about 17 s together): ADD 1-step SWD 0.139, distillation
-    loss alone 1.64, teacher at 1 step 1.37 (at 50 steps 0.090). The distillation loss alone is
+    Measured (seed 0, 500 steps each, 33 s together on a loaded machine): ADD 1-step SWD 0.126,
+    distillation loss alone 1.65, teacher at 1 step 1.37 (at 50 steps 0.090). The distillation loss alone is
     worse than the teacher's own single step: it pulls samples to the teacher's posterior mean."""
     src, teacher, ref, z = eight
     cfg = {"steps": 500}

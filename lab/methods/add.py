@@ -55,11 +55,14 @@ Fidelity notes:
   0.8 or 1). Warm-up 150 fixed it for seeds 0-3. Without the cosine decay the GAN keeps
   oscillating (1-step SWD jumping 0.11-0.15 between evaluations).
 - Measured on 8 Gaussians with the zoo teacher (teacher at 50 steps SWD 0.090, at 1 step
-  1.37), defaults (1000 steps, about 20 s on one thread): 1-step / 2-step / 4-step SWD for
-  seeds 0-3 = 0.112 / 0.099 / 0.117, 0.152 / 0.117 / 0.117, 0.211 / 0.181 / 0.145,
-  0.128 / 0.100 / 0.183. Seed 0 reaches the 1.25x goal at 1 and 2 steps; the others do
-  not at 1 step (the GAN leaves unequal mode weights and ~23% of samples on the arcs
-  between modes). 2000 steps made it worse (seed 2: 0.25); EMA 0.99 did not help.
+  1.37), defaults (1000 steps, batch 1024, 46 s on one thread with the machine loaded, about
+  half idle): 1-step / 2-step / 4-step SWD for seeds 0-3 = 0.103 / 0.096 / 0.158,
+  0.124 / 0.116 / 0.123, 0.085 / 0.130 / 0.135, 0.107 / 0.100 / 0.107. Three of four seeds
+  reach the 1.25x goal (0.112) at 1 step; seed 1 misses (1.38x). With batch 512 the GAN
+  was noisier: 1-step 0.112, 0.152, 0.211, 0.128 (unequal mode weights, ~23% of samples on
+  the arcs between modes). 2000 steps at batch 512 made it worse (seed 2: 0.25); EMA 0.99
+  did not help; distillation t_max 0.5 or disc_t_max 0.25 moved seeds both ways.
+  4 steps is often worse than 2: errors of the t = 1/4 student accumulate.
 - Student trained only at t = 1 (``student_times=[1.0]``, native NFE 1 only) is better at
   1 step (0.100 at 600 steps, seed 0): the four student times share the network's capacity.
 - The distillation loss alone (``adv_weight=0``) collapses towards the teacher's posterior
@@ -104,6 +107,7 @@ class Discriminator(nn.Module):
 @dataclass
 class ADDConfig(MethodConfig):
     steps: int = 1000
+    batch: int = 1024
     lr: float = 3e-4
     lr_disc: float = 1e-3
     adv_weight: float = 1.0
