@@ -67,3 +67,18 @@ def test_empirical_score_matches_the_exact_mixture_score():
 def test_probe_needs_a_distribution_matching_method():
     with pytest.raises(LabError, match="generate"):
         score_field(object())
+
+
+def test_dmd2_gan_head_has_a_decision_field():
+    """dmd2's GAN head exposes the same discriminator interface as add, so the decision-field probe draws it."""
+    from lab.probes.adversarial import decision_field
+
+    teacher = lab.zoo.load("toy2d/8gaussians/analytic")
+    on = lab.get_method("dmd2")(teacher, "toy2d:8gaussians", {**lab.get_method("dmd2").tiny, "steps": 3, "gan_weight": 0.05})
+    for _ in lab.distill(on):
+        pass
+    df = decision_field(on, t=0.2, n=9)
+    assert len(df) == 81 and df["logit"].notna().all() and df["logit"].abs().max() < float("inf") and df["logit"].std() > 0
+    off = lab.get_method("dmd2")(teacher, "toy2d:8gaussians", {**lab.get_method("dmd2").tiny, "steps": 3, "gan_weight": 0.0})
+    with pytest.raises(lab.LabError, match="gan_weight"):
+        decision_field(off, t=0.2, n=9)

@@ -70,6 +70,7 @@ from torch import nn
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
+from lab.errors import LabError
 from lab.methods.base import MethodConfig, register
 from lab.methods.dmd import DMD
 from lab.trainable import StepOutput, check
@@ -154,6 +155,15 @@ class DMD2(DMD):
         """Classifier logit on the fake net's last hidden features at the noised sample."""
         self._feat = None
         self.fake.raw(self.process.add_noise(x0, eps, t), t)
+        return self.disc(self._feat)[:, 0]
+
+    def discriminator_logits(self, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The GAN head's logit at noised points x_t (the interface of ``lab.probes.adversarial.decision_field``)."""
+        if self.config.gan_weight <= 0:
+            raise LabError("dmd2 has no discriminator when gan_weight = 0; allowed: gan_weight > 0 (for example 0.05)")
+        tt = t if torch.is_tensor(t) else torch.full((x_t.shape[0],), float(t), device=x_t.device)
+        self._feat = None
+        self.fake.raw(x_t, tt)
         return self.disc(self._feat)[:, 0]
 
     def _simulate(self, z, idx, noises, data=None):
