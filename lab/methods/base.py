@@ -22,6 +22,7 @@ from lab.data.toy2d import Source, resolve
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
+from lab.losses import sq_dist
 from lab.nets import build_net
 from lab.trainable import StepOutput, Trainable, check, config_from_dict
 
@@ -175,6 +176,16 @@ class Method(Trainable):
         except (ValueError, KeyError):
             pass
         return {k: v.detach().cpu() for k, v in out.items()}
+
+    def fit_fake_score(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, name: str = "fake_score") -> float:
+        """One denoising (flow-matching) step of the fake score ``self.fake`` (a Denoiser) on the detached
+        samples x, noised with eps at times t; returns the loss. Shared by every method that fits a score
+        to its own generator's samples (dmd, vsd, sid, rcm, vsd_particles)."""
+        x = x.detach()
+        x_t = self.process.add_noise(x, eps, t)
+        loss = sq_dist(self.fake.velocity(x_t, t), self.process.v_from_x0_eps(t, x, eps, x)).mean()
+        self._opt_step(name, loss)
+        return loss.item()
 
     def _opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
         opt = self._opts[name]

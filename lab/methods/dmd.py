@@ -135,15 +135,12 @@ class DMD(Method):
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
                 x = self.generate(z)
-            x_t = self.process.add_noise(x, eps, t)
-            target = self.process.v_from_x0_eps(t, x, eps, x)
-            loss_fake = sq_dist(self.fake.velocity(x_t, t), target).mean()
-            self._opt_step("fake_score", loss_fake)
+            loss_fake = self.fit_fake_score(x, t, eps)
         # generator: distribution matching (+ regression)
         x = self.generate(batch["z"])
         grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
         loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
-        losses = {"dm": loss_dm.item(), "fake": loss_fake.item()}
+        losses = {"dm": loss_dm.item(), "fake": loss_fake}
         loss = loss_dm
         if c.reg_weight > 0:
             idx = batch["pair_idx"]

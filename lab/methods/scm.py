@@ -458,10 +458,7 @@ class RCM(SCM):
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
                 x = self.generate(z)
-            x_t = self.process.add_noise(x, eps, t)
-            loss_fake = sq_dist(self.fake.velocity(x_t, t), self.process.v_from_x0_eps(t, x, eps, x)).mean()
-            self._opt_step("fake_score", loss_fake)
-            losses["fake"] = loss_fake.item()
+            losses["fake"] = self.fit_fake_score(x, t, eps)
         loss, metrics = self.scm_loss(batch, it)
         losses["scm"] = loss.item()
         if self.dmd_on(it):

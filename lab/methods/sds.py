@@ -365,17 +365,14 @@ class VSDParticles(SDS):
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
                 x = self.points({"z": z} if z is not None else {})
-            x_t = self.process.add_noise(x, eps, t)
-            target = self.process.v_from_x0_eps(t, x, eps, x)
-            loss_fake = sq_dist(self.fake.velocity(x_t, t), target).mean()
-            self._opt_step("fake_score", loss_fake)
+            loss_fake = self.fit_fake_score(x, t, eps)
         if it < c.fake_warmup:
-            return StepOutput(losses={"fake": loss_fake.item()}, stage="fake warm-up")
+            return StepOutput(losses={"fake": loss_fake}, stage="fake warm-up")
         x = self.points(batch)
         grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
         loss = self._sd_loss(x, grad)
         self._opt_step(c.param, loss)
-        return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake.item()},
+        return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake},
                           metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
 
     def ema_nets(self):

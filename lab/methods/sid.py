@@ -58,7 +58,6 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.process import get_process
 from lab.diffusion.samplers import SampleResult
-from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check
 
@@ -223,10 +222,7 @@ class SiD(Method):
         z, t, eps = batch["fake"]
         with torch.no_grad():
             x = self.generate(z)
-        x_t = self.process.add_noise(x, eps, t)
-        target = self.process.v_from_x0_eps(t, x, eps, x)
-        loss_fake = sq_dist(self.fake.velocity(x_t, t), target).mean()
-        self._opt_step("fake_score", loss_fake)
+        loss_fake = self.fit_fake_score(x, t, eps)
         # generator: SiD loss, gradients through the (frozen) score networks' inputs
         y = self.generate(batch["z"])
         self._freeze_fake(True)
@@ -237,7 +233,7 @@ class SiD(Method):
         finally:
             self._freeze_fake(False)
         gap = (real - fake).detach().norm(dim=-1).mean().item()
-        return StepOutput(losses={"sid": loss_g.item(), "fake": loss_fake.item()}, metrics={"score_gap": gap}, stage="sid")
+        return StepOutput(losses={"sid": loss_g.item(), "fake": loss_fake}, metrics={"score_gap": gap}, stage="sid")
 
     def generator(self) -> NoisyInputOneStepGenerator:
         return NoisyInputOneStepGenerator(self.gen, self.config.t_init)

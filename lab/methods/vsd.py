@@ -194,15 +194,12 @@ class VSD(Method):
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
                 x = self.generate(z)
-            x_t = self.process.add_noise(x, eps, t)
-            target = self.process.v_from_x0_eps(t, x, eps, x)
-            loss_fake = sq_dist(self.fake.velocity(x_t, t), target).mean()
-            self._opt_step("fake_score", loss_fake)
+            loss_fake = self.fit_fake_score(x, t, eps)
         x = self.generate(batch["z"])
         grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
         loss = 0.5 * sq_dist(x, (x - grad).detach()).mean()
         self._opt_step("generator", loss)
-        return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake.item()},
+        return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake},
                           metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
 
     def generator(self) -> NoisyInputOneStepGenerator:
