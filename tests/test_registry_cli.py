@@ -250,3 +250,12 @@ def test_cli_distill_into_existing_run_folder_is_refused(cli):
     _assert_clean_error(rt["again"])
     assert "not empty" in rt["again"].stderr
     assert rt["S_after"] == rt["S_before"]  # same files, same bytes, same mtimes
+
+
+def test_readme_lists_every_method():
+    """The README's method table is the user's map: a new method must be added to it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [m for m in lab.list_methods() if f"| `{m}` |" not in readme]
+    assert not missing, f"README.md's method table lacks: {', '.join(missing)}"

@@ -53,3 +53,17 @@ def test_run_folders_with_students_are_found_by_data(tmp_path):
     assert list(found["run"]) == [str(tmp_path / "cd")]  # the teacher run is not a student
     assert find_students("toy2d:moons", tmp_path).empty
     assert lab.load(found["run"][0]).sample(5, nfe=1).x.shape == (5, 2)
+
+
+def test_every_student_entry_is_shipped_with_its_recipe():
+    """The app's generator comparison shows zoo students: every student entry ships in assets/ with a card
+    naming its method and the teacher it was distilled from."""
+    students = [e for e in zoo.shipped_entries() if not e.endswith("/teacher")]
+    assert {e.rsplit("/", 1)[1] for e in students} >= set(zoo.SHOWCASE_METHODS) | set(zoo.STUDENT_METHODS)
+    for e in students:
+        p = zoo.find(e)
+        assert p is not None and zoo.ASSETS in p.parents, f"{e} is not shipped; build it with `lab zoo build`"
+        card = zoo.card(e)
+        data, method = e.split("/")[1:]
+        assert card["recipe"]["method"] == method and card["recipe"]["teacher"] == zoo.student_teacher(data, method)
+        assert method in lab.list_methods()

@@ -29,7 +29,16 @@ STUDENT_METHODS = ("progressive", "consistency", "reflow")
 #: (about 0.5 MB each; the rest are a `lab distill` or `python bench/run.py --zoo` away)
 SHOWCASE_DATASET = "8gaussians"
 SHOWCASE_METHODS = ("dmd", "dmd2", "sid", "vsd", "scm", "rcm", "tscd", "shortcut", "flowmap", "boot", "add",
-                    "sds", "vsd_particles")
+                    "sds", "vsd_particles", "guidance", "msd")
+#: methods that need a class-conditional teacher: distilled from the exact (analytic) mixture teacher
+CONDITIONAL_METHODS = ("guidance", "msd")
+
+
+def student_teacher(dataset: str, method: str) -> str:
+    """The zoo teacher a default student of ``method`` on ``dataset`` is distilled from."""
+    if method in CONDITIONAL_METHODS and toy2d.get(dataset).gmm is not None:
+        return f"toy2d/{dataset}/analytic"
+    return f"toy2d/{dataset}/teacher"
 
 
 def student_methods(dataset: str) -> tuple[str, ...]:
@@ -147,12 +156,13 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     else:
         from lab.methods import get_method
 
-        teacher = load(f"toy2d/{data}/teacher", device=device, progress=progress)
+        teacher_entry = student_teacher(data, what)
+        teacher = load(teacher_entry, device=device, progress=progress)
         m = get_method(what)(teacher, source, {"steps": steps} if steps else None, seed=seed, device=device)
         cbs = [ProgressBar(f"zoo {entry}", disable=not progress)]
         run_to_end(m, callbacks=cbs)
         gen = m.generator()
-        recipe = {"method": what, "teacher": f"toy2d/{data}/teacher", "config": m.config_dict(), "seed": seed}
+        recipe = {"method": what, "teacher": teacher_entry, "config": m.config_dict(), "seed": seed}
     return save_entry(entry, gen, recipe, time.perf_counter() - t0, root)
 
 
