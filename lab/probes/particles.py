@@ -88,7 +88,7 @@ def particle_paths(method_or_run, every: int = 10, n: int | None = 128, steps: i
             raise LabError(f"run {run.folder} has no snapshots; train it with a Recorder (distill_run does)")
         steps_, pts = [], []
         for p in snaps:
-            with np.load(p) as z:
+            with np.load(p, allow_pickle=False) as z:
                 if "samples" not in z:
                     continue
                 steps_.append(int(p.stem.split("_")[1]))
