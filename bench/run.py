@@ -246,6 +246,13 @@ def _secs(s: dict) -> float:
     return s.get("distill_cpu_s", s["distill_s"])
 
 
+def judge(s: dict) -> tuple[int, float, bool, bool]:
+    """(best native NFE, its SWD over the row's own teacher's 50-NFE SWD, quality goal met, time goal met)."""
+    k = min(s["native_nfe"], key=lambda k: s[f"swd@{k}"])
+    r = s[f"swd@{k}"] / s["teacher_swd@50"]  # the row's own teacher (the analytic one for conditional methods)
+    return k, r, r <= GOAL_RATIO, _secs(s) <= GOAL_S
+
+
 def summary_table(students: list, teachers: dict) -> list[str]:
     """One row per method: best-native-NFE ratio to the teacher at 50 NFE (and that NFE) and distillation
     seconds on each dataset; a check mark where the goal is met. Also pasted into the README."""
@@ -259,10 +266,8 @@ def summary_table(students: list, teachers: dict) -> list[str]:
             if s is None:
                 cells.append("")
                 continue
-            t50 = s["teacher_swd@50"]  # the row's own teacher (the analytic one for conditional methods)
-            k = min(s["native_nfe"], key=lambda k: s[f"swd@{k}"])
-            r = s[f"swd@{k}"] / t50
-            ok = r <= GOAL_RATIO and _secs(s) <= GOAL_S
+            k, r, ok_q, ok_t = judge(s)
+            ok = ok_q and ok_t
             met += ok
             cells.append(f"{r:.2f}x @{k} in {_secs(s):.0f} s{' ✓' if ok else ''}")
         out.append(f"| `{meth}` | " + " | ".join(cells) + f" | {met}/{sum(1 for d in dsets if (meth, d) in by)} |")
@@ -310,11 +315,8 @@ def write(out) -> None:
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     misses = []
     for s in students:
-        t50 = s["teacher_swd@50"]
         nat = s["native_nfe"]
-        best_k = min(nat, key=lambda k: s[f"swd@{k}"])
-        ratio = s[f"swd@{best_k}"] / t50
-        ok_q, ok_t = ratio <= GOAL_RATIO, _secs(s) <= GOAL_S
+        best_k, ratio, ok_q, ok_t = judge(s)
         why = "yes" if ok_q and ok_t else "no: " + ", ".join(w for w, ok in (("quality", ok_q), ("time", ok_t)) if not ok)
         if not (ok_q and ok_t):
             misses.append(f"{s['method']} on {s['dataset']} ({why[4:]})")

@@ -45,6 +45,11 @@ def resolve_device(device: "str | torch.device | None") -> torch.device:
     return dev
 
 
+def is_num(v) -> bool:
+    """A real number for a config field: int or float, not bool."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def check(cond: bool, field: str, value, allowed: str) -> None:
     """Config validation: one line naming the field, its bad value and what is allowed."""
     if not cond:

@@ -58,3 +58,12 @@ def app_students(tmp_path_factory):
         os.environ.pop("LAB_RUNS", None)
     else:
         os.environ["LAB_RUNS"] = old
+
+
+@pytest.fixture(scope="session")
+def eight():
+    """The claim tests' 8-Gaussians setup: (source, zoo teacher, reference points, noise); see tests/_claims.py."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _claims import setup
+
+    return setup()

@@ -9,14 +9,13 @@ import pytest
 import torch
 
 import lab
-from lab.data import toy2d
 from lab.data.toy2d import PointCloud, Source
 from lab.diffusion import make_noise
 from lab.methods.boot import BootGenerator
 from lab.methods.flowmap import FlowMapGenerator
 from lab.probes.paths import path_error as path_error_probe
 from lab.viz.paths import path_error_figure
-from lab.metrics import sliced_wasserstein
+from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
 
 N = 4000
 
@@ -30,17 +29,6 @@ class NoData(Source):
         raise AssertionError("a data-free method sampled the dataset")
 
 
-@pytest.fixture(scope="module")
-def eight():
-    src = toy2d.get("8gaussians")
-    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
-    ref = src.sample(N, 1234)
-    z = make_noise(N, 2, seed=99)
-    return src, teacher, ref, z
-
-
-def swd(gen, nfe, z, ref):
-    return sliced_wasserstein(gen.sample(z=z, nfe=nfe, seed=7).x, ref)
 
 
 def train(name, teacher, data, config):

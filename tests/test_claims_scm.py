@@ -9,21 +9,12 @@ import plotly.graph_objects as go
 import pytest
 
 import lab
-from lab.data import toy2d
-from lab.diffusion import make_noise
 from lab.metrics import low_density_share, mode_stats, sliced_wasserstein
 from lab.probes.scm import scm_internals, scm_training
 from lab.runs.loop import Recorder
 from lab.viz.scm import scm_internals_figure, scm_training_figure
 
 N = 4000
-
-
-@pytest.fixture(scope="module")
-def eight():
-    src = toy2d.get("8gaussians")
-    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
-    return src, teacher, src.sample(N, 1234), make_noise(N, 2, seed=99)
 
 
 def _samples(gen, nfe, z):

@@ -8,24 +8,11 @@ import pytest
 import torch
 
 import lab
-from lab.data import toy2d
-from lab.diffusion import make_noise
-from lab.metrics import sliced_wasserstein
+from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
 
 N = 4000
 
 
-@pytest.fixture(scope="module")
-def eight():
-    src = toy2d.get("8gaussians")
-    teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
-    ref = src.sample(N, 1234)
-    z = make_noise(N, 2, seed=99)
-    return src, teacher, ref, z
-
-
-def swd(gen, nfe, z, ref):
-    return sliced_wasserstein(gen.sample(z=z, nfe=nfe, seed=7).x, ref)
 
 
 def _tiny(name, **over):

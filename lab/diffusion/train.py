@@ -10,7 +10,7 @@ from lab.diffusion.denoiser import PRED_TYPES, Denoiser
 from lab.diffusion.generators import FlowGenerator
 from lab.diffusion.process import PROCESSES, get_process
 from lab.nets import build_net
-from lab.trainable import StepOutput, Trainable, check
+from lab.trainable import StepOutput, Trainable, check, is_num
 
 
 @dataclass
@@ -28,11 +28,10 @@ class TeacherConfig:
     def __post_init__(self):
         check(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "an integer >= 1")
         check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr) and self.lr > 0, "lr", self.lr, "a positive float")
+        check(is_num(self.lr) and self.lr > 0, "lr", self.lr, "a positive float")
         check(isinstance(self.process, str) and self.process in PROCESSES, "process", self.process, ", ".join(PROCESSES))
         check(isinstance(self.pred, str) and self.pred in PRED_TYPES, "pred", self.pred, ", ".join(PRED_TYPES))
-        check(num(self.label_dropout) and 0.0 <= self.label_dropout < 1.0, "label_dropout", self.label_dropout, "a float in [0, 1)")
+        check(is_num(self.label_dropout) and 0.0 <= self.label_dropout < 1.0, "label_dropout", self.label_dropout, "a float in [0, 1)")
         check(isinstance(self.net, dict), "net", self.net, "a JSON object (network spec)")
         check(isinstance(self.solver, str) and self.solver in ("euler", "heun", "ddim"), "solver", self.solver, "euler, heun, ddim")
         check(not (self.process == "vp_cosine" and self.pred == "eps"), "pred", self.pred,

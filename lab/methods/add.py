@@ -73,7 +73,6 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -85,7 +84,7 @@ from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets.mlp import FourierTime
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 class Discriminator(nn.Module):
@@ -126,25 +125,24 @@ class ADDConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_disc) and self.lr_disc > 0, "lr_disc", self.lr_disc, "a positive float")
-        check(num(self.adv_weight) and self.adv_weight >= 0, "adv_weight", self.adv_weight,
+        check(is_num(self.lr_disc) and self.lr_disc > 0, "lr_disc", self.lr_disc, "a positive float")
+        check(is_num(self.adv_weight) and self.adv_weight >= 0, "adv_weight", self.adv_weight,
               "a float >= 0 (0 = the distillation loss alone)")
-        check(num(self.distill_weight) and self.distill_weight >= 0, "distill_weight", self.distill_weight,
+        check(is_num(self.distill_weight) and self.distill_weight >= 0, "distill_weight", self.distill_weight,
               "a float >= 0 (0 = the adversarial loss alone)")
         check(self.adv_weight > 0 or self.distill_weight > 0, "adv_weight/distill_weight",
               (self.adv_weight, self.distill_weight), "at least one of them > 0")
         st = self.student_times
-        check(isinstance(st, (list, tuple)) and len(st) >= 1 and all(num(s) and 0 < s <= 1 for s in st),
+        check(isinstance(st, (list, tuple)) and len(st) >= 1 and all(is_num(s) and 0 < s <= 1 for s in st),
               "student_times", st, "a non-empty list of times in (0, 1] containing 1.0 (pure noise)")
         check(any(float(s) == 1.0 for s in st), "student_times", st, "a list that contains 1.0 (the one-step time)")
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(num(self.disc_t_max) and 0.0 < self.disc_t_max <= 1.0, "disc_t_max", self.disc_t_max, "a float in (0, 1]")
+        check(is_num(self.disc_t_max) and 0.0 < self.disc_t_max <= 1.0, "disc_t_max", self.disc_t_max, "a float in (0, 1]")
         check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
         check(isinstance(self.disc_depth, int) and self.disc_depth >= 1, "disc_depth", self.disc_depth, "an integer >= 1")
-        check(num(self.r1) and self.r1 >= 0, "r1", self.r1, "a float >= 0 (0 disables the R1 penalty)")
-        check(num(self.ema) and 0.0 <= self.ema < 1.0, "ema", self.ema, "a float in [0, 1) (0 = sample the raw student)")
+        check(is_num(self.r1) and self.r1 >= 0, "r1", self.r1, "a float >= 0 (0 disables the R1 penalty)")
+        check(is_num(self.ema) and 0.0 <= self.ema < 1.0, "ema", self.ema, "a float in [0, 1) (0 = sample the raw student)")
         check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (student lr warm-up steps)")
         check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
         check(isinstance(self.disc_updates, int) and self.disc_updates >= 1, "disc_updates", self.disc_updates, "an integer >= 1")
@@ -164,11 +162,7 @@ class ADD(Method):
         self.student = Denoiser(self.new_student_net(), self.process, pred)
         self.add_net("student", self.student.net, lr=c.lr, betas=(0.0, 0.99))
         if c.ema > 0:
-            enet = copy.deepcopy(self.student.net).eval()
-            for p in enet.parameters():
-                p.requires_grad_(False)
-            self.ema_student = Denoiser(enet, self.process, pred)
-            self._nets["student_ema"] = enet
+            self.ema_student = self.frozen_copy("student_ema", self.student)
         else:
             self.ema_student = None
         self.disc = Discriminator(2, c.disc_hidden, c.disc_depth)

@@ -142,6 +142,15 @@ class Method(Trainable):
         spec.setdefault("dim", 2)
         return build_net(spec)
 
+    def frozen_copy(self, name: str, denoiser: Denoiser) -> Denoiser:
+        """A frozen copy of ``denoiser`` (a target, EMA or stage-teacher network), checkpointed as
+        ``name`` without an optimiser."""
+        net = copy.deepcopy(denoiser.net).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        self.add_net(name, net)
+        return Denoiser(net, denoiser.process, denoiser.pred)
+
     def student_from_teacher(self) -> bool:
         return any(True for _ in self.teacher.net.parameters())
 

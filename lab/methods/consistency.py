@@ -33,7 +33,6 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -76,11 +75,7 @@ class Consistency(Method):
         pred = self.teacher.pred if self.student_from_teacher() else "v"
         self.student = Denoiser(net, self.process, pred)
         self.add_net("student", net, lr=self.config.lr)
-        tnet = copy.deepcopy(net).eval()
-        for p in tnet.parameters():
-            p.requires_grad_(False)
-        self.target = Denoiser(tnet, self.process, pred)
-        self._nets["target"] = tnet
+        self.target = self.frozen_copy("target", self.student)
 
     def sample_batch(self, it):
         batch = super().sample_batch(it)

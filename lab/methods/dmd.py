@@ -39,7 +39,7 @@ from lab.diffusion.generators import ConsistencyGenerator, make_noise
 from lab.diffusion.samplers import ode_sample
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 @dataclass
@@ -56,13 +56,12 @@ class DMDConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
         check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
-        check(num(self.reg_weight) and self.reg_weight >= 0, "reg_weight", self.reg_weight, "a float >= 0 (0 disables the regression loss)")
+        check(is_num(self.reg_weight) and self.reg_weight >= 0, "reg_weight", self.reg_weight, "a float >= 0 (0 disables the regression loss)")
         check(isinstance(self.n_pairs, int) and self.n_pairs >= 1, "n_pairs", self.n_pairs, "an integer >= 1")
         check(isinstance(self.pair_steps, int) and self.pair_steps >= 2, "pair_steps", self.pair_steps, "an integer >= 2")
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
 
 

@@ -73,7 +73,7 @@ from lab.losses import sq_dist
 from lab.errors import LabError
 from lab.methods.base import MethodConfig, register
 from lab.methods.dmd import DMD
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 @dataclass
@@ -93,19 +93,18 @@ class DMD2Config(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
         check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates,
               "an integer >= 1 (fake-score steps per generator step)")
-        check(num(self.gan_weight) and self.gan_weight >= 0, "gan_weight", self.gan_weight, "a float >= 0 (0 disables the GAN term)")
-        check(num(self.disc_weight) and self.disc_weight > 0, "disc_weight", self.disc_weight, "a positive float")
+        check(is_num(self.gan_weight) and self.gan_weight >= 0, "gan_weight", self.gan_weight, "a float >= 0 (0 disables the GAN term)")
+        check(is_num(self.disc_weight) and self.disc_weight > 0, "disc_weight", self.disc_weight, "a positive float")
         check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
         check(isinstance(self.gen_steps, int) and 1 <= self.gen_steps <= 16, "gen_steps", self.gen_steps, "an integer in 1..16")
         check(self.sim_inputs in ("backward", "data"), "sim_inputs", self.sim_inputs,
               "backward (the generator's own chain, DMD2) or data (noised real data: the mismatch ablation)")
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0 disables clipping)")
+        check(is_num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0 disables clipping)")
 
 
 def _last_linear(net: nn.Module) -> nn.Linear:

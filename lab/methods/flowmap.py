@@ -72,7 +72,7 @@ from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets import build_net, net_spec
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 # ---------------------------------------------------------------- the map network
@@ -167,15 +167,14 @@ class FlowMapConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
         check(isinstance(self.data_free, bool), "data_free", self.data_free, "true (prior noise only), false (noised data)")
-        check(num(self.p_prior) and 0.0 <= self.p_prior <= 1.0, "p_prior", self.p_prior, "a float in [0, 1]")
-        check(num(self.p_zero) and 0.0 <= self.p_zero <= 1.0, "p_zero", self.p_zero, "a float in [0, 1]")
-        check(num(self.t_min) and 0.0 < self.t_min < 1.0, "t_min", self.t_min, "a float in (0, 1)")
+        check(is_num(self.p_prior) and 0.0 <= self.p_prior <= 1.0, "p_prior", self.p_prior, "a float in [0, 1]")
+        check(is_num(self.p_zero) and 0.0 <= self.p_zero <= 1.0, "p_zero", self.p_zero, "a float in [0, 1]")
+        check(is_num(self.t_min) and 0.0 < self.t_min < 1.0, "t_min", self.t_min, "a float in (0, 1)")
         check(self.state_source in ("student", "teacher"), "state_source", self.state_source, "student, teacher")
         check(isinstance(self.state_steps, int) and self.state_steps >= 1, "state_steps", self.state_steps, "an integer >= 1")
         check(self.objective in ("discrete", "jvp"), "objective", self.objective, "discrete, jvp")
-        check(num(self.ds) and 0.0 < self.ds <= 1.0, "ds", self.ds, "a float in (0, 1]")
+        check(is_num(self.ds) and 0.0 < self.ds <= 1.0, "ds", self.ds, "a float in (0, 1]")
         check(self.solver in ("euler", "heun"), "solver", self.solver, "euler, heun")
 
 

@@ -75,7 +75,7 @@ from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets import build_net
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 def is_class_conditional(denoiser: Denoiser) -> bool:
@@ -196,13 +196,12 @@ class GuidanceConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.w_min) and num(self.w_max) and 0 <= self.w_min <= self.w_max, "w_min/w_max",
+        check(is_num(self.w_min) and is_num(self.w_max) and 0 <= self.w_min <= self.w_max, "w_min/w_max",
               (self.w_min, self.w_max), "0 <= w_min <= w_max")
-        check(num(self.w_eval) and self.w_eval >= 0, "w_eval", self.w_eval, "a float >= 0")
-        check(num(self.p_uncond) and 0 <= self.p_uncond < 1, "p_uncond", self.p_uncond, "a float in [0, 1)")
-        check(num(self.t_min) and 0 < self.t_min < 1, "t_min", self.t_min, "a float in (0, 1)")
-        check(num(self.traj_share) and 0 <= self.traj_share <= 1, "traj_share", self.traj_share, "a float in [0, 1]")
+        check(is_num(self.w_eval) and self.w_eval >= 0, "w_eval", self.w_eval, "a float >= 0")
+        check(is_num(self.p_uncond) and 0 <= self.p_uncond < 1, "p_uncond", self.p_uncond, "a float in [0, 1)")
+        check(is_num(self.t_min) and 0 < self.t_min < 1, "t_min", self.t_min, "a float in (0, 1)")
+        check(is_num(self.traj_share) and 0 <= self.traj_share <= 1, "traj_share", self.traj_share, "a float in [0, 1]")
         check(isinstance(self.n_traj, int) and self.n_traj >= 1, "n_traj", self.n_traj, "an integer >= 1")
         check(isinstance(self.traj_steps, (list, tuple)) and len(self.traj_steps) > 0
               and all(isinstance(k, int) and k >= 1 for k in self.traj_steps), "traj_steps", self.traj_steps,
@@ -258,14 +257,8 @@ class Guidance(Method):
         return self.config.start_steps // 2**stage if stage > 0 else None
 
     def _advance(self, stage: int) -> None:
-        import copy
-
         while self.stage < stage:
-            frozen = copy.deepcopy(self.student.net).eval()
-            for p in frozen.parameters():
-                p.requires_grad_(False)
-            self.stage_teacher = Denoiser(frozen, self.process, self.student.pred)
-            self._nets["stage_teacher"] = frozen
+            self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
             self._opts["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
             self.stage += 1
 

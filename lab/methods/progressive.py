@@ -29,7 +29,6 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -82,11 +81,7 @@ class Progressive(Method):
 
     def _advance(self, stage: int) -> None:
         while self.stage < stage:
-            frozen = copy.deepcopy(self.student.net).eval()
-            for p in frozen.parameters():
-                p.requires_grad_(False)
-            self.stage_teacher = Denoiser(frozen, self.process, self.student.pred)
-            self._nets["stage_teacher"] = frozen
+            self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
             self._opts["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
             self.stage += 1
 

@@ -110,7 +110,7 @@ from lab.diffusion.process import LinearFlow
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets.mlp import NETS, FourierTime, TimeMLP, build_net
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 HALF_PI = 0.5 * math.pi
 
@@ -210,21 +210,20 @@ class SCMConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.sigma_d) and self.sigma_d >= 0, "sigma_d", self.sigma_d, "a float > 0, or 0 for the data's RMS")
-        check(num(self.p_mean), "p_mean", self.p_mean, "a float")
-        check(num(self.p_std) and self.p_std > 0, "p_std", self.p_std, "a float > 0")
+        check(is_num(self.sigma_d) and self.sigma_d >= 0, "sigma_d", self.sigma_d, "a float > 0, or 0 for the data's RMS")
+        check(is_num(self.p_mean), "p_mean", self.p_mean, "a float")
+        check(is_num(self.p_std) and self.p_std > 0, "p_std", self.p_std, "a float > 0")
         check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (0: no warm-up)")
-        check(num(self.tangent_c) and self.tangent_c >= 0, "tangent_c", self.tangent_c, "a float >= 0 (0: no normalisation)")
+        check(is_num(self.tangent_c) and self.tangent_c >= 0, "tangent_c", self.tangent_c, "a float >= 0 (0: no normalisation)")
         check(isinstance(self.prior_weight, bool), "prior_weight", self.prior_weight, "true, false")
         check(isinstance(self.adaptive, bool), "adaptive", self.adaptive, "true, false")
-        check(num(self.t_eps) and 0 < self.t_eps < 0.5, "t_eps", self.t_eps, "a float in (0, 0.5)")
-        check(num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0: no clipping)")
+        check(is_num(self.t_eps) and 0 < self.t_eps < 0.5, "t_eps", self.t_eps, "a float in (0, 0.5)")
+        check(is_num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0: no clipping)")
         check(self.student in ("teacher", "fresh"), "student", self.student, "teacher, fresh")
-        check(num(self.time_scale) and self.time_scale > 0, "time_scale", self.time_scale, "a float > 0")
+        check(is_num(self.time_scale) and self.time_scale > 0, "time_scale", self.time_scale, "a float > 0")
         check(isinstance(self.pretrain, int) and self.pretrain >= 0, "pretrain", self.pretrain, "an integer >= 0")
         check(self.lr_schedule in ("constant", "cosine"), "lr_schedule", self.lr_schedule, "constant, cosine")
-        check(num(self.time_cutoff) and self.time_cutoff >= 0, "time_cutoff", self.time_cutoff, "a float >= 0 (0: keep every frequency)")
+        check(is_num(self.time_cutoff) and self.time_cutoff >= 0, "time_cutoff", self.time_cutoff, "a float >= 0 (0: keep every frequency)")
 
 
 @register("scm")
@@ -403,13 +402,12 @@ class RCMConfig(SCMConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.dmd_weight) and self.dmd_weight >= 0, "dmd_weight", self.dmd_weight, "a float >= 0 (0: plain sCM)")
+        check(is_num(self.dmd_weight) and self.dmd_weight >= 0, "dmd_weight", self.dmd_weight, "a float >= 0 (0: plain sCM)")
         check(isinstance(self.dmd_start, int) and self.dmd_start >= -1, "dmd_start", self.dmd_start,
               "an integer >= 0, or -1 for the end of the warm-up")
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
         check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
-        check(num(self.dmd_t_min) and num(self.dmd_t_max) and 0.0 < self.dmd_t_min < self.dmd_t_max < 1.0,
+        check(is_num(self.dmd_t_min) and is_num(self.dmd_t_max) and 0.0 < self.dmd_t_min < self.dmd_t_max < 1.0,
               "dmd_t_min/dmd_t_max", (self.dmd_t_min, self.dmd_t_max), "0 < dmd_t_min < dmd_t_max < 1")
 
 

@@ -79,7 +79,7 @@ from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets import build_net
 from lab.nets.mlp import NETS
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 class ParticleSet(nn.Module):
@@ -163,17 +163,16 @@ class SDSConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
         check(self.param in ("particles", "generator"), "param", self.param, "particles, generator")
         check(isinstance(self.n_particles, int) and self.n_particles >= 2, "n_particles", self.n_particles, "an integer >= 2")
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(self.t_max_late is None or (num(self.t_max_late) and self.t_min < self.t_max_late < 1.0), "t_max_late",
+        check(self.t_max_late is None or (is_num(self.t_max_late) and self.t_min < self.t_max_late < 1.0), "t_max_late",
               self.t_max_late, "None (no annealing) or a float in (t_min, 1)")
-        check(num(self.anneal_at) and 0.0 <= self.anneal_at <= 1.0, "anneal_at", self.anneal_at, "a fraction in [0, 1]")
+        check(is_num(self.anneal_at) and 0.0 <= self.anneal_at <= 1.0, "anneal_at", self.anneal_at, "a fraction in [0, 1]")
         check(self.optimizer in ("auto", "adam", "sgd"), "optimizer", self.optimizer,
               "auto (sgd for particles, adam for a generator), adam, sgd")
-        check(num(self.gen_lr) and self.gen_lr > 0, "gen_lr", self.gen_lr, "a positive float")
+        check(is_num(self.gen_lr) and self.gen_lr > 0, "gen_lr", self.gen_lr, "a positive float")
         check(self.weighting in ("sigma2", "uniform"), "weighting", self.weighting, "sigma2, uniform")
         check(isinstance(self.gen_net, dict), "gen_net", self.gen_net, "a network spec dict")
 
@@ -309,8 +308,7 @@ class VSDConfig(SDSConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
         check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates,
               "an integer >= 1")
         check(self.fake_init in ("auto", "teacher", "fresh"), "fake_init", self.fake_init, "auto, teacher, fresh")

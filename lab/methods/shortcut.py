@@ -162,11 +162,7 @@ class Shortcut(Method):
             p.requires_grad_(True)
         self.student = Denoiser(net, self.process, pred)
         self.add_net("student", net, lr=c.lr)
-        tnet = copy.deepcopy(net).eval()
-        for p in tnet.parameters():
-            p.requires_grad_(False)
-        self.target = Denoiser(tnet, self.process, pred)
-        self._nets["target"] = tnet
+        self.target = self.frozen_copy("target", self.student)
         self.d_min = 1.0 / c.max_steps
         self.n_levels = int(round(math.log2(c.max_steps)))  # bootstrap levels d = 1, 1/2, ..., 2/M
 

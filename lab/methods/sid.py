@@ -59,7 +59,7 @@ from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.process import get_process
 from lab.diffusion.samplers import SampleResult
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 
 T_DISTS = ("edm", "uniform")
@@ -133,15 +133,14 @@ class SiDConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(num(self.alpha) and self.alpha >= 0, "alpha", self.alpha, "a float >= 0 (SiD uses 1.2; 1 drops the |real - fake|^2 term)")
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.alpha) and self.alpha >= 0, "alpha", self.alpha, "a float >= 0 (SiD uses 1.2; 1 drops the |real - fake|^2 term)")
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
         check(self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, ", ".join(LR_DECAYS))
         check(self.t_dist in T_DISTS, "t_dist", self.t_dist, ", ".join(T_DISTS))
-        check(num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
-        check(num(self.beta1) and 0 <= self.beta1 < 1, "beta1", self.beta1, "a float in [0, 1) (Adam beta1; SiD uses 0)")
+        check(is_num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
+        check(is_num(self.beta1) and 0 <= self.beta1 < 1, "beta1", self.beta1, "a float in [0, 1) (Adam beta1; SiD uses 0)")
 
 
 @register("sid")

@@ -59,7 +59,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.methods.sid import LR_DECAYS, NoisyInputOneStepGenerator, decay_lr
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, check, is_num
 
 FAKE_INITS = ("lora", "copy")
 WEIGHTINGS = ("sigma2", "unit")
@@ -116,17 +116,16 @@ class VSDConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        check(num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
+        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
         check(self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, ", ".join(LR_DECAYS))
         check(self.fake_init in FAKE_INITS, "fake_init", self.fake_init, ", ".join(FAKE_INITS))
         check(isinstance(self.lora_rank, int) and self.lora_rank >= 1, "lora_rank", self.lora_rank, "an integer >= 1")
-        check(num(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "a positive float")
+        check(is_num(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "a positive float")
         check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
         check(self.weighting in WEIGHTINGS, "weighting", self.weighting, ", ".join(WEIGHTINGS))
-        check(num(self.t_min) and num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
+        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
               (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
+        check(is_num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
 
 
 @register("vsd")
