@@ -146,6 +146,8 @@ class Source:
 
     name: str = "source"
     n_classes: int = 0
+    #: the shape of one sample: (2,) for points, (C, H, W) for images
+    shape: tuple = (2,)
     gmm: GMM | None = None
     spec: str = ""
 
@@ -258,10 +260,15 @@ def resolve(spec: "str | Source") -> Source:
     if isinstance(spec, Source):
         return spec
     spec = str(spec)
+    from lab.data import images
+
+    if images.is_image_spec(spec):
+        return images.resolve_image(spec)
     if spec.startswith("toy2d:"):
         return get(spec.split(":", 1)[1])
     if spec in DATASETS:
         return DATASETS[spec]
     if spec.lower().endswith((".npy", ".csv")):
         return load_points(spec)
-    raise LabError(f"bad data spec {spec!r}; use toy2d:NAME (NAME one of {', '.join(DATASETS)}) or a path to .npy/.csv points")
+    raise LabError(f"bad data spec {spec!r}; use toy2d:NAME (NAME one of {', '.join(DATASETS)}), a path to .npy/.csv "
+                   f"points, {', '.join(images.names())} (optionally :test), or images:PATH (folder, .npz or IDX)")

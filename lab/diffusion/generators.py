@@ -62,12 +62,22 @@ class Generator:
             net.eval()
         return self
 
+    @property
+    def shape(self) -> tuple:
+        """The shape of one sample: read from the networks ((2,) for points, (C, H, W) for images)."""
+        for net in self.nets().values():
+            for m in net.modules():
+                s = getattr(m, "sample_shape", None)
+                if s:
+                    return tuple(s)
+        return tuple(self.dim) if isinstance(self.dim, (tuple, list)) else (int(self.dim),)
+
     def _noise(self, n, z, seed):
         if z is not None:
             return z.to(self.device)
         if n is None:
             raise LabError("give either n (number of samples) or z (the noise)")
-        return make_noise(n, self.dim, seed, self.device)
+        return make_noise(n, self.shape, seed, self.device)
 
     def _check_nfe(self, nfe):
         if not isinstance(nfe, int) or nfe < 1:

@@ -23,7 +23,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.nets import build_net
+from lab.nets import build_net, spec_for
 from lab.trainable import StepOutput, Trainable, check, config_from_dict
 
 REGISTRY: dict[str, type["Method"]] = {}
@@ -78,6 +78,7 @@ class MethodConfig:
         check(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "an integer >= 1")
         check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
         check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive float")
+        check(isinstance(self.student_net, dict), "student_net", self.student_net, "a JSON object (network spec)")
 
 
 class Method(Trainable):
@@ -113,6 +114,8 @@ class Method(Trainable):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.data = resolve(data)
+        #: the shape of one sample: (2,) for points, (C, H, W) for images; the network follows from it
+        self.shape = tuple(self.data.shape)
         self.process = self.teacher.process
         torch.manual_seed(self.seed)
         self.setup()
@@ -138,9 +141,12 @@ class Method(Trainable):
             for p in net.parameters():
                 p.requires_grad_(True)
             return net
-        spec = dict(self.config.student_net)
-        spec.setdefault("dim", 2)
-        return build_net(spec)
+        return self.fresh_net()
+
+    def fresh_net(self, spec: dict | None = None, **overrides) -> nn.Module:
+        """A new network for this data from ``spec`` (default ``config.student_net``) with ``overrides``
+        (n_classes, extra): an MLP for points, the data's UNet for images (see :func:`lab.nets.spec_for`)."""
+        return build_net(spec_for(self.shape, self.config.student_net if spec is None else spec, **overrides))
 
     def frozen_copy(self, name: str, denoiser: Denoiser) -> Denoiser:
         """A frozen copy of ``denoiser`` (a target, EMA or stage-teacher network), checkpointed as
@@ -157,13 +163,13 @@ class Method(Trainable):
     def sample_batch(self, it: int) -> dict:
         c = self.config
         x0 = self.data.sample(c.batch, self.rng).to(self.device)
-        return {"x0": x0, "eps": self.randn(c.batch, 2)}
+        return {"x0": x0, "eps": self.randn(c.batch, *self.shape)}
 
     def probe_batch(self, n: int, t: float, seed: int = 0) -> dict:
         """A batch with every sample at time t (for the targets probe)."""
         g = torch.Generator().manual_seed(seed)
         x0 = self.data.sample(n, g).to(self.device)
-        eps = torch.randn(n, 2, generator=g).to(self.device)
+        eps = torch.randn(n, *self.shape, generator=g).to(self.device)
         tt = torch.full((n,), float(t), device=self.device)
         return {"x0": x0, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt)}
 
@@ -175,7 +181,7 @@ class Method(Trainable):
 
         gen = self.generator()
         nfe = min(gen.native_nfe) if gen.native_nfe else 1
-        out = {"samples": gen.sample(z=make_noise(n, 2, seed=2024, device=self.device), nfe=nfe, seed=0).x,
+        out = {"samples": gen.sample(z=make_noise(n, self.shape, seed=2024, device=self.device), nfe=nfe, seed=0).x,
                "samples_nfe": torch.tensor(nfe)}
         try:
             tg = self.targets(self.probe_batch(min(n, 256), t, seed=2025), t=t)

@@ -51,6 +51,7 @@ class TimeMLP(nn.Module):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
         layers.append(nn.Linear(hidden, dim))
         self.body = nn.Sequential(*layers)
+        self.sample_shape = (dim,)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond) -> torch.Tensor:
         h = [x, self.t_emb(t)]
@@ -70,7 +71,13 @@ class TimeMLP(nn.Module):
                 "n_classes": self.n_classes, "extra": list(self.extra)}
 
 
-NETS = {"mlp": TimeMLP}
+def _unet(**kw):
+    from lab.nets.unet import UNet
+
+    return UNet(**kw)
+
+
+NETS = {"mlp": TimeMLP, "unet": _unet}
 
 
 def build_net(spec: dict) -> nn.Module:
@@ -85,7 +92,9 @@ def build_net(spec: dict) -> nn.Module:
     except TypeError as e:
         import inspect
 
-        allowed = [p for p in inspect.signature(NETS[kind]).parameters]
+        from lab.nets.unet import UNet
+
+        allowed = [p for p in inspect.signature(UNet if kind == "unet" else NETS[kind]).parameters]
         raise LabError(f"bad options for network type {kind!r}: {e}; allowed: {', '.join(allowed)}") from None
 
 

@@ -70,7 +70,7 @@ def trajectories(teacher: Generator, student: Generator | None = None, n: int = 
     paths: one row per (model, path, point) with columns model, path, k, t, x, y.
     summary: one row per model with mean straightness (0 = straight) and nfe.
     """
-    z = make_noise(n, teacher.dim, seed, teacher.device)
+    z = make_noise(n, teacher.shape, seed, teacher.device)
     rows, summ = [], []
     models = [("teacher", teacher, teacher_nfe)]
     if student is not None:
@@ -109,7 +109,7 @@ def sample_panels(teacher: Generator, students: dict[str, Generator], source, n:
 
     ref = source.sample(n, torch.Generator().manual_seed(seed + 777))
     floor = noise_floor(source, n)
-    z = make_noise(n, teacher.dim, seed, teacher.device)
+    z = make_noise(n, teacher.shape, seed, teacher.device)
     panels = [("teacher", teacher, teacher_nfe)] + [(name, g, k) for name, g in students.items()
                                                     for k in panel_nfes(g, student_nfe, native_only)]
     frames = []
