@@ -146,6 +146,29 @@ def sample(
     typer.echo(f"{n} samples at {nfe} NFE -> {out}")
 
 
+@app.command()
+def export(
+    src: str = typer.Argument(..., help="an image teacher/student folder (with model.json) or a zoo entry"),
+    format: str = typer.Option("diffusers", "--format", help="export format (allowed: diffusers)"),
+    out: Path = typer.Option(..., help="output pipeline folder (must not exist unless --overwrite)"),
+    nfe: Optional[int] = typer.Option(None, help="steps the pipeline is exact for (default: smallest native NFE, 50 for teachers)"),
+    label: Optional[int] = typer.Option(None, help="class label to fold in (default: unconditional)"),
+    w: Optional[float] = typer.Option(None, help="value of the net's extra 'w' condition (guidance weight)"),
+    overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
+):
+    """Export an image generator as a diffusers pipeline folder (save_pretrained)."""
+    if format != "diffusers":
+        fail(f"unknown --format {format!r}; allowed: diffusers")
+    _positive(nfe, "--nfe")
+    from lab.interop.diffusers import export_pipeline
+
+    try:
+        p = export_pipeline(src, out, nfe=nfe, label=label, w=w, overwrite=overwrite)
+    except LabError as e:
+        fail(str(e))
+    typer.echo(f"diffusers pipeline saved to {p}")
+
+
 @runs_app.command("list")
 def runs_list(root: Path = typer.Option(Path("runs"), help="folder to search for runs")):
     """List run folders under ROOT."""
