@@ -22,6 +22,8 @@ class Denoiser(nn.Module):
         self.net = net
         self.process = get_process(process)
         self.pred = pred
+        #: labels bound for a block of calls (Method.conditioned); an explicit y always wins
+        self.bound_y: torch.Tensor | None = None
 
     def _t(self, t, x):
         if not torch.is_tensor(t):
@@ -32,6 +34,8 @@ class Denoiser(nn.Module):
         return t
 
     def raw(self, x, t, y=None, **cond):
+        if y is None and self.bound_y is not None and self.bound_y.shape[0] == x.shape[0]:
+            y = self.bound_y
         return self.net(x, self._t(t, x), y, **cond)
 
     def x0(self, x, t, y=None, **cond):

@@ -15,3 +15,18 @@ def pseudo_huber(d2: torch.Tensor, c: float) -> torch.Tensor:
     Zero at d = 0, about d^2 / (2c) for |d| << c and |d| for |d| >> c.
     """
     return torch.sqrt(d2 + c * c) - c
+
+
+def per_sample(fn, x: torch.Tensor) -> torch.Tensor:
+    """``fn`` over every non-batch dimension of x, shaped (n, 1, ..., 1) to broadcast against x."""
+    return fn(x.flatten(1), dim=1).reshape(x.shape[0], *([1] * (x.ndim - 1)))
+
+
+def mean_abs(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean |x| over every non-batch dimension, shaped to broadcast against x (DMD's normaliser)."""
+    return per_sample(torch.mean, x.abs())
+
+
+def norms(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Euclidean norm over every non-batch dimension: (n,)."""
+    return x.flatten(1).norm(dim=1)

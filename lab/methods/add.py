@@ -150,6 +150,8 @@ class ADDConfig(MethodConfig):
 
 @register("add")
 class ADD(Method):
+    data_kinds = ("points",)
+    data_kinds_note = "its discriminator is an MLP on 2D points"
     Config = ADDConfig
     family = "step distillation / adversarial"
     mechanism = "few-step student from the teacher: hinge GAN loss on re-noised samples + c(t)-weighted teacher x̂0 regression"
@@ -214,7 +216,7 @@ class ADD(Method):
     def probe_batch(self, n, t, seed=0):
         b = super().probe_batch(n, t, seed)
         g = torch.Generator().manual_seed(seed + 1)
-        b["eps2"] = torch.randn(n, 2, generator=g).to(self.device)
+        b["eps2"] = torch.randn(n, *self.shape, generator=g).to(self.device)
         return b
 
     def step(self, batch, it):

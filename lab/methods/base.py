@@ -83,7 +83,16 @@ class MethodConfig:
 
 class Method(Trainable):
     """Base class. Subclasses set ``Config``, ``family``, ``mechanism``, ``paper`` and implement
-    ``targets``, ``step`` and ``generator``."""
+    ``targets``, ``step`` and ``generator``.
+
+    Class-conditional teachers (image teachers are trained with label dropout): every batch
+    gets labels ``y`` drawn from the data's classes (a share ``label_dropout`` set to the null
+    label, so the student still samples unconditionally), and ``step`` and ``targets`` run with
+    those labels bound to every denoiser of the method (``conditioned``): teacher, student, fake
+    score and target nets all see the same labels without each method threading ``y`` through.
+    A call with an explicit ``y`` (or a batch of another size) is left alone. Methods whose
+    mechanism is about labels (guidance, msd) set ``handles_labels = True`` and do it themselves.
+    """
 
     Config = MethodConfig
     family = "step distillation"
@@ -93,6 +102,21 @@ class Method(Trainable):
     tiny: dict = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
     #: the teacher the tiny run uses (a zoo entry)
     tiny_teacher: str = "toy2d/8gaussians/analytic"
+    #: the kinds of data the method supports: "points" ((D,) samples) and/or "images" ((C, H, W) samples)
+    data_kinds: tuple = ("points", "images")
+    #: why a method does not support a data kind (shown in the error)
+    data_kinds_note: str = ""
+    #: True when the method conditions on labels itself (no automatic label binding)
+    handles_labels: bool = False
+    #: share of null labels in the batches of a class-conditional teacher
+    label_dropout: float = 0.1
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        for name in ("sample_batch", "step", "targets"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_labelled", False):
+                setattr(cls, name, _with_labels(name, fn))
 
     def __init__(self, teacher: "Generator | str", data: "Source | str", config: "MethodConfig | dict | None" = None,
                  seed: int = 0, device=None):
@@ -116,9 +140,56 @@ class Method(Trainable):
         self.data = resolve(data)
         #: the shape of one sample: (2,) for points, (C, H, W) for images; the network follows from it
         self.shape = tuple(self.data.shape)
+        kind = "images" if len(self.shape) == 3 else "points"
+        if kind not in self.data_kinds:
+            raise LabError(f"{self.name} supports {' and '.join(self.data_kinds)} data, not {kind} ({self.data.spec})"
+                           + (f": {self.data_kinds_note}" if self.data_kinds_note else "")
+                           + f"; methods for {kind}: {', '.join(m for m in list_methods() if kind in REGISTRY[m].data_kinds)}")
         self.process = self.teacher.process
+        #: the number of classes when the teacher is class-conditional (labels are then bound to every call)
+        self.n_classes = int(getattr(self.teacher.net, "n_classes", 0) or 0)
+        self.conditional = bool(self.n_classes) and not self.handles_labels
+        if self.conditional and self.data.n_classes != self.n_classes:
+            raise LabError(f"the teacher has {self.n_classes} classes but {self.data.spec} has {self.data.n_classes}")
         torch.manual_seed(self.seed)
         self.setup()
+
+    # ---- labels of a class-conditional teacher
+    def draw_labels(self, n: int) -> torch.Tensor:
+        """Data labels for n samples (a share ``label_dropout`` set to the null label ``n_classes``)."""
+        y = self.randint(0, self.n_classes, (n,))
+        drop = self.rand(n) < self.label_dropout
+        return torch.where(drop, torch.full_like(y, self.n_classes), y)
+
+    def col(self, v: torch.Tensor) -> torch.Tensor:
+        """A per-sample coefficient (n,) shaped (n, 1, ...) to broadcast against samples of this data."""
+        return v.reshape(v.shape[0], *([1] * len(self.shape)))
+
+    def denoisers(self) -> list:
+        """Every denoiser of the method, and any network that takes bound labels itself (``bound_y``)."""
+        out = [v for v in vars(self).values() if isinstance(v, Denoiser)]
+        out += [n for n in self._nets.values() if hasattr(n, "bound_y") and not isinstance(n, Denoiser)]
+        return out
+
+    def conditioned(self, y: torch.Tensor | None):
+        """A context in which every denoiser of the method is conditioned on labels y (None: no change)."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def ctx():
+            if y is None or not self.conditional:
+                yield
+                return
+            ds = self.denoisers()
+            old = [d.bound_y for d in ds]
+            for d in ds:
+                d.bound_y = y
+            try:
+                yield
+            finally:
+                for d, o in zip(ds, old):
+                    d.bound_y = o
+        return ctx()
 
     # ---- to override
     def setup(self) -> None: ...
@@ -168,10 +239,14 @@ class Method(Trainable):
     def probe_batch(self, n: int, t: float, seed: int = 0) -> dict:
         """A batch with every sample at time t (for the targets probe)."""
         g = torch.Generator().manual_seed(seed)
-        x0 = self.data.sample(n, g).to(self.device)
+        x0, y = self.data.sample(n, g, labelled=True)
+        x0 = x0.to(self.device)
         eps = torch.randn(n, *self.shape, generator=g).to(self.device)
         tt = torch.full((n,), float(t), device=self.device)
-        return {"x0": x0, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt)}
+        out = {"x0": x0, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt)}
+        if self.conditional:
+            out["y"] = y.to(self.device)
+        return out
 
     @torch.no_grad()
     def snapshot(self, n: int = 512, t: float = 0.5) -> dict:
@@ -213,6 +288,32 @@ class Method(Trainable):
     def config_dict(self) -> dict:
         return asdict(self.config)
 
+
+def _with_labels(name: str, fn):
+    """Wrap a method's sample_batch (adds labels y) or step/targets (binds batch['y'] to every denoiser)."""
+    import functools
+
+    if name == "sample_batch":
+        @functools.wraps(fn)
+        def sample_batch(self, it):
+            batch = fn(self, it)
+            if self.conditional and "y" not in batch:
+                n = next(v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.ndim >= 1)
+                batch["y"] = self.draw_labels(n)
+            return batch
+        wrapped = sample_batch
+    else:
+        @functools.wraps(fn)
+        def wrapped(self, batch, *a, **kw):
+            with self.conditioned(batch.get("y") if isinstance(batch, dict) else None):
+                return fn(self, batch, *a, **kw)
+    wrapped._labelled = True
+    return wrapped
+
     @classmethod
     def describe(cls) -> dict:
         return {"name": cls.name, "family": cls.family, "mechanism": cls.mechanism, "paper": cls.paper}
+
+
+for _name in ("sample_batch", "step", "targets"):
+    setattr(Method, _name, _with_labels(_name, Method.__dict__[_name]))

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import get_process
+from lab.diffusion.process import _bc, get_process
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
@@ -55,7 +55,7 @@ from lab.trainable import StepOutput, check
 def boot_apply(net: nn.Module, z, t, y=None, **cond):
     """g(z, t) = z + (t - 1) u(z, t); the net's own time input is held at 1."""
     u = net(z, torch.ones_like(t), y, s=t, **cond)
-    return z + (t - 1)[:, None] * u, u
+    return z + _bc(t - 1, z) * u, u
 
 
 @register_generator
@@ -122,19 +122,19 @@ class Boot(Method):
 
     def sample_batch(self, it):  # noise and times only: never self.data
         c = self.config
-        return {"z": self.randn(c.batch, 2), "t": c.dt + (1 - c.dt) * self.rand(c.batch)}
+        return {"z": self.randn(c.batch, *self.shape), "t": c.dt + (1 - c.dt) * self.rand(c.batch)}
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, 2, generator=g).to(self.device), "t": torch.full((n,), float(t), device=self.device)}
+        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "t": torch.full((n,), float(t), device=self.device)}
 
     @torch.no_grad()
     def _bootstrap(self, z, t):
         """y_t = g(z, t) (exactly z at t = 1) and one teacher ODE step from it to s = t - dt."""
         s = (t - self.config.dt).clamp_min(0.0)
         y_t, _ = boot_apply(self.net, z, t)
-        y_t = torch.where((t >= 1)[:, None], z, y_t)
-        h = (s - t)[:, None]
+        y_t = torch.where(self.col((t >= 1)), z, y_t)
+        h = self.col((s - t))
         v1 = self.teacher.velocity(y_t, t)
         y_s = y_t + h * v1
         if self.config.solver == "heun":
@@ -152,7 +152,7 @@ class Boot(Method):
         with torch.no_grad():
             _, u = boot_apply(self.net, z, s)
             teacher = self.teacher.velocity(y_t, tt)
-        target = (y_s - z) / (s - 1)[:, None]
+        target = (y_s - z) / self.col((s - 1))
         return Targets(y_t, tt, target, "v", teacher, u,
                        {"s": s, "bootstrap_state": y_s, "note": "x_t is the student's state g(z, t); target and student "
                         "are average velocities from 1 to s = t - dt; teacher is v_teacher(x_t, t)"})
@@ -161,7 +161,7 @@ class Boot(Method):
         z, t = batch["z"], batch["t"]
         s, _, y_s = self._bootstrap(z, t)
         _, u = boot_apply(self.net, z, s)
-        loss = sq_dist(u, (y_s - z) / (s - 1)[:, None]).mean()
+        loss = sq_dist(u, (y_s - z) / self.col((s - 1))).mean()
         self._opt_step("g", loss)
         return StepOutput(losses={"bootstrap": loss.item()}, metrics={"mean_t": t.mean().item()}, stage="boot")
 

@@ -85,11 +85,11 @@ class Consistency(Method):
     @torch.no_grad()
     def _teacher_step(self, x, t, s):
         v = self.teacher.velocity(x, t)
-        x_s = x + (s - t)[:, None] * v
+        x_s = x + self.col((s - t)) * v
         if self.config.solver == "heun":
-            ok = (s > 0)[:, None]
+            ok = self.col((s > 0))
             v2 = self.teacher.velocity(x_s, s)
-            x_s = torch.where(ok, x + (s - t)[:, None] * 0.5 * (v + v2), x_s)
+            x_s = torch.where(ok, x + self.col((s - t)) * 0.5 * (v + v2), x_s)
         return x_s
 
     @torch.no_grad()
@@ -97,7 +97,7 @@ class Consistency(Method):
         x_s = self._teacher_step(x_t, t, s)
         x0 = self.target.x0(x_s, s)
         # boundary condition f(x, 0) = x for every parameterisation (pred='x0' has c_skip(0) = 0, c_out(0) = 1)
-        return torch.where((s <= 0)[:, None], x_s, x0), x_s
+        return torch.where(self.col((s <= 0)), x_s, x0), x_s
 
     def targets(self, batch, t=None) -> Targets:
         N = self.config.n_intervals

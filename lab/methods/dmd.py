@@ -37,7 +37,7 @@ import torch
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator, make_noise
 from lab.diffusion.samplers import ode_sample
-from lab.losses import sq_dist
+from lab.losses import sq_dist, mean_abs
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check, is_num
 
@@ -90,16 +90,16 @@ class DMD(Method):
         c = self.config
         if c.reg_weight == 0:
             return
-        z = make_noise(c.n_pairs, 2, seed=self.seed + 4099, device=self.device)
+        z = make_noise(c.n_pairs, self.shape, seed=self.seed + 4099, device=self.device)
         self.pairs_z, self.pairs_y = z, ode_sample(self.teacher, z, c.pair_steps, "heun").x
 
     def sample_batch(self, it):
         c = self.config
         if self.pairs_z is None and c.reg_weight > 0:
             self.make_pairs()
-        batch = {"z": self.randn(c.batch, 2), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
-                 "eps": self.randn(c.batch, 2),
-                 "fake": [(self.randn(c.batch, 2), self.rand(c.batch), self.randn(c.batch, 2)) for _ in range(c.fake_updates)]}
+        batch = {"z": self.randn(c.batch, *self.shape), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
+                 "eps": self.randn(c.batch, *self.shape),
+                 "fake": [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]}
         if c.reg_weight > 0:
             batch["pair_idx"] = self.randint(0, c.n_pairs, (c.batch,))
         return batch
@@ -109,7 +109,7 @@ class DMD(Method):
         x_t = self.process.add_noise(x, eps, t)
         real = self.teacher.x0(x_t, t)
         fake = self.fake.x0(x_t, t)
-        norm = (x - real).abs().mean(dim=-1, keepdim=True).clamp_min(1e-8)
+        norm = mean_abs(x - real).clamp_min(1e-8)
         return torch.nan_to_num((fake - real) / norm), x_t, real, fake
 
     def targets(self, batch, t=None) -> Targets:
@@ -125,7 +125,7 @@ class DMD(Method):
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, 2, generator=g).to(self.device), "eps": torch.randn(n, 2, generator=g).to(self.device),
+        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
                 "t": torch.full((n,), float(t), device=self.device)}
 
     def step(self, batch, it):
@@ -147,7 +147,7 @@ class DMD(Method):
             loss = loss + c.reg_weight * loss_reg
             losses["reg"] = loss_reg.item()
         self._opt_step("generator", loss)
-        return StepOutput(losses=losses, metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="dmd")
+        return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd")
 
     def generator(self) -> ConsistencyGenerator:
         return ConsistencyGenerator(self.gen, native_nfe=(1,))

@@ -174,7 +174,7 @@ class DMD2(DMD):
         if data is not None:
             t_in = self.times[idx]
             noised = self.process.add_noise(data, noises[0], t_in)
-            return torch.where((idx > 0)[:, None], noised, x_in), t_in
+            return torch.where(self.col((idx > 0)), noised, x_in), t_in
         with torch.no_grad():
             for i in range(1, self.config.gen_steps):
                 if not bool((idx >= i).any()):
@@ -203,26 +203,26 @@ class DMD2(DMD):
     def _chain(self):
         """Random inputs of one generator evaluation: noise, step index, re-noising noise."""
         c = self.config
-        out = {"z": self.randn(c.batch, 2), "idx": self.randint(0, c.gen_steps, (c.batch,)),
-               "noises": [self.randn(c.batch, 2) for _ in range(c.gen_steps - 1)]}
+        out = {"z": self.randn(c.batch, *self.shape), "idx": self.randint(0, c.gen_steps, (c.batch,)),
+               "noises": [self.randn(c.batch, *self.shape) for _ in range(c.gen_steps - 1)]}
         if c.sim_inputs == "data" and c.gen_steps > 1:
             out["data"] = self.data.sample(c.batch, self.rng).to(self.device)
         return out
 
     def sample_batch(self, it):
         c = self.config
-        batch = {**self._chain(), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch), "eps": self.randn(c.batch, 2),
+        batch = {**self._chain(), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch), "eps": self.randn(c.batch, *self.shape),
                  "fake": []}
         for _ in range(c.fake_updates):
-            f = {**self._chain(), "t": self.rand(c.batch), "eps": self.randn(c.batch, 2)}
+            f = {**self._chain(), "t": self.rand(c.batch), "eps": self.randn(c.batch, *self.shape)}
             if c.gan_weight > 0:
                 f["real"] = self.data.sample(c.batch, self.rng).to(self.device)
                 f["t_d"] = c.t_min + (c.t_max - c.t_min) * self.rand(c.batch)
-                f["eps_real"], f["eps_fake"] = self.randn(c.batch, 2), self.randn(c.batch, 2)
+                f["eps_real"], f["eps_fake"] = self.randn(c.batch, *self.shape), self.randn(c.batch, *self.shape)
             batch["fake"].append(f)
         if c.gan_weight > 0:
             batch["t_g"] = c.t_min + (c.t_max - c.t_min) * self.rand(c.batch)
-            batch["eps_g"] = self.randn(c.batch, 2)
+            batch["eps_g"] = self.randn(c.batch, *self.shape)
         return batch
 
     def targets(self, batch, t=None):
@@ -275,7 +275,7 @@ class DMD2(DMD):
         for n in ("fake_score", "disc_head"):  # discard the fake side's gradients from the generator loss
             if n in self._opts:
                 self._opts[n].zero_grad(set_to_none=True)
-        return StepOutput(losses=losses, metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="dmd2")
+        return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd2")
 
     def generator(self) -> ConsistencyGenerator:
         k = self.config.gen_steps

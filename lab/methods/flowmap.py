@@ -67,48 +67,28 @@ import torch
 from torch import nn
 
 from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import get_process
+from lab.diffusion.process import _bc, get_process
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
+from lab.nets import jvp
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import build_net, net_spec
+from lab.nets import widen
 from lab.trainable import StepOutput, check, is_num
 
 
 # ---------------------------------------------------------------- the map network
 def map_net_from_teacher(method: Method, extra: str = "s") -> nn.Module:
-    """A TimeMLP with an extra scalar input ``extra``, warm-started from the teacher's net.
-
-    The teacher's weights are copied; the first layer's columns for the new input are
-    zero, so at initialisation the net ignores ``extra`` and equals the teacher. With an
-    analytic teacher (no weights) a fresh net is built from ``config.student_net``.
-    """
-    tnet = method.teacher.net
+    """The teacher's net with an extra scalar input ``extra`` that it ignores at initialisation
+    (:func:`lab.nets.widen`), or, with an analytic teacher (no weights), a fresh net for the data."""
     if method.student_from_teacher():
-        spec = net_spec(tnet)
-    else:
-        spec = dict(method.config.student_net)
-        spec.setdefault("dim", 2)
-    spec = {**spec, "extra": [*spec.get("extra", []), extra]}
-    net = build_net(spec)
-    if method.student_from_teacher():
-        src = tnet.state_dict()
-        dst = net.state_dict()
-        for k, v in src.items():
-            if dst[k].shape == v.shape:
-                dst[k] = v.clone()
-            else:  # first layer: teacher's inputs first, the new input's columns last (zero)
-                w = torch.zeros_like(dst[k])
-                w[:, : v.shape[1]] = v
-                dst[k] = w
-        net.load_state_dict(dst)
-    return net
+        return widen(method.teacher.net, [extra])
+    return method.fresh_net(extra=[*method.config.student_net.get("extra", []), extra])
 
 
 def map_apply(net: nn.Module, x, t, s, y=None, **cond):
     """X(x, t, s) = x + (s - t) u(x, t, s)."""
     u = net(x, t, y, s=s, **cond)
-    return x + (s - t)[:, None] * u, u
+    return x + _bc(s - t, x) * u, u
 
 
 # ---------------------------------------------------------------- generator
@@ -202,11 +182,11 @@ class FlowMap(Method):
     def sample_batch(self, it):
         c = self.config
         if c.data_free:
-            z = self.randn(c.batch, 2)
+            z = self.randn(c.batch, *self.shape)
             t, s = self._times(c.batch)
             return {"z": z, "t": t, "s": s}
         x0 = self.data.sample(c.batch, self.rng).to(self.device)
-        eps = self.randn(c.batch, 2)
+        eps = self.randn(c.batch, *self.shape)
         t, s = self._times(c.batch)
         return {"x0": x0, "eps": eps, "t": t, "s": s}
 
@@ -224,28 +204,29 @@ class FlowMap(Method):
             x, K = z, self.config.state_steps
             for k in range(K):
                 tau = 1 + (t - 1) * k / K
-                x = x + ((t - 1) / K)[:, None] * self.teacher.velocity(x, tau)
-        return torch.where((t >= 1)[:, None], z, x)
+                x = x + self.col(((t - 1) / K)) * self.teacher.velocity(x, tau)
+        return torch.where(self.col((t >= 1)), z, x)
 
     def _lagrangian(self, x_t, t, s):
         """u(x_t, t, s) with grad, and its regression target (velocity space, stop-gradient)."""
         if self.config.objective == "jvp":  # exact: sg[v_T(X, s) - (s - t) du/ds]
-            u, du_ds = torch.func.jvp(lambda s_: self.net(x_t, t, None, s=s_), (s,), (torch.ones_like(s),))
+            u, du_ds = jvp(lambda s_: self.net(x_t, t, None, s=s_), (s,), (torch.ones_like(s),),
+                             double_backward=len(self.shape) == 3)
             with torch.no_grad():
-                X = x_t + (s - t)[:, None] * u.detach()
-                target = self.teacher.velocity(X, s) - (s - t)[:, None] * du_ds.detach()
+                X = x_t + self.col((s - t)) * u.detach()
+                target = self.teacher.velocity(X, s) - self.col((s - t)) * du_ds.detach()
             return u, target, X
         u = self.net(x_t, t, None, s=s)
         with torch.no_grad():  # discrete: the map to s' = s + ds, then one teacher step s' -> s
             s1 = torch.minimum(s + self.config.ds, t)
             X1, _ = map_apply(self.net, x_t, t, s1)
-            X1 = torch.where((s1 >= t)[:, None], x_t, X1)
-            h = (s - s1)[:, None]
+            X1 = torch.where(self.col((s1 >= t)), x_t, X1)
+            h = self.col((s - s1))
             v1 = self.teacher.velocity(X1, s1)
             X = X1 + h * v1
             if self.config.solver == "heun":
                 X = X1 + h * 0.5 * (v1 + self.teacher.velocity(X, s))
-            target = (X - x_t) / (s - t)[:, None]
+            target = (X - x_t) / self.col((s - t))
         return u, target, X
 
     def targets(self, batch, t=None) -> Targets:

@@ -69,12 +69,13 @@ import torch
 from torch import nn
 
 from lab.diffusion.denoiser import Denoiser
+from lab.diffusion.process import _bc
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import build_net
+from lab.nets import widen
 from lab.trainable import StepOutput, check, is_num
 
 
@@ -92,7 +93,7 @@ def guided_velocity(denoiser: Denoiser, x, t, y, w):
         return v_u
     v_c = denoiser.velocity(x, t, y)
     w = torch.as_tensor(w, dtype=x.dtype, device=x.device)
-    w = w[:, None] if w.ndim == 1 else w
+    w = _bc(w, v_c) if w.ndim == 1 else w
     return v_u + w * (v_c - v_u)
 
 
@@ -221,6 +222,7 @@ class GuidanceConfig(MethodConfig):
 
 @register("guidance")
 class Guidance(Method):
+    handles_labels = True
     Config = GuidanceConfig
     family = "guidance distillation"
     mechanism = "one w-conditioned student regresses the classifier-free-guided teacher v_u + w (v_c - v_u): 1 pass per step"
@@ -236,8 +238,12 @@ class Guidance(Method):
         self.n_classes = int(self.data.n_classes)
         if self.n_classes < 1:
             raise LabError(f"guidance needs labelled data (a source with classes), got {self.data.spec}")
-        spec = {**c.student_net, "dim": 2, "n_classes": self.n_classes, "extra": ["w"]}
-        self.student = Denoiser(build_net(spec), self.process, "v")
+        if self.student_from_teacher():  # Meng et al. initialise the student from the teacher (w ignored at first)
+            self.student = Denoiser(widen(self.teacher.net, ["w"]), self.process, self.teacher.pred)
+            for p in self.student.net.parameters():
+                p.requires_grad_(True)
+        else:
+            self.student = Denoiser(self.fresh_net(n_classes=self.n_classes, extra=["w"]), self.process, "v")
         self.add_net("student", self.student.net, lr=c.lr)
         self.pool = None  # states on the guided teacher's Euler trajectories: x_t, t, y, w
         self.stage = 0  # 0: stage one (regress the guided teacher); k >= 1: halving k of stage two
@@ -268,9 +274,9 @@ class Guidance(Method):
         target velocity makes ONE Euler step of the student land on the same point."""
         T, dt = self.stage_teacher, 1.0 / n_s
         mid, s_ = (t - 0.5 * dt).clamp_min(0.0), (t - dt).clamp_min(0.0)
-        z_mid = x_t + (mid - t)[:, None] * T.velocity(x_t, t, y, w=w)
-        z_s = z_mid + (s_ - mid)[:, None] * T.velocity(z_mid, mid.clamp_min(1e-4), y, w=w)
-        return (z_s - x_t) / (s_ - t)[:, None], z_s
+        z_mid = x_t + self.col((mid - t)) * T.velocity(x_t, t, y, w=w)
+        z_s = z_mid + self.col((s_ - mid)) * T.velocity(z_mid, mid.clamp_min(1e-4), y, w=w)
+        return (z_s - x_t) / self.col((s_ - t)), z_s
 
     @torch.no_grad()
     def make_pool(self):
@@ -279,7 +285,7 @@ class Guidance(Method):
         c = self.config
         g = torch.Generator().manual_seed(self.seed + 4099)
         n = c.n_traj
-        z = torch.randn(n, 2, generator=g)
+        z = torch.randn(n, *self.shape, generator=g)
         y = torch.randint(0, self.n_classes, (n,), generator=g)
         w = c.w_min + (c.w_max - c.w_min) * torch.rand(n, generator=g)
         ks = torch.tensor(list(c.traj_steps))[torch.randint(0, len(c.traj_steps), (n,), generator=g)]
@@ -299,7 +305,7 @@ class Guidance(Method):
         x0, y = self.data.sample(c.batch, self.rng, labelled=True)
         drop = self.rand(c.batch) < c.p_uncond
         y = torch.where(drop, torch.full_like(y.to(self.device), self.n_classes), y.to(self.device))
-        batch = {"x0": x0.to(self.device), "y": y, "eps": self.randn(c.batch, 2),
+        batch = {"x0": x0.to(self.device), "y": y, "eps": self.randn(c.batch, *self.shape),
                  "t": c.t_min + (1 - c.t_min) * self.rand(c.batch),
                  "w": c.w_min + (c.w_max - c.w_min) * self.rand(c.batch)}
         stage = self._stage_of(it)
@@ -320,14 +326,14 @@ class Guidance(Method):
         if "from_pool" in batch:
             m, i = batch["from_pool"], batch["pool_idx"]
             p = {k: v[i] for k, v in self.pool.items()}
-            x_t = torch.where(m[:, None], p["x_t"], x_t)
+            x_t = torch.where(self.col(m), p["x_t"], x_t)
             t, y, w = torch.where(m, p["t"], t), torch.where(m, p["y"], y), torch.where(m, p["w"], w)
         return x_t, t, y, w
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
         x0, y = self.data.sample(n, g, labelled=True)
-        eps = torch.randn(n, 2, generator=g)
+        eps = torch.randn(n, *self.shape, generator=g)
         tt = torch.full((n,), float(t))
         return {k: v.to(self.device) for k, v in
                 {"x0": x0, "y": y, "eps": eps, "t": tt, "x_t": self.process.add_noise(x0, eps, tt),
@@ -339,8 +345,8 @@ class Guidance(Method):
         v_u = self.teacher.velocity(x_t, t, None)
         cond = y < self.n_classes
         v_c = self.teacher.velocity(x_t, t, torch.where(cond, y, torch.zeros_like(y)))
-        guided = v_u + w[:, None] * (v_c - v_u)
-        return torch.where(cond[:, None], guided, v_u), v_c
+        guided = v_u + self.col(w) * (v_c - v_u)
+        return torch.where(self.col(cond), guided, v_u), v_c
 
     def targets(self, batch, t=None) -> Targets:
         """Target at x_t for the batch's labels and w (on a bare grid: class 0 and w = w_eval).

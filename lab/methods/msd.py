@@ -226,6 +226,9 @@ class MSDConfig(MethodConfig):
 
 @register("msd")
 class MSD(Method):
+    data_kinds = ("points",)
+    data_kinds_note = "its students are routed by the groups of a Gaussian-mixture teacher"
+    handles_labels = True
     Config = MSDConfig
     family = "step distillation / multi-student"
     mechanism = "classes split among K small one-step students (each regresses the teacher's ODE map for its classes); a router picks the student"

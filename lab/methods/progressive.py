@@ -35,6 +35,7 @@ import torch
 
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator
+from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check
 
@@ -100,7 +101,7 @@ class Progressive(Method):
         z_mid = proc.ddim_step(x_t, t, mid, T.x0(x_t, t))
         z_s = proc.ddim_step(z_mid, mid, s, T.x0(z_mid, mid))
         ratio = proc.sigma(s) / proc.sigma(t)
-        x0_star = (z_s - ratio[:, None] * x_t) / (proc.alpha(s) - ratio * proc.alpha(t))[:, None]
+        x0_star = (z_s - self.col(ratio) * x_t) / self.col((proc.alpha(s) - ratio * proc.alpha(t)))
         return x0_star, z_s
 
     def targets(self, batch, t=None) -> Targets:
@@ -121,7 +122,7 @@ class Progressive(Method):
         x0_star, _ = self._target(x_t, t, n_s)
         pred = self.student.x0(x_t, t)
         w = self.process.snr(t).clamp(min=1.0, max=1e4)
-        loss = (w * ((pred - x0_star) ** 2).sum(-1)).mean()
+        loss = (w * sq_dist(pred, x0_star)).mean()
         self._opt_step("student", loss)
         return StepOutput(losses={"distill": loss.item()}, metrics={"student_steps": n_s, "halving": self.stage + 1},
                           stage=f"halving {self.stage + 1}: {2 * n_s}->{n_s} steps")

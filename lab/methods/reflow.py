@@ -86,16 +86,12 @@ class Reflow(Method):
         self.reflow_steps = self.config.steps - int(round(self.config.steps * self.config.distill_frac))
 
     def _fresh_net(self):
-        from lab.nets import build_net
-
-        spec = dict(self.config.student_net)
-        spec.setdefault("dim", 2)
-        return build_net(spec)
+        return self.fresh_net()
 
     @torch.no_grad()
     def make_pairs(self):
         c = self.config
-        z = make_noise(c.n_pairs, 2, seed=self.seed + 7919, device=self.device)
+        z = make_noise(c.n_pairs, self.shape, seed=self.seed + 7919, device=self.device)
         x = ode_sample(self.teacher, z, c.pair_steps, "heun").x
         self.pairs_z, self.pairs_x = z, x
 

@@ -106,8 +106,9 @@ from torch import nn
 
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
-from lab.diffusion.process import LinearFlow
-from lab.losses import sq_dist
+from lab.diffusion.process import LinearFlow, _bc
+from lab.losses import mean_abs, norms, sq_dist
+from lab.nets import jvp
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets.mlp import NETS, FourierTime, TimeMLP, build_net
 from lab.trainable import StepOutput, check, is_num
@@ -141,14 +142,20 @@ class TrigFlowCM(nn.Module):
         self.inner = build_net(inner) if isinstance(inner, dict) else inner
         self.sigma_d, self.inner_pred, self.dim, self.time_scale = float(sigma_d), inner_pred, dim, float(time_scale)
         self.inner_process = LinearFlow()
+        self.bound_y = None  # labels bound by Method.conditioned (an explicit y wins)
+
+    def _y(self, y, x):
+        if y is None and self.bound_y is not None and self.bound_y.shape[0] == x.shape[0]:
+            return self.bound_y
+        return y
 
     def F(self, xs: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
         if self.inner_pred == "F":  # a native TrigFlow network F(x / sigma_d, c_noise = time_scale * t)
-            return self.inner(xs, self.time_scale * t, y)
+            return self.inner(xs, self.time_scale * t, self._y(y, xs))
         sd = self.sigma_d
         s, scale = linear_from_trig(t, sd)
-        x_lin = sd * xs * scale[:, None]
-        out = self.inner(x_lin, s, y)
+        x_lin = sd * xs * _bc(scale, xs)
+        out = self.inner(x_lin, s, self._y(y, xs))
         p = self.inner_process
         if self.inner_pred == "v":
             x0, eps = p.x0_eps_from_v(x_lin, s, out)
@@ -156,16 +163,16 @@ class TrigFlowCM(nn.Module):
             x0, eps = out, p.eps_from_x0(x_lin, s, out)
         else:
             x0, eps = p.x0_from_eps(x_lin, s, out), out
-        return (torch.cos(t)[:, None] * sd * eps - torch.sin(t)[:, None] * x0) / sd
+        return (_bc(torch.cos(t), x0) * sd * eps - _bc(torch.sin(t), x0) * x0) / sd
 
     def f_trig(self, x_trig: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
-        c, s = torch.cos(t)[:, None], torch.sin(t)[:, None]
+        c, s = _bc(torch.cos(t), x_trig), _bc(torch.sin(t), x_trig)
         return c * x_trig - s * self.sigma_d * self.F(x_trig / self.sigma_d, t, y)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, y=None, **cond) -> torch.Tensor:
         t = trig_from_linear(s, self.sigma_d)
         _, scale = linear_from_trig(t, self.sigma_d)
-        return self.f_trig(x / scale[:, None], t, y)
+        return self.f_trig(x / _bc(scale, x), t, y)
 
     def spec(self) -> dict:
         return {"type": "trigflow_cm", "inner": self.inner.spec(), "sigma_d": self.sigma_d,
@@ -242,7 +249,7 @@ class SCM(Method):
             self.cm = TrigFlowCM(self.new_student_net(), self.sigma_d, inner_pred)
             self._lowpass_time(self.cm.inner)
         else:
-            self.cm = TrigFlowCM(build_net({"dim": 2, **c.student_net}), self.sigma_d, "F", time_scale=c.time_scale)
+            self.cm = TrigFlowCM(self.fresh_net(), self.sigma_d, "F", time_scale=c.time_scale)
             self._time_mask = None
         self.add_net("student", self.cm, lr=c.lr)
         self.student = Denoiser(self.cm, self.process, "x0")
@@ -283,10 +290,10 @@ class SCM(Method):
     def teacher_dxdt(self, x_trig, t):
         """The teacher's TrigFlow PF-ODE velocity dx_t/dt = cos t sigma_d eps_hat - sin t x0_hat."""
         s, scale = linear_from_trig(t, self.sigma_d)
-        x_lin = x_trig * scale[:, None]
+        x_lin = x_trig * self.col(scale)
         v = self.teacher.velocity(x_lin, s)
         x0, eps = self.process.x0_eps_from_v(x_lin, s, v)
-        return torch.cos(t)[:, None] * self.sigma_d * eps - torch.sin(t)[:, None] * x0
+        return self.col(torch.cos(t)) * self.sigma_d * eps - self.col(torch.sin(t)) * x0
 
     def warmup_r(self, it: int) -> float:
         w, it = self.config.warmup, it - self.config.pretrain
@@ -298,13 +305,14 @@ class SCM(Method):
         dxdt = self.teacher_dxdt(x_trig, t)
         cs = (torch.cos(t) * torch.sin(t))
         with torch.no_grad():
-            F_minus, dF = torch.func.jvp(lambda xs, tt: self.cm.F(xs, tt), (x_trig / sd, t), (cs[:, None] * dxdt / sd, cs))
-            cos = torch.cos(t)[:, None]
-            g = -cos * cos * (sd * F_minus - dxdt) - r * (cs[:, None] * x_trig + sd * dF)
-            gn = g.norm(dim=-1, keepdim=True) / math.sqrt(g.shape[-1])
+            F_minus, dF = jvp(lambda xs, tt: self.cm.F(xs, tt), (x_trig / sd, t), (self.col(cs) * dxdt / sd, cs),
+                                double_backward=len(self.shape) == 3)
+            cos = self.col(torch.cos(t))
+            g = -cos * cos * (sd * F_minus - dxdt) - r * (self.col(cs) * x_trig + sd * dF)
+            gn = self.col(norms(g)) / math.sqrt(g[0].numel())
             if self.config.tangent_c > 0:
                 g = g / (gn + self.config.tangent_c)
-        return F_minus, g, gn[:, 0]
+        return F_minus, g, gn.flatten(1)[:, 0]
 
     def weight(self, t):
         """The per-sample loss weight w(t) e^{-logvar(t)} (and logvar)."""
@@ -314,7 +322,7 @@ class SCM(Method):
 
     def scm_loss(self, batch, it):
         t = self._trig_time(batch["tau"])
-        x_trig = torch.cos(t)[:, None] * batch["x0"] + torch.sin(t)[:, None] * self.sigma_d * batch["eps"]
+        x_trig = self.col(torch.cos(t)) * batch["x0"] + self.col(torch.sin(t)) * self.sigma_d * batch["eps"]
         F_minus, g, gn = self.tangent(x_trig, t, self.warmup_r(it))
         F = self.cm.F(x_trig / self.sigma_d, t)
         wt, lv = self.weight(t)
@@ -351,7 +359,7 @@ class SCM(Method):
         """Plain regression of the student's F onto the teacher's TrigFlow F = (dx_t/dt) / sigma_d, t ~ U."""
         c = self.config
         t = c.t_eps + (HALF_PI - 2 * c.t_eps) * batch["u"]
-        x_trig = torch.cos(t)[:, None] * batch["x0"] + torch.sin(t)[:, None] * self.sigma_d * batch["eps"]
+        x_trig = self.col(torch.cos(t)) * batch["x0"] + self.col(torch.sin(t)) * self.sigma_d * batch["eps"]
         target = self.teacher_dxdt(x_trig, t) / self.sigma_d
         return sq_dist(self.cm.F(x_trig / self.sigma_d, t), target).mean()
 
@@ -375,9 +383,9 @@ class SCM(Method):
             x_lin = self.process.add_noise(batch["x0"], batch["eps"], s)
         tt = trig_from_linear(s, self.sigma_d).clamp(self.config.t_eps, HALF_PI - self.config.t_eps)
         s, scale = linear_from_trig(tt, self.sigma_d)
-        x_trig = x_lin / scale[:, None]
+        x_trig = x_lin / self.col(scale)
         F_minus, g, gn = self.tangent(x_trig, tt, self.warmup_r(self.it))
-        cos, sin = torch.cos(tt)[:, None], torch.sin(tt)[:, None]
+        cos, sin = self.col(torch.cos(tt)), self.col(torch.sin(tt))
         with torch.no_grad():
             target = cos * x_trig - sin * self.sigma_d * (F_minus + g)
             teacher = self.teacher.x0(x_lin, s)
@@ -433,10 +441,10 @@ class RCM(SCM):
     def sample_batch(self, it):
         batch = super().sample_batch(it)
         c = self.config
-        batch["z"] = self.randn(c.batch, 2)
+        batch["z"] = self.randn(c.batch, *self.shape)
         batch["dmd_t"] = c.dmd_t_min + (c.dmd_t_max - c.dmd_t_min) * self.rand(c.batch)
-        batch["dmd_eps"] = self.randn(c.batch, 2)
-        batch["fake"] = [(self.randn(c.batch, 2), self.rand(c.batch), self.randn(c.batch, 2)) for _ in range(c.fake_updates)]
+        batch["dmd_eps"] = self.randn(c.batch, *self.shape)
+        batch["fake"] = [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]
         return batch
 
     def generate(self, z):
@@ -447,7 +455,7 @@ class RCM(SCM):
         x_t = self.process.add_noise(x, eps, t)
         real = self.teacher.x0(x_t, t)
         fake = self.fake.x0(x_t, t)
-        norm = (x - real).abs().mean(dim=-1, keepdim=True).clamp_min(1e-8)
+        norm = mean_abs(x - real).clamp_min(1e-8)
         return torch.nan_to_num((fake - real) / norm)
 
     def step(self, batch, it):
@@ -465,7 +473,7 @@ class RCM(SCM):
             loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
             loss = loss + self.config.dmd_weight * loss_dm
             losses["dm"] = loss_dm.item()
-            metrics["dmd_grad_norm"] = grad.norm(dim=-1).mean().item()
+            metrics["dmd_grad_norm"] = grad.flatten(1).norm(dim=1).mean().item()
         self._student_opt(loss)
         return StepOutput(losses=losses, metrics=metrics, stage="rcm" if self.dmd_on(it) else "scm")
 

@@ -77,7 +77,6 @@ from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import build_net
 from lab.nets.mlp import NETS
 from lab.trainable import StepOutput, check, is_num
 
@@ -179,6 +178,8 @@ class SDSConfig(MethodConfig):
 
 @register("sds")
 class SDS(Method):
+    data_kinds = ("points",)
+    data_kinds_note = "its particles and generator are 2D point sets"
     Config = SDSConfig
     family = "score distillation (optimisation)"
     mechanism = "particles (or a tiny generator) pushed by w(t)(eps_teacher(x_t) - eps): mode seeking"
@@ -193,9 +194,7 @@ class SDS(Method):
             with torch.no_grad():
                 self.param_net.x.copy_(torch.randn(c.n_particles, 2, generator=g))
         else:
-            spec = dict(c.gen_net)
-            spec.setdefault("dim", 2)
-            self.param_net = build_net(spec)
+            self.param_net = self.fresh_net(c.gen_net)
         lr = c.lr if c.param == "particles" else c.gen_lr
         opt = c.optimizer if c.optimizer != "auto" else ("sgd" if c.param == "particles" else "adam")
         if opt == "sgd":
@@ -237,7 +236,7 @@ class SDS(Method):
         x_t = self.process.add_noise(x, eps, t)
         e_real = self.teacher.eps(x_t, t)
         e_ref = self.reference_eps(x_t, t, eps)
-        grad = self.weight(t)[:, None] * (e_real - e_ref)
+        grad = self.col(self.weight(t)) * (e_real - e_ref)
         return torch.nan_to_num(grad), x_t
 
     def sample_batch(self, it):
@@ -250,11 +249,11 @@ class SDS(Method):
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
-        b = {"eps": torch.randn(n, 2, generator=g).to(self.device), "t": torch.full((n,), float(t), device=self.device)}
+        b = {"eps": torch.randn(n, *self.shape, generator=g).to(self.device), "t": torch.full((n,), float(t), device=self.device)}
         if self.config.param == "particles":
             b["idx"] = torch.arange(min(n, self.config.n_particles)).repeat(n // self.config.n_particles + 1)[:n].to(self.device)
         else:
-            b["z"] = torch.randn(n, 2, generator=g).to(self.device)
+            b["z"] = torch.randn(n, *self.shape, generator=g).to(self.device)
         return b
 
     def targets(self, batch, t=None) -> Targets:
@@ -279,7 +278,7 @@ class SDS(Method):
         grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
         loss = self._sd_loss(x, grad)
         self._opt_step(self.config.param, loss)
-        return StepOutput(losses={"sds": loss.item() / self._loss_scale(x)}, metrics={"grad_norm": grad.norm(dim=-1).mean().item()},
+        return StepOutput(losses={"sds": loss.item() / self._loss_scale(x)}, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()},
                           stage=self.name)
 
     def _loss_scale(self, x) -> float:
@@ -339,9 +338,7 @@ class VSDParticles(SDS):
                                "(allowed here: auto, fresh)")
             net, pred = self.new_student_net(), self.teacher.pred
         else:
-            spec = dict(c.fake_net)
-            spec.setdefault("dim", 2)
-            net, pred = build_net(spec), "v"
+            net, pred = self.fresh_net(c.fake_net), "v"
         self.fake = Denoiser(net, self.process, pred)
         self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
 
@@ -371,7 +368,7 @@ class VSDParticles(SDS):
         loss = self._sd_loss(x, grad)
         self._opt_step(c.param, loss)
         return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake},
-                          metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
+                          metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
 
     def ema_nets(self):
         return {self.config.param: self.param_net}

@@ -51,7 +51,6 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -62,7 +61,7 @@ from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import build_net, net_spec
+from lab.nets import widen
 from lab.trainable import StepOutput, check
 
 
@@ -125,20 +124,8 @@ class ShortcutConfig(MethodConfig):
 
 
 def widen_with_d(tnet) -> torch.nn.Module:
-    """The teacher's TimeMLP with an extra step-size input d whose first-layer weights are zero."""
-    spec = net_spec(tnet)
-    extra = list(spec.get("extra", []))
-    if "d" in extra:
-        return copy.deepcopy(tnet)
-    spec["extra"] = extra + ["d"]
-    net = build_net(spec)
-    sd = {k: v.clone() for k, v in tnet.state_dict().items()}
-    w = sd["body.0.weight"]
-    new_w = torch.zeros_like(net.state_dict()["body.0.weight"])
-    new_w[:, : w.shape[1]] = w  # the d embedding comes last in TimeMLP's input
-    sd["body.0.weight"] = new_w
-    net.load_state_dict(sd)
-    return net
+    """The teacher's net with an extra step-size input d that it ignores at initialisation."""
+    return widen(tnet, ["d"])
 
 
 @register("shortcut")
@@ -154,10 +141,7 @@ class Shortcut(Method):
         if self.student_from_teacher():
             net, pred = widen_with_d(self.teacher.net), self.teacher.pred
         else:
-            spec = dict(c.student_net)
-            spec.setdefault("dim", 2)
-            spec["extra"] = list(spec.get("extra", [])) + ["d"]
-            net, pred = build_net(spec), "v"
+            net, pred = self.fresh_net(extra=list(c.student_net.get("extra", [])) + ["d"]), "v"
         for p in net.parameters():
             p.requires_grad_(True)
         self.student = Denoiser(net, self.process, pred)
@@ -187,9 +171,9 @@ class Shortcut(Method):
     def _bootstrap(self, x_t, t, d):
         """sg[(v1 + v2) / 2] from two half-steps of size d/2 (teacher at the smallest level when teacher_base)."""
         h = d / 2
-        base = (h <= self.d_min * 1.0001)[:, None] if self.config.teacher_base else torch.zeros_like(x_t[:, :1], dtype=torch.bool)
+        base = self.col((h <= self.d_min * 1.0001)) if self.config.teacher_base else torch.zeros_like(x_t[:, :1], dtype=torch.bool)
         v1 = torch.where(base, self.teacher.velocity(x_t, t), self._v(self.target, x_t, t, h))
-        x_mid = x_t - h[:, None] * v1
+        x_mid = x_t - self.col(h) * v1
         v2 = torch.where(base, self.teacher.velocity(x_mid, t - h), self._v(self.target, x_mid, t - h, h))
         return 0.5 * (v1 + v2)
 

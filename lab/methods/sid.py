@@ -58,6 +58,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.process import get_process
 from lab.diffusion.samplers import SampleResult
+from lab.losses import mean_abs
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.trainable import StepOutput, check, is_num
 
@@ -170,9 +171,9 @@ class SiD(Method):
 
     def sample_batch(self, it):
         c = self.config
-        return {"z": self.randn(c.batch, 2), "t": self._times(c.batch),
-                "eps": self.randn(c.batch, 2),
-                "fake": (self.randn(c.batch, 2), self.rand(c.batch), self.randn(c.batch, 2))}
+        return {"z": self.randn(c.batch, *self.shape), "t": self._times(c.batch),
+                "eps": self.randn(c.batch, *self.shape),
+                "fake": (self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape))}
 
     def _loss(self, y, t, eps):
         """Per-sample SiD loss at generator samples y (differentiable in y through both scores' inputs)."""
@@ -180,10 +181,10 @@ class SiD(Method):
         real = self.teacher.x0(y_t, t)
         fake = self.fake.x0(y_t, t)
         with torch.no_grad():
-            w = (y - real).abs().mean(dim=-1, keepdim=True).clamp_min(1e-5)
+            w = mean_abs(y - real).clamp_min(1e-5)
         d = real - fake
         loss = ((1 - self.config.alpha) * d * d + d * (fake - y)) / w
-        return torch.nan_to_num(loss).sum(dim=-1), y_t, real, fake
+        return torch.nan_to_num(loss).flatten(1).sum(1), y_t, real, fake
 
     def _freeze_fake(self, frozen: bool):
         for p in self.fake.net.parameters():
@@ -211,7 +212,7 @@ class SiD(Method):
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, 2, generator=g).to(self.device), "eps": torch.randn(n, 2, generator=g).to(self.device),
+        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
                 "t": torch.full((n,), float(t), device=self.device)}
 
     def step(self, batch, it):
@@ -231,7 +232,7 @@ class SiD(Method):
             self._opt_step("generator", loss_g)
         finally:
             self._freeze_fake(False)
-        gap = (real - fake).detach().norm(dim=-1).mean().item()
+        gap = (real - fake).detach().flatten(1).norm(dim=1).mean().item()
         return StepOutput(losses={"sid": loss_g.item(), "fake": loss_fake}, metrics={"score_gap": gap}, stage="sid")
 
     def generator(self) -> NoisyInputOneStepGenerator:

@@ -57,6 +57,7 @@ import torch
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult, time_grid
+from lab.diffusion.process import _bc
 from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Targets, register
 from lab.methods.consistency import Consistency, ConsistencyConfig
@@ -107,7 +108,7 @@ class SegmentGenerator(Generator):
                     eps = torch.randn(x.shape, generator=g).to(x) if g is not None else torch.randn_like(x)
                     r = proc.alpha(t_next) / proc.alpha(s).clamp_min(1e-12)
                     std = (proc.sigma(t_next) ** 2 - (r * proc.sigma(s)) ** 2).clamp_min(0).sqrt()
-                    x = r[:, None] * x + std[:, None] * eps
+                    x = _bc(r, x) * x + _bc(std, x) * eps
                 if return_trajectory:
                     traj.append(x)
         return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
@@ -160,7 +161,7 @@ class TSCD(Consistency):
     def _seg_target(self, x_t, t, s, b):
         x_s = self._teacher_step(x_t, t, s)
         mapped = segment_map(self.target, x_s, s, b)
-        return torch.where((s <= b)[:, None], x_s, mapped), x_s
+        return torch.where(self.col((s <= b)), x_s, mapped), x_s
 
     def targets(self, batch, t=None) -> Targets:
         N = self.config.n_intervals

@@ -157,16 +157,16 @@ class VSD(Method):
 
     def sample_batch(self, it):
         c = self.config
-        return {"z": self.randn(c.batch, 2), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
-                "eps": self.randn(c.batch, 2),
-                "fake": [(self.randn(c.batch, 2), self.rand(c.batch), self.randn(c.batch, 2)) for _ in range(c.fake_updates)]}
+        return {"z": self.randn(c.batch, *self.shape), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
+                "eps": self.randn(c.batch, *self.shape),
+                "fake": [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]}
 
     @torch.no_grad()
     def _grad(self, x, t, eps):
         x_t = self.process.add_noise(x, eps, t)
         e_real = self.teacher.eps(x_t, t)
         e_fake = self.fake.eps(x_t, t)
-        a, s = self.process.alpha(t)[:, None], self.process.sigma(t)[:, None]
+        a, s = self.col(self.process.alpha(t)), self.col(self.process.sigma(t))
         w = s * s if self.config.weighting == "sigma2" else torch.ones_like(s)
         return torch.nan_to_num(w * a * (e_real - e_fake)), x_t, e_real, e_fake
 
@@ -184,7 +184,7 @@ class VSD(Method):
 
     def probe_batch(self, n, t, seed=0):
         g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, 2, generator=g).to(self.device), "eps": torch.randn(n, 2, generator=g).to(self.device),
+        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
                 "t": torch.full((n,), float(t), device=self.device)}
 
     def step(self, batch, it):
@@ -199,7 +199,7 @@ class VSD(Method):
         loss = 0.5 * sq_dist(x, (x - grad).detach()).mean()
         self._opt_step("generator", loss)
         return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake},
-                          metrics={"grad_norm": grad.norm(dim=-1).mean().item()}, stage="vsd")
+                          metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
 
     def generator(self) -> NoisyInputOneStepGenerator:
         return NoisyInputOneStepGenerator(self.gen, self.config.t_init)

@@ -29,9 +29,61 @@ def spec_for(shape, spec: dict | None = None, **overrides) -> dict:
     return spec
 
 
+def widen(net, extra: list[str]):
+    """A copy of ``net`` that also takes the scalar conditions ``extra`` and, at initialisation, ignores them.
+
+    MLP: the new inputs come last in the first layer, whose new columns are zero. UNet: each new
+    condition has its own embedding added to the time embedding; its last layer is zeroed. Either
+    way the widened net computes exactly what ``net`` computes until training moves it.
+    """
+    import copy
+
+    import torch
+
+    spec = net_spec(net)
+    old = list(spec.get("extra", []))
+    new = [k for k in extra if k not in old]
+    if not new:
+        return copy.deepcopy(net)
+    spec["extra"] = old + new
+    wide = build_net(spec)
+    src, dst = net.state_dict(), wide.state_dict()
+    for k, v in src.items():
+        if dst[k].shape == v.shape:
+            dst[k] = v.clone()
+        else:  # MLP first layer: the teacher's inputs first, the new inputs' columns last (zero)
+            w = torch.zeros_like(dst[k])
+            w[:, : v.shape[1]] = v
+            dst[k] = w
+    if spec.get("type") == "unet":
+        for k in new:
+            dst[f"extra_emb.{k}.3.weight"].zero_()
+            dst[f"extra_emb.{k}.3.bias"].zero_()
+    wide.load_state_dict(dst)
+    return wide
+
+
+def jvp(fn, primals: tuple, tangents: tuple, double_backward: bool = False):
+    """(fn(*primals), d fn . tangents).
+
+    Forward-mode AD (``torch.func.jvp``) by default. ``double_backward=True`` computes the same
+    product by the double-vjp trick (``torch.autograd.functional.jvp``: two backward passes): the
+    way for diffusers UNets, whose group norm has no working forward-mode rule on CPU (torch 2.13)
+    and whose fused attention kernels have none at all. Attention runs on its math kernel either way.
+    """
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        if double_backward:
+            out, tan = torch.autograd.functional.jvp(fn, tuple(primals), tuple(tangents))
+            return out.detach(), tan.detach()
+        return torch.func.jvp(fn, primals, tangents)
+
+
 def sample_shape(net) -> tuple:
     """The shape of one sample a network takes ((2,) when it does not say)."""
     return tuple(getattr(net, "sample_shape", None) or (getattr(net, "dim", 2),))
 
 
-__all__ = ["TimeMLP", "UNet", "build_net", "net_spec", "spec_for", "default_unet_spec", "sample_shape"]
+__all__ = ["TimeMLP", "UNet", "build_net", "net_spec", "spec_for", "default_unet_spec", "sample_shape", "widen", "jvp"]

@@ -23,7 +23,10 @@ TIME_SCALE = 1000.0
 
 
 def default_unet_spec(shape: tuple) -> dict:
-    """The default UNet for images of ``shape`` (C, H, W): about 0.76 M parameters at 8x8, 2.5 M at 16x16, no attention."""
+    """The default UNet for images of ``shape`` (C, H, W): about 0.76 M parameters at 8x8, 2.5 M at 16x16.
+
+    No attention in the resolution blocks; diffusers' mid block keeps its one self-attention
+    layer at the lowest resolution (2x2 for 8x8 digits)."""
     c, h, w = shape
     if h != w:
         raise LabError(f"the UNet needs square images, got {h}x{w}")
@@ -37,7 +40,7 @@ def default_unet_spec(shape: tuple) -> dict:
 class UNet(nn.Module):
     def __init__(self, channels: int = 1, size: int = 8, block_out_channels=(32, 64, 64), layers_per_block: int = 1,
                  norm_num_groups: int = 8, attention: bool = False, n_classes: int = 0, extra: tuple[str, ...] = (),
-                 out_channels: int | None = None):
+                 out_channels: int | None = None, mid_attention: bool = True):
         super().__init__()
         from diffusers import UNet2DModel
 
@@ -48,7 +51,7 @@ class UNet(nn.Module):
             raise LabError(f"image size {size} is not divisible by 2^{len(chans) - 1} (one halving per extra block)")
         self.channels, self.size, self.chans = int(channels), int(size), chans
         self.layers_per_block, self.norm_num_groups, self.attention = int(layers_per_block), int(norm_num_groups), bool(attention)
-        self.n_classes, self.extra = int(n_classes), tuple(extra)
+        self.n_classes, self.extra, self.mid_attention = int(n_classes), tuple(extra), bool(mid_attention)
         self.out_channels = int(out_channels or channels)
         down = ["DownBlock2D"] * len(chans)
         up = ["UpBlock2D"] * len(chans)
@@ -58,7 +61,7 @@ class UNet(nn.Module):
         self.unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=self.out_channels,
                                 block_out_channels=chans, layers_per_block=layers_per_block,
                                 down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=norm_num_groups,
-                                class_embed_type="identity" if conditional else None)
+                                class_embed_type="identity" if conditional else None, add_attention=self.mid_attention)
         emb_dim = chans[0] * 4  # diffusers' time_embed_dim
         self.emb_dim = emb_dim
         if self.n_classes:
@@ -95,4 +98,4 @@ class UNet(nn.Module):
         return {"type": "unet", "channels": self.channels, "size": self.size, "block_out_channels": list(self.chans),
                 "layers_per_block": self.layers_per_block, "norm_num_groups": self.norm_num_groups,
                 "attention": self.attention, "n_classes": self.n_classes, "extra": list(self.extra),
-                "out_channels": self.out_channels}
+                "out_channels": self.out_channels, "mid_attention": self.mid_attention}

@@ -3,6 +3,8 @@
     lab.zoo.load("toy2d/8gaussians/teacher")       # shipped in assets/zoo, else cached, else trained
     lab.zoo.load("toy2d/8gaussians/analytic")      # exact Gaussian-mixture teacher (no weights)
     lab.zoo.load("toy2d/moons/consistency")        # a distilled student
+    lab.zoo.load("digits/teacher")                 # class-conditional diffusers UNet on 8x8 digits
+    lab.zoo.load("digits/consistency")             # a distilled digits student
 
 Each entry is a generator folder (model.json with a model card + weights.safetensors).
 A missing entry is trained on the spot with a progress bar and cached in
@@ -34,8 +36,32 @@ SHOWCASE_METHODS = ("dmd", "dmd2", "sid", "vsd", "scm", "rcm", "tscd", "shortcut
 CONDITIONAL_METHODS = ("guidance", "msd")
 
 
+#: image zoo: one class-conditional UNet teacher per image dataset, its students, and the judges of lab.metrics.images
+IMAGE_DATASETS = ("digits",)
+IMAGE_STUDENT_METHODS = ("consistency", "progressive", "dmd", "guidance", "reflow")
+IMAGE_JUDGES = ("features", "classifier")
+#: the digits teacher recipe: flow matching with label dropout (so it can be guided), EMA 0.999
+IMAGE_TEACHER_RECIPE = {"steps": 5000, "batch": 128, "lr": 1e-3, "conditional": True, "label_dropout": 0.1,
+                        "grad_clip": 1.0, "net": {"type": "unet"}}
+IMAGE_TEACHER_EMA = 0.999
+#: default digits student recipes (method config overrides); steps sized for a laptop CPU
+IMAGE_STUDENT_RECIPES = {
+    "consistency": {"steps": 600, "batch": 64, "lr": 1e-4, "n_intervals": 18, "target_ema": 0.95},
+    "progressive": {"batch": 64, "lr": 1e-4, "start_steps": 16, "halvings": 2, "steps": 600},
+    "dmd": {"steps": 300, "batch": 32, "lr": 1e-5, "lr_fake": 1e-4, "n_pairs": 512, "pair_steps": 25},
+    "guidance": {"batch": 64, "lr": 1e-4},
+    "reflow": {"batch": 64, "lr": 1e-4},
+}
+
+
+def is_image_entry(entry: str) -> bool:
+    return entry.strip("/").split("/")[0] in IMAGE_DATASETS
+
+
 def student_teacher(dataset: str, method: str) -> str:
     """The zoo teacher a default student of ``method`` on ``dataset`` is distilled from."""
+    if dataset in IMAGE_DATASETS:
+        return f"{dataset}/teacher"
     if method in CONDITIONAL_METHODS and toy2d.get(dataset).gmm is not None:
         return f"toy2d/{dataset}/analytic"
     return f"toy2d/{dataset}/teacher"
@@ -61,7 +87,15 @@ def entries() -> list[str]:
     for name in STUDENT_DATASETS:
         for m in student_methods(name):
             out.append(f"toy2d/{name}/{m}")
+    for name in IMAGE_DATASETS:
+        out.append(f"{name}/teacher")
+        out += [f"{name}/{m}" for m in IMAGE_STUDENT_METHODS]
     return out
+
+
+def judges() -> list[str]:
+    """The digits judges (feature network and classifier of lab.metrics.images): built by `lab zoo build`."""
+    return [f"digits/{k}" for k in IMAGE_JUDGES]
 
 
 def shipped_entries() -> list[str]:
@@ -70,6 +104,10 @@ def shipped_entries() -> list[str]:
 
 def _parse(entry: str):
     parts = entry.strip("/").split("/")
+    if len(parts) == 2 and parts[0] in IMAGE_DATASETS:
+        if entry.strip("/") not in entries():
+            raise LabError(f"unknown zoo entry {entry!r}; allowed: {', '.join(entries())}")
+        return parts[0], parts[1]
     if len(parts) != 3 or parts[0] != "toy2d":
         raise LabError(f"unknown zoo entry {entry!r}; allowed: {', '.join(entries())}")
     _, data, what = parts
@@ -97,7 +135,7 @@ def find(entry: str) -> Path | None:
     """The folder holding ``entry`` (assets first, then the cache), or None."""
     _parse(entry)
     for root in (ASSETS, cache_dir()):
-        p = root / entry
+        p = root / entry.strip("/")
         if (p / "model.json").exists():
             return p
     return None
@@ -144,6 +182,8 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     data, what = _parse(entry)
     if what == "analytic":
         raise LabError("analytic entries have no weights to build")
+    if is_image_entry(entry):
+        return _build_image_entry(entry, data, what, root, progress, seed, device, steps)
     source = toy2d.get(data)
     t0 = time.perf_counter()
     if what == "teacher":
@@ -166,12 +206,68 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     return save_entry(entry, gen, recipe, time.perf_counter() - t0, root)
 
 
+def _build_image_entry(entry, data, what, root, progress, seed, device, steps) -> Path:
+    from lab.data import resolve
+    from lab.runs.loop import EMA, ProgressBar, run_to_end
+
+    source = resolve(data)
+    t0 = time.perf_counter()
+    if what == "teacher":
+        from lab.diffusion.train import TeacherConfig, TeacherTraining
+
+        cfg = {**IMAGE_TEACHER_RECIPE, **({"steps": steps} if steps else {})}
+        tr = TeacherTraining(source, TeacherConfig(**cfg), seed=seed, device=device)
+        run_to_end(tr, callbacks=[EMA(IMAGE_TEACHER_EMA), ProgressBar(f"zoo {entry}", disable=not progress)])
+        gen = tr.generator()
+        recipe = {"trainer": "flow matching", "config": asdict(tr.config), "ema": IMAGE_TEACHER_EMA, "seed": seed}
+    else:
+        from lab.methods import get_method
+
+        teacher_entry = student_teacher(data, what)
+        teacher = load(teacher_entry, device=device, progress=progress)
+        cfg = {**IMAGE_STUDENT_RECIPES.get(what, {}), **({"steps": steps} if steps else {})}
+        m = get_method(what)(teacher, source, cfg, seed=seed, device=device)
+        run_to_end(m, callbacks=[ProgressBar(f"zoo {entry}", disable=not progress)])
+        gen = m.generator()
+        recipe = {"method": what, "teacher": teacher_entry, "config": m.config_dict(), "seed": seed}
+    return save_entry(entry, gen, recipe, time.perf_counter() - t0, root)
+
+
+def evaluate_images(gen, data: str = "digits", nfe=None, n: int = 1000, seed: int = 1) -> dict:
+    """Image metrics of ``gen`` at each NFE (class-conditional samples, labels 0..9 cycled, same noise),
+    with the noise floor at the same sample size. Keys ``fd@k``, ``kid@k``, ``acc@k``, ..."""
+    import torch as _t
+
+    from lab.metrics import images as im
+
+    nfe = nfe or tuple(getattr(gen, "native_nfe", ())) or (1, 2, 4, TEACHER_NFE)
+    n_classes = int(getattr(getattr(getattr(gen, "denoiser", None), "net", None), "n_classes", 0) or 10)
+    y = _t.arange(n) % n_classes
+    out = {}
+    for k in nfe:
+        x = gen.sample(n, nfe=k, seed=seed, y=y.to(gen.device)).x
+        m = im.image_metrics(x.cpu(), y, data=data)
+        for key in ("fd", "kid", "precision", "recall", "diversity", "accuracy"):
+            out[f"{key}@{k}"] = float(m[key])
+    floor = im.noise_floor(data, n=min(n, 1437))
+    out.update({f"{k}_noise_floor": float(v) for k, v in floor.items() if k in ("fd", "kid", "precision", "recall")})
+    return out
+
+
 def save_entry(entry: str, gen, recipe: dict, train_seconds: float, root: Path | None = None) -> Path:
     """Evaluate ``gen`` and write it as zoo entry ``entry`` under ``root`` with its model card.
 
     Used by ``build_entry`` and by the benchmark, which distils the same default students."""
     data, _ = _parse(entry)
     root = Path(root) if root is not None else ASSETS
+    if is_image_entry(entry):
+        gen.eval()
+        with torch.no_grad():
+            metrics = evaluate_images(gen, data)
+        card_ = {"entry": entry, "data": data, "recipe": recipe, "train_seconds": round(train_seconds, 1),
+                 "metrics": {k: round(v, 5) for k, v in metrics.items()}, "torch": torch.__version__,
+                 "built": time.strftime("%Y-%m-%d")}
+        return gen.save(root / entry, card_)
     source = toy2d.get(data)
     gen.eval()
     with torch.no_grad():
@@ -188,6 +284,14 @@ def build(selected: list[str] | None = None, root: Path | None = None, force: bo
     todo = sorted(todo, key=lambda e: (not e.endswith("/teacher"), e))
     root = Path(root) if root is not None else ASSETS
     built = []
+    if selected is None or any(e in judges() for e in selected):
+        from lab.nets.digits_eval import build_eval_nets
+
+        kinds = [k for k in IMAGE_JUDGES if (selected is None or f"digits/{k}" in selected)]
+        if force or any(not (root / "digits" / k / "model.json").exists() for k in kinds):
+            build_eval_nets(root / "digits", progress=progress)
+            built += [f"digits/{k}" for k in kinds]
+        todo = [e for e in todo if e not in judges()]
     for e in todo:
         _parse(e)
         if (root / e / "model.json").exists() and not force:
