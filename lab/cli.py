@@ -57,7 +57,8 @@ def methods():
 
 @teacher_app.command("train")
 def teacher_train(
-    data: str = typer.Option(..., help="toy2d:NAME or a path to .npy / .csv points (N x 2)"),
+    data: str = typer.Option(..., help="toy2d:NAME, a path to .npy / .csv points (N x 2), digits, digits16, "
+                                       "or images:PATH (an ImageFolder tree, an .npz with x and y, or MNIST IDX files)"),
     out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
     steps: Optional[int] = typer.Option(None, help="training steps (default 4000)"),
     seed: int = typer.Option(0),
@@ -78,7 +79,10 @@ def teacher_train(
 @app.command()
 def distill(
     method: Optional[str] = typer.Option(None, help="method name (see `lab methods`)"),
-    teacher: Optional[str] = typer.Option(None, help="teacher folder or zoo entry, e.g. toy2d/8gaussians/teacher"),
+    teacher: Optional[str] = typer.Option(None, help="teacher folder, diffusers pipeline folder, or zoo entry, "
+                                                     "e.g. toy2d/8gaussians/teacher, digits/teacher"),
+    data: Optional[str] = typer.Option(None, help="the data the teacher models (default: the teacher's card; "
+                                                  "required for a diffusers pipeline)"),
     out: Optional[Path] = typer.Option(None, help="output run folder (must not exist or be empty)"),
     steps: Optional[int] = typer.Option(None, help="distillation steps (default: the method's)"),
     resume: Optional[Path] = typer.Option(None, help="resume this run folder instead"),
@@ -103,7 +107,7 @@ def distill(
     if missing:
         fail(f"missing {', '.join(missing)} (or use --resume DIR)")
     run = distill_run(method, teacher, out, steps, _json(config, "--config"), seed, resolve_device(device),
-                      progress=not quiet, ema=ema)
+                      progress=not quiet, ema=ema, data=data)
     typer.echo(f"student saved to {run.folder}")
 
 

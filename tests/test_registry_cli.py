@@ -102,7 +102,9 @@ def test_unknown_config_field_and_bad_student_net():
     assert "halving" in str(ei.value) and "halvings" in str(ei.value)
     with pytest.raises(LabError, match="unknown config field"):
         get_method("reflow")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"nope": 1})
-    with pytest.raises(LabError, match="network type"):
+    with pytest.raises(LabError, match="unknown network type 'transformer'; allowed: mlp, unet"):
+        get_method("progressive")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"student_net": {"type": "transformer"}})
+    with pytest.raises(LabError, match=r"a unet spec needs image data \(C, H, W\)"):
         get_method("progressive")(lab.zoo.load(ANALYTIC), "toy2d:8gaussians", {"student_net": {"type": "unet"}})
 
 

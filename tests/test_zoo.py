@@ -64,6 +64,6 @@ def test_every_student_entry_is_shipped_with_its_recipe():
         p = zoo.find(e)
         assert p is not None and zoo.ASSETS in p.parents, f"{e} is not shipped; build it with `lab zoo build`"
         card = zoo.card(e)
-        data, method = e.split("/")[1:]
+        data, method = e.split("/")[-2:]
         assert card["recipe"]["method"] == method and card["recipe"]["teacher"] == zoo.student_teacher(data, method)
         assert method in lab.list_methods()

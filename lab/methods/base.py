@@ -288,6 +288,10 @@ class Method(Trainable):
     def config_dict(self) -> dict:
         return asdict(self.config)
 
+    @classmethod
+    def describe(cls) -> dict:
+        return {"name": cls.name, "family": cls.family, "mechanism": cls.mechanism, "paper": cls.paper}
+
 
 def _with_labels(name: str, fn):
     """Wrap a method's sample_batch (adds labels y) or step/targets (binds batch['y'] to every denoiser)."""
@@ -310,9 +314,6 @@ def _with_labels(name: str, fn):
     wrapped._labelled = True
     return wrapped
 
-    @classmethod
-    def describe(cls) -> dict:
-        return {"name": cls.name, "family": cls.family, "mechanism": cls.mechanism, "paper": cls.paper}
 
 
 for _name in ("sample_batch", "step", "targets"):

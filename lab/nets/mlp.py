@@ -77,7 +77,13 @@ def _unet(**kw):
     return UNet(**kw)
 
 
-NETS = {"mlp": TimeMLP, "unet": _unet}
+def _diffusers_unet(**kw):
+    from lab.interop.diffusers import DiffusersUNet
+
+    return DiffusersUNet(**kw)
+
+
+NETS = {"mlp": TimeMLP, "unet": _unet, "diffusers_unet": _diffusers_unet}
 
 
 def build_net(spec: dict) -> nn.Module:

@@ -13,18 +13,31 @@ from lab.runs.loop import EMA, Checkpoint, NaNGuard, ProgressBar, Recorder, trai
 from lab.runs.run import Run
 
 
-def resolve_teacher(ref: str, device="cpu"):
-    """A zoo entry name or a model folder -> (generator, data spec)."""
+def resolve_teacher(ref: str, device="cpu", data: str | None = None):
+    """A zoo entry name, a model folder or a diffusers pipeline folder -> (generator, data spec).
+
+    ``data`` overrides the data the teacher's card names (a diffusers pipeline has no card, so it is
+    required there)."""
     from lab import zoo
     from lab.diffusion.generators import load_generator
 
     p = Path(ref)
+    if (p / "model_index.json").exists():
+        from lab.interop.diffusers import load_diffusers_teacher
+
+        if not data:
+            raise LabError(f"{p} is a diffusers pipeline; say which data it models with --data (e.g. digits, images:PATH)")
+        return load_diffusers_teacher(p, device), data
     if (p / "model.json").exists():
         gen = load_generator(p, device)
-        data = gen.card.get("data")
+        data = data or gen.card.get("data")
         if not data:
             raise LabError(f"{p}/model.json has no card.data; cannot tell which data the teacher models")
         return gen, data
+    if zoo.is_image_entry(ref):
+        if not ref.endswith("/teacher"):
+            raise LabError(f"{ref!r} is a student; give a teacher entry (e.g. digits/teacher)")
+        return zoo.load(ref, device=device), data or ref.split("/")[0]
     if ref.startswith("toy2d/"):
         if not ref.endswith(("/teacher", "/analytic")):
             raise LabError(f"{ref!r} is a student; give a teacher entry (toy2d/NAME/teacher or toy2d/NAME/analytic)")
@@ -65,11 +78,11 @@ def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, d
 
 
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
-                device="cpu", progress=True, ema: float | None = None, overwrite=False):
+                device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None):
     from lab.methods import get_method
 
     cls = get_method(method)
-    gen, data = resolve_teacher(teacher, device)
+    gen, data = resolve_teacher(teacher, device, data)
     cfg = dict(config or {})
     if steps:
         cfg["steps"] = int(steps)
@@ -96,7 +109,7 @@ def resume_run(folder, progress=True, device=None):
     else:
         from lab.methods import get_method
 
-        gen, data = resolve_teacher(cfg["teacher"], dev)
+        gen, data = resolve_teacher(cfg["teacher"], dev, cfg.get("data"))
         tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=dev)
         recipe = {"method": cfg["method"], "teacher": cfg["teacher"], "config": cfg["config"], "seed": cfg["seed"]}
         cbs = _callbacks(run, tr, cfg.get("ema"), progress)

@@ -1,0 +1,169 @@
+"""Benchmark on 8x8 digits: the shipped class-conditional UNet teacher against students distilled here.
+
+For the teacher: FD-digits, KID, precision/recall, class accuracy and within-class diversity
+at 1, 2, 4, 8 and 50 NFE, and the noise floor (the train split against the test split at the
+same sample size). For each method: a student distilled from ``digits/teacher`` with the
+zoo's digits recipe (``lab.zoo.IMAGE_STUDENT_RECIPES``, else the method's defaults with a
+digits-sized batch), each in its own subprocess with one thread; the same metrics at each
+NFE it serves natively of 1, 2, 4; and the distillation wall and CPU time.
+
+Goal (issue 4): 1- to 2-step FD within 1.5x of the teacher's 50-NFE FD in at most 20
+minutes per method on 2 cores. Samples: 1000, labels 0..9 cycled, the same noise for
+every model.
+
+    python bench/digits.py                          # every image method
+    python bench/digits.py --methods dmd consistency
+    python bench/digits.py --zoo                    # also write the zoo students (digits/<method>)
+    python bench/digits.py --write                  # rebuild the digits section of RESULTS.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "digits"
+NFES = (1, 2, 4)
+TEACHER_NFES = (1, 2, 4, 8, 50)
+N = 1000
+GOAL_RATIO, GOAL_S = 1.5, 20 * 60.0
+METHODS = ("consistency", "progressive", "dmd", "dmd2", "sid", "scm", "guidance", "reflow", "shortcut", "tscd",
+           "rcm", "vsd", "flowmap", "boot")
+KEYS = ("fd", "kid", "precision", "recall", "accuracy", "diversity")
+SECTION = "## Digits (8x8, class-conditional UNet teacher)"
+
+
+def _metrics(gen, nfe, **kw) -> dict:
+    import torch
+
+    from lab.diffusion import make_noise
+    from lab.metrics import images as im
+
+    y = torch.arange(N) % 10
+    z = make_noise(N, (1, 8, 8), seed=99)
+    x = gen.sample(z=z, nfe=nfe, seed=7, y=y, **kw).x
+    m = im.image_metrics(x.cpu(), y)
+    return {k: round(float(m[k]), 4) for k in KEYS}
+
+
+def run_teacher() -> dict:
+    import lab
+    from lab.metrics import images as im
+
+    t = lab.zoo.load("digits/teacher", train_if_missing=False)
+    row = {"model": "teacher", "nfe": {str(k): _metrics(t, k) for k in TEACHER_NFES}}
+    row["floor"] = {k: round(float(v), 4) for k, v in im.noise_floor("digits", n=N).items() if k in KEYS}
+    return row
+
+
+def run_method(method: str, zoo: bool) -> dict:
+    import torch
+
+    import lab
+    from lab.runs.loop import ProgressBar, run_to_end
+
+    teacher = lab.zoo.load("digits/teacher", train_if_missing=False)
+    cfg = dict(lab.zoo.IMAGE_STUDENT_RECIPES.get(method, {"batch": 64, "lr": 1e-4}))
+    m = lab.get_method(method)(teacher, "digits", cfg, seed=0)
+    c0, t0 = time.process_time(), time.perf_counter()
+    run_to_end(m, callbacks=[ProgressBar(f"digits {method}")])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gen = m.generator().eval()
+    native = [k for k in NFES if not gen.native_nfe or k in gen.native_nfe] or [min(gen.native_nfe)]
+    with torch.no_grad():
+        row = {"model": method, "config": m.config_dict(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+               "nfe": {str(k): _metrics(gen, k) for k in native}}
+    if zoo and method in lab.zoo.IMAGE_STUDENT_METHODS:
+        recipe = {"method": method, "teacher": "digits/teacher", "config": m.config_dict(), "seed": 0}
+        lab.zoo.save_entry(f"digits/{method}", gen, recipe, wall)
+    return row
+
+
+def write() -> str:
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    if "teacher" not in rows:
+        return ""
+    t = rows["teacher"]
+    fd50 = t["nfe"]["50"]["fd"]
+    out = [SECTION, "",
+           f"Metrics from {N} class-conditional samples (labels 0..9 cycled, same noise for every model) against the "
+           f"360 test images; features and classifier are the shipped judges (`lab.metrics.images`). "
+           f"Goal: 1- to 2-step FD within {GOAL_RATIO}x of the teacher at 50 NFE in at most {GOAL_S / 60:.0f} min per method.",
+           "", "| model | NFE | FD | KID | precision | recall | accuracy | diversity | FD / teacher@50 | train (wall / CPU s) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    fl = t["floor"]
+    out.append(f"| noise floor (train vs test) | - | {fl['fd']:.2f} | {fl['kid']:.4f} | {fl['precision']:.3f} | "
+               f"{fl['recall']:.3f} | {fl.get('accuracy', float('nan')):.3f} | {fl['diversity']:.2f} | | |")
+    for k, m in t["nfe"].items():
+        out.append(f"| teacher | {k} | {m['fd']:.2f} | {m['kid']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                   f"{m['accuracy']:.3f} | {m['diversity']:.2f} | {m['fd'] / fd50:.2f}x | |")
+    summary = []
+    for name, r in rows.items():
+        if name == "teacher":
+            continue
+        best = None
+        for k, m in r["nfe"].items():
+            ratio = m["fd"] / fd50
+            out.append(f"| `{name}` | {k} | {m['fd']:.2f} | {m['kid']:.4f} | {m['precision']:.3f} | {m['recall']:.3f} | "
+                       f"{m['accuracy']:.3f} | {m['diversity']:.2f} | {ratio:.2f}x | {r['wall_s']:.0f} / {r['cpu_s']:.0f} |")
+            if int(k) <= 2 and (best is None or ratio < best[1]):
+                best = (k, ratio)
+        ok = best is not None and best[1] <= GOAL_RATIO and r["cpu_s"] <= GOAL_S
+        summary.append(f"| `{name}` | " + (f"{best[1]:.2f}x @{best[0]}" if best else "no 1-2 step sampler") +
+                       f" | {r['cpu_s'] / 60:.1f} min | {'yes' if ok else 'no'} |")
+    out += ["", "Goal check (best 1- or 2-NFE FD over the teacher's 50-NFE FD; CPU minutes of distillation):", "",
+            "| method | best 1-2 NFE FD ratio | CPU time | goal met |", "|---|---|---|---|", *summary, ""]
+    text = "\n".join(out)
+    res = ROOT / "bench" / "RESULTS.md"
+    old = res.read_text() if res.exists() else ""
+    if SECTION in old:
+        head, _, rest = old.partition(SECTION)
+        nxt = rest.find("\n## ")
+        old = head.rstrip() + "\n\n" + (rest[nxt + 1:] if nxt >= 0 else "")
+    res.write_text(old.rstrip() + "\n\n" + text)
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--zoo", action="store_true", help="also write the zoo students digits/<method>")
+    ap.add_argument("--write", action="store_true", help="only rebuild the digits section of RESULTS.md")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if a.one:
+        row = run_teacher() if a.one == "teacher" else run_method(a.one, a.zoo)
+        row.update({"platform": platform.platform(), "threads": os.environ.get("LAB_NUM_THREADS"),
+                    "date": time.strftime("%Y-%m-%d"), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024})
+        (RESULTS / f"{a.one}.json").write_text(json.dumps(row, indent=1))
+        return
+    if not a.write:
+        import lab
+
+        bad = [m for m in (a.methods or []) if m not in lab.list_methods() or "images" not in lab.get_method(m).data_kinds]
+        if bad:
+            sys.exit(f"unknown or non-image method(s) {', '.join(bad)}; allowed: {', '.join(METHODS)}")
+        todo = (["teacher"] if a.methods is None or not (RESULTS / "teacher.json").exists() else []) + list(a.methods or METHODS)
+        env = {**os.environ, "LAB_NUM_THREADS": "1"}
+        procs: list = []
+        for name in todo:
+            while len([p for p in procs if p.poll() is None]) >= a.jobs:
+                time.sleep(2)
+            cmd = [sys.executable, __file__, "--one", name] + (["--zoo"] if a.zoo else [])
+            procs.append(subprocess.Popen(cmd, env=env))
+        for p in procs:
+            p.wait()
+    print(write())
+
+
+if __name__ == "__main__":
+    main()
