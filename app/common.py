@@ -96,3 +96,86 @@ def summary_table(panels):
 
     return panel_summary(panels).rename(columns={"swd": "distance to data (SWD)", "swd_floor": "noise floor",
                                                  "seconds": "wall-clock s"})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Digits (8x8 images): the class-conditional zoo teacher and whichever of its zoo students exist.
+
+DIGITS_TEACHER = "digits/teacher"
+DIGITS_STUDENT_NFE = (1, 2, 4)
+DIGITS_BUILD_HINT = "`python bench/digits.py --zoo` (or `lab zoo build`)"
+DIGITS_METRICS = ("fd", "kid", "accuracy", "precision", "recall", "diversity")
+
+
+def digits_entry(name: str) -> str:
+    """Zoo entry of a digits model: "teacher" or a method of ``zoo.IMAGE_STUDENT_METHODS``."""
+    return f"digits/{name}"
+
+
+def digits_teacher_present() -> bool:
+    return zoo.find(DIGITS_TEACHER) is not None
+
+
+def digits_students() -> list[str]:
+    """Methods whose digits student is shipped or cached, in ``zoo.IMAGE_STUDENT_METHODS`` order."""
+    return [m for m in zoo.IMAGE_STUDENT_METHODS if zoo.find(digits_entry(m)) is not None]
+
+
+def digits_missing_students() -> list[str]:
+    present = set(digits_students())
+    return [m for m in zoo.IMAGE_STUDENT_METHODS if m not in present]
+
+
+def digits_missing_message(missing: list[str] | None = None) -> str:
+    """One paragraph naming the digits students that are not in the zoo and how to build them ("" if none)."""
+    missing = digits_missing_students() if missing is None else list(missing)
+    if not missing:
+        return ""
+    return (f"Not in the zoo yet: {', '.join(missing)} (digits students). Build them with {DIGITS_BUILD_HINT}, "
+            f"then reload.")
+
+
+def digits_stamp(name: str) -> float:
+    """mtime of the entry's model.json (0 when absent): a cache key, so a rebuilt zoo entry is reloaded."""
+    p = zoo.find(digits_entry(name))
+    return (p / "model.json").stat().st_mtime if p is not None else 0.0
+
+
+def load_digits(name: str):
+    """The digits teacher or a digits student from the zoo, never trained on the spot."""
+    return zoo.load(digits_entry(name), train_if_missing=False, progress=False)
+
+
+def digits_labels(text: str) -> list[int]:
+    """A row of digit labels from text such as "0 1 2 3" or "7,7,7" (one to 32 labels, each 0..9)."""
+    from lab.errors import LabError
+
+    parts = [p for p in str(text).replace(",", " ").split() if p]
+    if not parts or len(parts) > 32 or any(not p.isdigit() or int(p) > 9 for p in parts):
+        raise LabError(f"labels must be 1 to 32 digits 0..9 separated by spaces or commas, got {text!r}")
+    return [int(p) for p in parts]
+
+
+def digits_metrics_table(names: list[str]) -> "pd.DataFrame":  # noqa: F821
+    """Image metrics from the model cards (``lab.zoo.card``): one row per (model, NFE) with FD-digits, KID,
+    class accuracy, precision, recall and within-class diversity, then a "noise floor" row (the train split
+    scored as samples against the test split: the value of perfect samples at the cards' sample size).
+    Also the training seconds of each model. Models without a card or metrics are left out."""
+    import pandas as pd
+
+    rows, floor = [], {}
+    for name in names:
+        c = zoo.card(digits_entry(name))
+        m = c.get("metrics") or {}
+        nfes = sorted({int(k.split("@", 1)[1]) for k in m if "@" in k and k.split("@", 1)[1].isdigit()})
+        for k in nfes:
+            rows.append({"model": name, "nfe": k, **{key: m.get(f"{key}@{k}") for key in DIGITS_METRICS},
+                         "train s": c.get("train_seconds")})
+        for key in DIGITS_METRICS:
+            if f"{key}_noise_floor" in m and key not in floor:
+                floor[key] = m[f"{key}_noise_floor"]
+    if floor:
+        rows.append({"model": "noise floor", "nfe": None, **{key: floor.get(key) for key in DIGITS_METRICS},
+                     "train s": None})
+    cols = ["model", "nfe", *DIGITS_METRICS, "train s"]
+    return pd.DataFrame(rows, columns=cols).astype({"nfe": "Int64"})

@@ -64,6 +64,63 @@ def generate(name: str, student: str, teacher_nfe: float, student_nfe: float, se
     return viz.sample_panels_figure(panels), "\n".join(lines)
 
 
+DIGITS_CSS = "#digits_grid img { image-rendering: pixelated; }"  # for launch(): 8x8 digits stay crisp scaled up
+
+
+def digits_student_choices() -> list[str]:
+    return common.digits_students() + [TEACHER_ONLY]
+
+
+@lru_cache(maxsize=16)
+def _digits(name: str, stamp: float):  # stamp: model.json mtime, so a rebuilt zoo entry reloads
+    return common.load_digits(name)
+
+
+def digits_generate(student: str, label: float, seed: float, teacher_nfe: float = 50, n: float = 10):
+    """Digits teacher at ``teacher_nfe`` and at 1, 2, 4 steps, then the student at the step counts it serves, all
+    from the same noise and label -> (tiled uint8 image, markdown naming the rows top to bottom)."""
+    from lab.probes.images import sample_grid
+    from lab.viz.images import tile
+
+    if not common.digits_teacher_present():
+        raise gr.Error(f"no digits teacher in the zoo; build it with {common.DIGITS_BUILD_HINT}")
+    present = common.digits_students()
+    if student not in (TEACHER_ONLY, None, "") and student not in present:
+        raise gr.Error(f"no digits student {student!r}; available: {', '.join(present) or 'none'}")
+    studs = {} if student in (TEACHER_ONLY, None, "") else {student: _digits(student, common.digits_stamp(student))}
+    try:
+        label, n = int(label), int(n)
+        grid = sample_grid(_digits("teacher", common.digits_stamp("teacher")), studs, teacher_nfe=int(teacher_nfe),
+                           student_nfe=common.DIGITS_STUDENT_NFE, labels=[label] * n, n=n, seed=int(seed))
+    except (LabError, ValueError, TypeError) as e:
+        raise gr.Error(str(e)) from None
+    rows = ", ".join(f"{r['model']} @ {r['nfe']}" for r in grid["rows"])
+    text = [f"Label **{label}**, seed {int(seed)}, {n} samples from the same noise. Rows, top to bottom "
+            f"(model @ NFE): {rows}."]
+    missing = common.digits_missing_message()
+    if missing:
+        text += ["", missing]
+    return tile(grid["images"]), "\n".join(text)
+
+
+def build_digits_tab() -> None:
+    if not common.digits_teacher_present():
+        gr.Markdown(f"**No digits teacher in the zoo yet.** Build it with {common.DIGITS_BUILD_HINT}.")
+    choices = digits_student_choices()
+    gr.Markdown("The class-conditional digits teacher at many steps and at 1, 2, 4 steps, then a distilled student at "
+                "the step counts it serves: every row starts from the same noise, every column has the chosen label.")
+    with gr.Row():
+        student = gr.Dropdown(choices, value=choices[0], label="Student")
+        label = gr.Dropdown(list(range(10)), value=3, label="Label")
+        seed = gr.Number(0, precision=0, label="Seed")
+        teacher_nfe = gr.Slider(8, 50, value=50, step=1, label="Teacher NFE")
+    btn = gr.Button("Generate digits", variant="primary")
+    image = gr.Image(label="Teacher vs student (same noise)", type="numpy", image_mode="L", elem_id="digits_grid", format="png",
+                     height=420)
+    text = gr.Markdown()
+    btn.click(digits_generate, [student, label, seed, teacher_nfe], [image, text], api_name="digits")
+
+
 def build_demo() -> gr.Blocks:
     names = common.distributions()
     first = names[0] if names else None
@@ -72,23 +129,26 @@ def build_demo() -> gr.Blocks:
         gr.Markdown("# Distillation Lab\nA teacher at many steps vs a distilled student at a few, "
                     "from the same noise. Distance to data is the sliced Wasserstein distance; the noise floor "
                     "is the distance between two data samples of the same size.")
-        if not names:
-            gr.Markdown("**No teacher in the zoo yet.** Build them with `lab zoo build`.")
-        with gr.Row():
-            dist = gr.Dropdown(names, value=first, label="Distribution")
-            student = gr.Dropdown(choices, value=choices[0], label="Student")
-        with gr.Row():
-            teacher_nfe = gr.Slider(1, 200, value=common.DEFAULT_TEACHER_NFE, step=1, label="Teacher NFE")
-            student_nfe = gr.Slider(1, 8, value=2, step=1, label="Student NFE")
-            seed = gr.Number(0, precision=0, label="Seed")
-            n = gr.Slider(100, 4000, value=1000, step=100, label="Points")
-        btn = gr.Button("Generate", variant="primary")
-        plot = gr.Plot(label="Teacher vs student (same noise)")
-        text = gr.Markdown()
-        dist.change(update_students, dist, student, api_name="students")
-        btn.click(generate, [dist, student, teacher_nfe, student_nfe, seed, n], [plot, text], api_name="generate")
+        with gr.Tab("2D distributions"):
+            if not names:
+                gr.Markdown("**No teacher in the zoo yet.** Build them with `lab zoo build`.")
+            with gr.Row():
+                dist = gr.Dropdown(names, value=first, label="Distribution")
+                student = gr.Dropdown(choices, value=choices[0], label="Student")
+            with gr.Row():
+                teacher_nfe = gr.Slider(1, 200, value=common.DEFAULT_TEACHER_NFE, step=1, label="Teacher NFE")
+                student_nfe = gr.Slider(1, 8, value=2, step=1, label="Student NFE")
+                seed = gr.Number(0, precision=0, label="Seed")
+                n = gr.Slider(100, 4000, value=1000, step=100, label="Points")
+            btn = gr.Button("Generate", variant="primary")
+            plot = gr.Plot(label="Teacher vs student (same noise)")
+            text = gr.Markdown()
+            dist.change(update_students, dist, student, api_name="students")
+            btn.click(generate, [dist, student, teacher_nfe, student_nfe, seed, n], [plot, text], api_name="generate")
+        with gr.Tab("Digits"):
+            build_digits_tab()
     return demo
 
 
 if __name__ == "__main__":
-    build_demo().launch(server_name="127.0.0.1")
+    build_demo().launch(server_name="127.0.0.1", css=DIGITS_CSS)
