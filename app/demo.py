@@ -115,8 +115,8 @@ def build_digits_tab() -> None:
         seed = gr.Number(0, precision=0, label="Seed")
         teacher_nfe = gr.Slider(8, 50, value=50, step=1, label="Teacher NFE")
     btn = gr.Button("Generate digits", variant="primary")
-    image = gr.Image(label="Teacher vs student (same noise)", type="numpy", image_mode="L", elem_id="digits_grid", format="png",
-                     height=420)
+    image = gr.Image(label="Teacher vs student (same noise)", type="numpy", image_mode="L", format="png",
+                     elem_id="digits_grid", height=420)
     text = gr.Markdown()
     btn.click(digits_generate, [student, label, seed, teacher_nfe], [image, text], api_name="digits")
 

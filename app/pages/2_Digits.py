@@ -66,7 +66,8 @@ with st.sidebar:
                                        value=50, key="digits_teacher_nfe"))
     seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="digits_seed"))
     label_text = st.text_input("Labels (one sample per label)", value="0 1 2 3 4 5 6 7 8 9", key="digits_labels",
-                               help="Digits 0..9 separated by spaces; repeat a digit to see the variety within a class.")
+                               help="Digits 0..9 separated by spaces; repeat a digit to see the variety "
+                                    "within a class.")
 
 try:
     labels = tuple(common.digits_labels(label_text))
@@ -136,7 +137,10 @@ else:
 # ---------------------------------------------------------------- (4) metrics from the model cards
 st.subheader("Metrics (from the model cards)")
 table = common.digits_metrics_table(["teacher", *chosen])
-st.dataframe(table, hide_index=True, key="digits_metrics",
+if table.empty:
+    st.caption("The model cards hold no metrics yet (entries written by `lab zoo build` or "
+               "`python bench/digits.py --zoo` carry them).")
+st.dataframe(table, hide_index=True, key="digits_metrics", height="content",
              column_config={k: st.column_config.NumberColumn(format="%.3f") for k in common.DIGITS_METRICS})
 st.caption("Measured when each model was built, on class-conditional samples (labels 0..9 cycled) against the "
            "test split: FD-digits and KID on the features of a local digits net (lower is better), class accuracy "
