@@ -24,11 +24,13 @@ learns to jump from any point of the teacher's path to its end, **reflow** strai
 so a few Euler steps suffice, and **distribution matching** (DMD, VSD, SiD) trains a one-step
 generator with the difference between the teacher's score and a score fitted to the generator's own samples.
 
-Everything runs on 2D distributions, so every sample and every path can be drawn.
+The 2D distributions show every sample and every path; the 8x8 digits show the same methods on a
+class-conditional diffusers UNet, with few-step grids, the x̂0 ("diffusion target") at every step and FD-digits.
 """
 )
 
 st.page_link("pages/1_Generators.py", label="Generators: teacher vs students from the same noise", icon="🎯")
+st.page_link("pages/2_Digits.py", label="Digits: few-step grids, the x̂0 view and guidance on a UNet teacher", icon="🔢")
 
 st.subheader("Methods")
 st.caption("Every method registered in `lab` (the same list as `lab methods`). Distil one with "

@@ -38,6 +38,8 @@ METHODS = ("consistency", "progressive", "dmd", "dmd2", "sid", "scm", "guidance"
            "rcm", "vsd", "flowmap", "boot")
 KEYS = ("fd", "kid", "precision", "recall", "accuracy", "diversity")
 SECTION = "## Digits (8x8, class-conditional UNet teacher)"
+#: methods without a zoo recipe run this short fixed budget (their defaults are sized for 2D MLPs)
+SHORT_RECIPE = {"steps": 400, "batch": 32, "lr": 1e-4}
 
 
 def _metrics(gen, nfe, **kw) -> dict:
@@ -70,7 +72,7 @@ def run_method(method: str, zoo: bool) -> dict:
     from lab.runs.loop import ProgressBar, run_to_end
 
     teacher = lab.zoo.load("digits/teacher", train_if_missing=False)
-    cfg = dict(lab.zoo.IMAGE_STUDENT_RECIPES.get(method, {"batch": 64, "lr": 1e-4}))
+    cfg = dict(lab.zoo.IMAGE_STUDENT_RECIPES.get(method, SHORT_RECIPE))
     m = lab.get_method(method)(teacher, "digits", cfg, seed=0)
     c0, t0 = time.process_time(), time.perf_counter()
     run_to_end(m, callbacks=[ProgressBar(f"digits {method}")])

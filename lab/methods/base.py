@@ -165,6 +165,16 @@ class Method(Trainable):
         """A per-sample coefficient (n,) shaped (n, 1, ...) to broadcast against samples of this data."""
         return v.reshape(v.shape[0], *([1] * len(self.shape)))
 
+    def pair_labels(self, n: int, seed: int) -> torch.Tensor | None:
+        """Labels for n precomputed (noise, teacher sample) pairs of a class-conditional teacher (None otherwise):
+        classes cycled, a share ``label_dropout`` null, from their own seeded generator."""
+        if not self.conditional:
+            return None
+        g = torch.Generator().manual_seed(int(seed))
+        y = torch.arange(n) % self.n_classes
+        drop = torch.rand(n, generator=g) < self.label_dropout
+        return torch.where(drop, torch.full_like(y, self.n_classes), y).to(self.device)
+
     def denoisers(self) -> list:
         """Every denoiser of the method, and any network that takes bound labels itself (``bound_y``)."""
         out = [v for v in vars(self).values() if isinstance(v, Denoiser)]

@@ -79,11 +79,11 @@ class DMD(Method):
         self.add_net("generator", self.gen.net, lr=c.lr)
         self.fake = Denoiser(self.new_student_net(), self.process, pred)
         self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
-        self.pairs_z = self.pairs_y = None
+        self.pairs_z = self.pairs_y = self.pairs_c = None
 
     # ---- pieces
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.gen.x0(z, torch.ones(z.shape[0], device=z.device))
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.gen.x0(z, torch.ones(z.shape[0], device=z.device), y)
 
     @torch.no_grad()
     def make_pairs(self):
@@ -91,7 +91,8 @@ class DMD(Method):
         if c.reg_weight == 0:
             return
         z = make_noise(c.n_pairs, self.shape, seed=self.seed + 4099, device=self.device)
-        self.pairs_z, self.pairs_y = z, ode_sample(self.teacher, z, c.pair_steps, "heun").x
+        self.pairs_c = self.pair_labels(c.n_pairs, self.seed + 4100)
+        self.pairs_z, self.pairs_y = z, ode_sample(self.teacher, z, c.pair_steps, "heun", y=self.pairs_c).x
 
     def sample_batch(self, it):
         c = self.config
@@ -143,7 +144,8 @@ class DMD(Method):
         loss = loss_dm
         if c.reg_weight > 0:
             idx = batch["pair_idx"]
-            loss_reg = sq_dist(self.generate(self.pairs_z[idx]), self.pairs_y[idx]).mean()
+            y_pair = None if self.pairs_c is None else self.pairs_c[idx]
+            loss_reg = sq_dist(self.generate(self.pairs_z[idx], y_pair), self.pairs_y[idx]).mean()
             loss = loss + c.reg_weight * loss_reg
             losses["reg"] = loss_reg.item()
         self._opt_step("generator", loss)
@@ -156,9 +158,10 @@ class DMD(Method):
         return {"generator": self.gen.net}
 
     def extra_state(self):
-        return {"pairs_z": self.pairs_z, "pairs_y": self.pairs_y}
+        return {"pairs_z": self.pairs_z, "pairs_y": self.pairs_y, "pairs_c": self.pairs_c}
 
     def load_extra_state(self, sd):
         if sd.get("pairs_z") is not None:
             self.pairs_z, self.pairs_y = sd["pairs_z"].to(self.device), sd["pairs_y"].to(self.device)
+            self.pairs_c = sd["pairs_c"].to(self.device) if sd.get("pairs_c") is not None else None
 

@@ -82,7 +82,7 @@ class Reflow(Method):
         self.flow = Denoiser(net, self.linear, "v")
         self.add_net("flow", net, lr=self.config.lr)
         self.one_step: Denoiser | None = None
-        self.pairs_z = self.pairs_x = None
+        self.pairs_z = self.pairs_x = self.pairs_c = None
         self.reflow_steps = self.config.steps - int(round(self.config.steps * self.config.distill_frac))
 
     def _fresh_net(self):
@@ -92,7 +92,8 @@ class Reflow(Method):
     def make_pairs(self):
         c = self.config
         z = make_noise(c.n_pairs, self.shape, seed=self.seed + 7919, device=self.device)
-        x = ode_sample(self.teacher, z, c.pair_steps, "heun").x
+        self.pairs_c = self.pair_labels(c.n_pairs, self.seed + 7920)
+        x = ode_sample(self.teacher, z, c.pair_steps, "heun", y=self.pairs_c).x
         self.pairs_z, self.pairs_x = z, x
 
     def _start_distill(self):
@@ -107,7 +108,10 @@ class Reflow(Method):
         idx = self.randint(0, c.n_pairs, (c.batch,))
         u = self.rand(c.batch)
         t = _u_shaped(u) if c.t_dist == "u_shaped" else u
-        return {"z": self.pairs_z[idx], "x1": self.pairs_x[idx], "t": t}
+        batch = {"z": self.pairs_z[idx], "x1": self.pairs_x[idx], "t": t}
+        if self.pairs_c is not None:
+            batch["y"] = self.pairs_c[idx]
+        return batch
 
     def _loss(self, d2):
         c = self.config.huber_c
@@ -130,7 +134,10 @@ class Reflow(Method):
             self.make_pairs()
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(0, self.pairs_z.shape[0], (n,), generator=g).to(self.device)
-        return {"z": self.pairs_z[idx], "x1": self.pairs_x[idx], "t": torch.full((n,), float(t), device=self.device)}
+        out = {"z": self.pairs_z[idx], "x1": self.pairs_x[idx], "t": torch.full((n,), float(t), device=self.device)}
+        if self.pairs_c is not None:
+            out["y"] = self.pairs_c[idx]
+        return out
 
     def step(self, batch, it):
         z, x1, t = batch["z"], batch["x1"], batch["t"]
@@ -152,10 +159,12 @@ class Reflow(Method):
         return ReflowGenerator(self.flow, self.one_step, native_nfe=(1, 2, 4))
 
     def extra_state(self):
-        return {"pairs_z": self.pairs_z, "pairs_x": self.pairs_x, "distilling": self.one_step is not None}
+        return {"pairs_z": self.pairs_z, "pairs_x": self.pairs_x, "pairs_c": self.pairs_c,
+                "distilling": self.one_step is not None}
 
     def load_extra_state(self, sd):
         if sd.get("pairs_z") is not None:
             self.pairs_z, self.pairs_x = sd["pairs_z"].to(self.device), sd["pairs_x"].to(self.device)
+            self.pairs_c = sd["pairs_c"].to(self.device) if sd.get("pairs_c") is not None else None
         if sd.get("distilling") and self.one_step is None:
             self._start_distill()
