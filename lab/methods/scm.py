@@ -326,7 +326,7 @@ class SCM(Method):
         F_minus, g, gn = self.tangent(x_trig, t, self.warmup_r(it))
         F = self.cm.F(x_trig / self.sigma_d, t)
         wt, lv = self.weight(t)
-        per = ((F - F_minus - g) ** 2).mean(-1)
+        per = ((F - F_minus - g) ** 2).flatten(1).mean(1)
         loss = (wt * per + lv).mean()
         metrics = {"tangent_norm": gn.mean().item(), "weight": wt.mean().item(), "r": self.warmup_r(it),
                    "mse": per.mean().item()}
