@@ -34,7 +34,10 @@ class Denoiser(nn.Module):
         return t
 
     def raw(self, x, t, y=None, **cond):
-        if y is None and self.bound_y is not None and self.bound_y.shape[0] == x.shape[0]:
+        if y is None and self.bound_y is not None:
+            if self.bound_y.shape[0] != x.shape[0]:  # a sub-batch: which labels belong to it is unknown here
+                raise RuntimeError(f"labels are bound for a batch of {self.bound_y.shape[0]} but this call has "
+                                   f"{x.shape[0]} samples; pass y explicitly (e.g. the same slice of batch['y'])")
             y = self.bound_y
         return self.net(x, self._t(t, x), y, **cond)
 

@@ -90,7 +90,8 @@ class Method(Trainable):
     label, so the student still samples unconditionally), and ``step`` and ``targets`` run with
     those labels bound to every denoiser of the method (``conditioned``): teacher, student, fake
     score and target nets all see the same labels without each method threading ``y`` through.
-    A call with an explicit ``y`` (or a batch of another size) is left alone. Methods whose
+    A call with an explicit ``y`` is left alone; a call on a sub-batch without one is an error
+    (the method must pass the matching slice of ``batch["y"]``). Methods whose
     mechanism is about labels (guidance, msd) set ``handles_labels = True`` and do it themselves.
     """
 

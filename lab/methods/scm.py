@@ -145,7 +145,10 @@ class TrigFlowCM(nn.Module):
         self.bound_y = None  # labels bound by Method.conditioned (an explicit y wins)
 
     def _y(self, y, x):
-        if y is None and self.bound_y is not None and self.bound_y.shape[0] == x.shape[0]:
+        if y is None and self.bound_y is not None:
+            if self.bound_y.shape[0] != x.shape[0]:
+                raise RuntimeError(f"labels are bound for a batch of {self.bound_y.shape[0]} but this call has "
+                                   f"{x.shape[0]} samples; pass y explicitly")
             return self.bound_y
         return y
 

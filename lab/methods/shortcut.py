@@ -164,26 +164,26 @@ class Shortcut(Method):
         batch["n_boot"] = nb
         return batch
 
-    def _v(self, den: Denoiser, x, t, d):
-        return den.velocity(x, t, d=d)
+    def _v(self, den: Denoiser, x, t, d, y=None):
+        return den.velocity(x, t, y, d=d)
 
     @torch.no_grad()
-    def _bootstrap(self, x_t, t, d):
+    def _bootstrap(self, x_t, t, d, y=None):
         """sg[(v1 + v2) / 2] from two half-steps of size d/2 (teacher at the smallest level when teacher_base)."""
         h = d / 2
-        base = self.col((h <= self.d_min * 1.0001)) if self.config.teacher_base else torch.zeros_like(x_t[:, :1], dtype=torch.bool)
-        v1 = torch.where(base, self.teacher.velocity(x_t, t), self._v(self.target, x_t, t, h))
+        base = self.col((h <= self.d_min * 1.0001)) if self.config.teacher_base else torch.zeros_like(self.col(h), dtype=torch.bool)
+        v1 = torch.where(base, self.teacher.velocity(x_t, t, y), self._v(self.target, x_t, t, h, y))
         x_mid = x_t - self.col(h) * v1
-        v2 = torch.where(base, self.teacher.velocity(x_mid, t - h), self._v(self.target, x_mid, t - h, h))
+        v2 = torch.where(base, self.teacher.velocity(x_mid, t - h, y), self._v(self.target, x_mid, t - h, h, y))
         return 0.5 * (v1 + v2)
 
     def _split_targets(self, batch):
         nb = batch["n_boot"]
-        t, d = batch["t"], batch["d"]
+        t, d, y = batch["t"], batch["d"], batch.get("y")
         x_t = self.process.add_noise(batch["x0"], batch["eps"], t)
         with torch.no_grad():
-            tgt_b = self._bootstrap(x_t[:nb], t[:nb], d[:nb])
-            tgt_f = self.teacher.velocity(x_t[nb:], t[nb:])
+            tgt_b = self._bootstrap(x_t[:nb], t[:nb], d[:nb], None if y is None else y[:nb])
+            tgt_f = self.teacher.velocity(x_t[nb:], t[nb:], None if y is None else y[nb:])
         return x_t, t, d, torch.cat([tgt_b, tgt_f])
 
     def targets(self, batch, t=None) -> Targets:

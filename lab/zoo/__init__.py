@@ -48,7 +48,7 @@ IMAGE_TEACHER_EMA = 0.999
 IMAGE_STUDENT_RECIPES = {
     "consistency": {"steps": 600, "batch": 64, "lr": 1e-4, "n_intervals": 18, "target_ema": 0.95},
     "progressive": {"steps": 600, "batch": 64, "lr": 1e-4, "start_steps": 16, "halvings": 3},
-    "dmd": {"steps": 400, "batch": 32, "lr": 3e-5, "lr_fake": 1e-4, "reg_weight": 1.0, "n_pairs": 1024,
+    "dmd": {"steps": 900, "batch": 32, "lr": 5e-5, "lr_fake": 1e-4, "reg_weight": 1.0, "n_pairs": 1024,
             "pair_steps": 25},
     "guidance": {"steps": 400, "batch": 32, "lr": 1e-4, "start_steps": 4, "halvings": 2, "halving_steps": 100,
                  "n_traj": 256, "traj_steps": [2, 4, 8]},
