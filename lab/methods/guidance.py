@@ -15,8 +15,11 @@ Mechanism as implemented:
   teacher takes the component index as label; y = None is the whole mixture, which is
   the unconditional model). Unconditional teachers (the MLP zoo teachers) are refused
   with a LabError: guidance needs v_c and v_u.
-- Student: a fresh TimeMLP with a label embedding (n_classes + a null label) and the
-  guidance weight w as an extra Fourier-embedded scalar input; prediction type v.
+- Student: with an analytic teacher (no weights) a fresh network for the data with a label
+  embedding (n_classes + a null label) and the guidance weight w as an extra Fourier-embedded
+  scalar input, prediction type v. With a trained teacher (the digits UNet) the teacher's own
+  network widened by a w input that it ignores at initialisation (``lab.nets.widen``), as the
+  paper initialises the student from the conditional teacher.
 - Stage one, each step: labelled data (x0, y), t ~ U[t_min, 1], x_t = (1 - t) x0 + t eps,
   w ~ U[w_min, w_max] per sample; target = v_u(x_t) + w (v_c(x_t) - v_u(x_t)) from the
   frozen teacher (two teacher passes, no gradient); loss = |v_s(x_t, t, y, w) - target|^2.
@@ -46,8 +49,8 @@ Fidelity notes:
   (``traj_share`` = 0.5) are our addition (AGD trains on CFG trajectories). Measured with
   600 steps, w = 4 at 2 steps: without them the student's samples were 4.7 away from the
   guided teacher's on average (same noise), with them 0.6; ``traj_share=0`` is the paper.
-- The student is a fresh net (the analytic teacher has no weights to copy; the paper
-  initialises the student from the conditional teacher). It has to learn the product of w
+- On 2D the student is a fresh net (the analytic teacher has no weights to copy; the paper
+  initialises the student from the conditional teacher, which the digits student does). It has to learn the product of w
   with v_c - v_u through the Fourier embedding of w, which is slow: 2000 steps by default.
 - w ~ U[0, 4] (the paper uses w in [0, 4] on ImageNet 64 with (1 + w) c - w u, i.e. our
   w minus 1).

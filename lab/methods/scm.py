@@ -47,6 +47,12 @@ Mechanism as implemented:
   with the flow-matching loss on detached student samples, ``fake_updates`` per step.
 
 Fidelity notes:
+- Images (digits UNet): forward-mode AD through diffusers' UNet fails on CPU in torch 2.13
+  (group norm, fused attention), so the tangent's JVP is computed by the double-vjp trick
+  (``lab.nets.jvp(..., double_backward=True)``): the same product at about twice the cost.
+  The paper's JVP-friendly flash attention and its normalisation changes are not reproduced.
+  Digits, 1200 steps at batch 32 from the teacher: see bench/RESULTS.md (1 step is poor; the
+  2- and 4-step samplers are where sCM is close to the teacher).
 - Student network: the teacher's own MLP (a copy), wrapped in the exact TrigFlow
   conversion (``TrigFlowCM``): F_theta(x/sigma_d, t) is the teacher-parameterised velocity
   network evaluated at (x_lin, s) and converted to a TrigFlow F. At initialisation the
