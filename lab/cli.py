@@ -119,8 +119,9 @@ def sample(
     seed: int = typer.Option(0),
     out: Path = typer.Option(..., help="output .npy file (must not exist)"),
     force: bool = typer.Option(False, help="overwrite --out"),
+    label: Optional[int] = typer.Option(None, help="class label for a class-conditional model (default: unconditional)"),
 ):
-    """Draw samples from a model folder or zoo entry and save them as .npy."""
+    """Draw samples from a model folder or zoo entry and save them as .npy ((N, 2) points or (N, C, H, W) images)."""
     import numpy as np
 
     from lab import zoo
@@ -136,11 +137,19 @@ def sample(
     p = Path(model)
     if (p / "model.json").exists():
         gen = load_generator(p)
-    elif model.startswith("toy2d/"):
+    elif model.startswith("toy2d/") or zoo.is_image_entry(model):
         gen = zoo.load(model)
     else:
         fail(f"{model!r} is neither a model folder (with model.json) nor a zoo entry; allowed zoo entries: {', '.join(zoo.entries())}")
-    x = gen.sample(n, nfe=nfe, seed=seed).x.cpu().numpy()
+    y = None
+    if label is not None:
+        import torch
+
+        k = max([int(getattr(net, "n_classes", 0) or 0) for net in gen.nets().values()] or [0])
+        if not 0 <= label < k:
+            fail(f"invalid --label {label}; allowed: " + (f"0..{k - 1}" if k else "none (this model is not class-conditional)"))
+        y = torch.full((n,), label, dtype=torch.long, device=gen.device)
+    x = gen.sample(n, nfe=nfe, seed=seed, y=y).x.cpu().numpy()
 
     def w(tmp):
         with open(tmp, "wb") as f:

@@ -64,3 +64,16 @@ def test_point_only_methods_and_unavailable_devices_are_refused(tmp_path):
              "--out", str(tmp_path / "b"), "--quiet")
     assert r.returncode == 2 and "CUDA is not available" in r.stderr and "allowed" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_samples_a_zoo_student_for_a_label(tmp_path):
+    from lab.metrics.images import predict
+
+    out = tmp_path / "sevens.npy"
+    r = _lab("sample", "digits/consistency", "--nfe", "1", "--n", "20", "--label", "7", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    x = np.load(out)
+    assert x.shape == (20, 1, 8, 8)
+    assert (predict(torch.from_numpy(x)) == 7).mean() >= 0.8  # the shipped classifier agrees
+    r = _lab("sample", "digits/consistency", "--n", "2", "--label", "12", "--out", str(tmp_path / "bad.npy"))
+    assert r.returncode == 2 and "allowed: 0..9" in r.stderr and not (tmp_path / "bad.npy").exists()
