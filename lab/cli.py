@@ -201,6 +201,12 @@ def zoo_list():
         where = "analytic" if e.endswith("/analytic") else ("shipped" if p and zoo.ASSETS in p.parents else
                                                               "cached" if p else "missing")
         typer.echo(f"{e:<32} {where}")
+    from lab.nets.digits_eval import find_eval_net
+
+    for e in zoo.judges():
+        p = find_eval_net(e.split("/")[1])
+        where = "shipped" if p and zoo.ASSETS in p.parents else "cached" if p else "missing"
+        typer.echo(f"{e:<32} {where} (judge for lab.metrics.images)")
 
 
 @zoo_app.command("build")
