@@ -88,3 +88,46 @@ def test_generators_page_in_chromium(app_students):
         proc.kill()
         proc.wait(timeout=10)
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+DIGITS_SCREENSHOT = ROOT / "assets" / "app_digits.png"
+
+
+@pytest.mark.browser
+def test_digits_page_in_chromium():
+    """The Digits page draws its image grids (sample grid, x0 view, guidance sweep) from the shipped digits zoo.
+    Also refreshes assets/app_digits.png."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get update && apt-get install -y chromium`")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(proc, url)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1750})
+                page.goto(url + "/Digits", wait_until="domcontentloaded")
+                page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
+                page.wait_for_function(
+                    "() => document.querySelectorAll('.js-plotly-plot').length >= 3"
+                    " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+                assert page.get_by_role("heading", name="Digits").first.is_visible()
+                assert not page.locator('[data-testid="stException"]').count(), \
+                    page.locator('[data-testid="stException"]').first.inner_text()
+                first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+                assert first.evaluate("gd => gd.data[0].type") == "image"
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    assert DIGITS_SCREENSHOT.stat().st_size > 10_000
