@@ -30,3 +30,9 @@ def mean_abs(x: torch.Tensor) -> torch.Tensor:
 def norms(x: torch.Tensor) -> torch.Tensor:
     """Per-sample Euclidean norm over every non-batch dimension: (n,)."""
     return x.flatten(1).norm(dim=1)
+
+
+# logit divergences for knowledge distillation (issue 5): student logits first, teacher second
+from lab.losses.logits import (  # noqa: E402
+    DIVERGENCES, forward_kl, generalized_jsd, reverse_kl, skew_forward_kl, skew_reverse_kl, tvd,
+)

@@ -128,4 +128,10 @@ def panel_summary(panels: pd.DataFrame) -> pd.DataFrame:
     return panels.groupby(["model", "nfe"], sort=False)[["swd", "swd_floor", "seconds"]].first().reset_index()
 
 
-__all__ = ["grid", "targets", "trajectories", "panel_nfes", "sample_panels", "panel_summary"]
+# similarity and calibration probes (knowledge distillation, issue 5)
+from lab.probes.calibration import agreement, ece, entropy_per_class, reliability, soft_labels, temperature_sweep  # noqa: E402
+from lab.probes.similarity import cka_matrix, linear_cka, minibatch_cka, rbf_cka  # noqa: E402
+
+__all__ = ["grid", "targets", "trajectories", "panel_nfes", "sample_panels", "panel_summary", "linear_cka", "rbf_cka",
+           "minibatch_cka", "cka_matrix", "ece", "reliability", "agreement", "entropy_per_class", "soft_labels",
+           "temperature_sweep"]
