@@ -8,6 +8,7 @@ already is a ``unet`` spec.
 from lab.errors import LabError
 from lab.nets.mlp import TimeMLP, build_net, net_spec
 from lab.nets.unet import UNet, default_unet_spec
+from lab.nets import classifiers  # noqa: E402,F401  registers clf_mlp, clf_cnn, clf_vit, tiny_lm with build_net
 
 
 def spec_for(shape, spec: dict | None = None, **overrides) -> dict:
