@@ -4,6 +4,7 @@ Also refreshes assets/app_screenshot.png (the README screenshot).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -44,8 +45,9 @@ def _wait_healthy(proc, url: str, timeout: float = 60.0) -> None:
     pytest.fail(f"streamlit did not answer on {url} within {timeout:.0f} s")
 
 
-@pytest.mark.browser
-def test_generators_page_in_chromium(app_students):
+@contextlib.contextmanager
+def app_page(path: str):
+    """The Streamlit app served on 127.0.0.1 and a headless Chromium page opened at ``path``."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get update && apt-get install -y chromium` "
                     "(or `make chromium`)")
@@ -63,30 +65,36 @@ def test_generators_page_in_chromium(app_students):
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1750})
-                page.goto(url + "/Generators", wait_until="domcontentloaded")
-                plot = page.locator('[data-testid="stMain"] .js-plotly-plot').first
-                plot.wait_for(state="visible", timeout=90_000)
-                # wait for the script run to finish (the status widget disappears) so the page is complete
-                page.wait_for_function(
-                    "() => document.querySelectorAll('.js-plotly-plot').length >= 2"
-                    " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
-                assert page.get_by_role("heading", name="Generators").first.is_visible()
-                assert not page.locator('[data-testid="stException"]').count(), \
-                    page.locator('[data-testid="stException"]').first.inner_text()
-                titles = plot.locator(".annotation-text").all_text_contents()
-                assert any(t.startswith("teacher @") for t in titles), titles
-                assert any(t.startswith(f"{app_students[0]} @") for t in titles), (app_students, titles)
-                n_traces = plot.evaluate("gd => gd.data.length")
-                assert n_traces >= 4, n_traces  # teacher + one student at 1, 2, 4 NFE
-                assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
-                page.wait_for_timeout(500)  # let WebGL finish painting
-                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOT), full_page=True)
+                page.goto(url + path, wait_until="domcontentloaded")
+                yield page
             finally:
                 browser.close()
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.mark.browser
+def test_generators_page_in_chromium(app_students):
+    with app_page("/Generators") as page:
+        plot = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+        plot.wait_for(state="visible", timeout=90_000)
+        # wait for the script run to finish (the status widget disappears) so the page is complete
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 2"
+            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+        assert page.get_by_role("heading", name="Generators").first.is_visible()
+        assert not page.locator('[data-testid="stException"]').count(), \
+            page.locator('[data-testid="stException"]').first.inner_text()
+        titles = plot.locator(".annotation-text").all_text_contents()
+        assert any(t.startswith("teacher @") for t in titles), titles
+        assert any(t.startswith(f"{app_students[0]} @") for t in titles), (app_students, titles)
+        n_traces = plot.evaluate("gd => gd.data.length")
+        assert n_traces >= 4, n_traces  # teacher + one student at 1, 2, 4 NFE
+        assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
+        page.wait_for_timeout(500)  # let WebGL finish painting
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -97,37 +105,16 @@ DIGITS_SCREENSHOT = ROOT / "assets" / "app_digits.png"
 def test_digits_page_in_chromium():
     """The Digits page draws its image grids (sample grid, x0 view, guidance sweep) from the shipped digits zoo.
     Also refreshes assets/app_digits.png."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get update && apt-get install -y chromium`")
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(proc, url)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1750})
-                page.goto(url + "/Digits", wait_until="domcontentloaded")
-                page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
-                page.wait_for_function(
-                    "() => document.querySelectorAll('.js-plotly-plot').length >= 3"
-                    " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-                assert page.get_by_role("heading", name="Digits").first.is_visible()
-                assert not page.locator('[data-testid="stException"]').count(), \
-                    page.locator('[data-testid="stException"]').first.inner_text()
-                first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
-                assert first.evaluate("gd => gd.data[0].type") == "image"
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
-            finally:
-                browser.close()
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with app_page("/Digits") as page:
+        page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 3"
+            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+        assert page.get_by_role("heading", name="Digits").first.is_visible()
+        assert not page.locator('[data-testid="stException"]').count(), \
+            page.locator('[data-testid="stException"]').first.inner_text()
+        first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+        assert first.evaluate("gd => gd.data[0].type") == "image"
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
     assert DIGITS_SCREENSHOT.stat().st_size > 10_000
