@@ -64,6 +64,7 @@ def teacher_train(
     seed: int = typer.Option(0),
     device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
     config: Optional[str] = typer.Option(None, help="JSON object of TeacherConfig fields"),
+    ema: Optional[float] = typer.Option(None, help="EMA decay of the saved weights (e.g. 0.999; the digits zoo teacher's)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Train a flow-matching teacher on named or user data."""
@@ -72,7 +73,7 @@ def teacher_train(
 
     _positive(steps, "--steps")
     run = train_teacher_run(data, out, steps, seed, resolve_device(device), progress=not quiet,
-                            config=_json(config, "--config"))
+                            config=_json(config, "--config"), ema=ema)
     typer.echo(f"teacher saved to {run.folder}")
 
 

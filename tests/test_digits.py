@@ -77,3 +77,18 @@ def test_cli_samples_a_zoo_student_for_a_label(tmp_path):
     assert (predict(torch.from_numpy(x)) == 7).mean() >= 0.8  # the shipped classifier agrees
     r = _lab("sample", "digits/consistency", "--n", "2", "--label", "12", "--out", str(tmp_path / "bad.npy"))
     assert r.returncode == 2 and "allowed: 0..9" in r.stderr and not (tmp_path / "bad.npy").exists()
+
+
+def test_cli_teacher_train_on_digits_with_ema(tmp_path):
+    """`lab teacher train --data digits` builds the class-conditional UNet; --ema is recorded and applied,
+    and a bad decay is refused before any folder exists."""
+    from lab.diffusion.generators import load_generator
+
+    out = tmp_path / "t"
+    r = _lab("teacher", "train", "--data", "digits", "--steps", "3", "--ema", "0.5", "--out", str(out), "--quiet",
+             "--config", '{"conditional": true, "batch": 8}')
+    assert r.returncode == 0, r.stderr
+    gen = load_generator(out)
+    assert gen.shape == (1, 8, 8) and gen.denoiser.net.n_classes == 10 and gen.card["recipe"]["ema"] == 0.5
+    r = _lab("teacher", "train", "--data", "digits", "--steps", "3", "--ema", "1.5", "--out", str(tmp_path / "bad"))
+    assert r.returncode == 2 and "allowed: a float in [0, 1)" in r.stderr and not (tmp_path / "bad").exists()

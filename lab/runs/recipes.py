@@ -46,6 +46,12 @@ def resolve_teacher(ref: str, device="cpu", data: str | None = None):
     raise LabError(f"teacher {ref!r} is neither a model folder nor a zoo teacher; allowed zoo teachers: {', '.join(teachers)}")
 
 
+def _check_ema(ema) -> None:
+    """Before a run folder is created: a bad EMA decay leaves nothing behind."""
+    if ema is not None and not (isinstance(ema, (int, float)) and 0.0 <= ema < 1.0):
+        raise LabError(f"invalid EMA decay {ema!r}; allowed: a float in [0, 1), e.g. 0.999")
+
+
 def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int = 500):
     rec = Recorder(run, every=every, snapshot_every=max(1, trainable.total_steps // 10))
     cbs = [NaNGuard()]
@@ -65,16 +71,17 @@ def _restore_callbacks(cbs, states: dict):
 
 
 def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
-                      overwrite=False, config: dict | None = None):
+                      overwrite=False, config: dict | None = None, ema: float | None = None):
     from lab.diffusion.train import TeacherConfig, TeacherTraining
     from lab.trainable import config_from_dict
 
+    _check_ema(ema)
     cfg = config_from_dict(TeacherConfig, {**(config or {}), **({"steps": steps} if steps else {})})
     tr = TeacherTraining(data, cfg, seed=seed, device=device)
     run = Run.create(out, {"kind": "teacher", "data": tr.data.spec, "config": tr.config_dict(), "seed": seed,
-                           "device": str(device), "steps": cfg.steps}, overwrite=overwrite)
-    return _finish(run, tr, _callbacks(run, tr, None, progress), data_spec=tr.data.spec,
-                   recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed})
+                           "device": str(device), "steps": cfg.steps, "ema": ema}, overwrite=overwrite)
+    return _finish(run, tr, _callbacks(run, tr, ema, progress), data_spec=tr.data.spec,
+                   recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed, "ema": ema})
 
 
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
@@ -82,6 +89,7 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
     from lab.methods import get_method
 
     cls = get_method(method)
+    _check_ema(ema)
     gen, data = resolve_teacher(teacher, device, data)
     cfg = dict(config or {})
     if steps:
@@ -105,7 +113,7 @@ def resume_run(folder, progress=True, device=None):
 
         tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"], device=dev)
         recipe = {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"]}
-        cbs = _callbacks(run, tr, None, progress)
+        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
     else:
         from lab.methods import get_method
 
