@@ -54,16 +54,22 @@ def _lab(*args):
                           env={**os.environ, "LAB_NUM_THREADS": "1"})
 
 
-def test_point_only_methods_and_unavailable_devices_are_refused(tmp_path):
+def test_point_only_methods_and_unavailable_devices_are_refused(tmp_path, monkeypatch):
     r = _lab("distill", "--method", "add", "--teacher", "digits/teacher", "--out", str(tmp_path / "a"), "--quiet")
     assert r.returncode == 2 and "add supports points data" in r.stderr and "consistency" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
-    if torch.cuda.is_available():
-        pytest.skip("CUDA is available here; the refusal below is for CPU-only machines")
-    r = _lab("distill", "--method", "consistency", "--teacher", "digits/teacher", "--device", "cuda",
+    r = _lab("distill", "--method", "consistency", "--teacher", "digits/teacher", "--device", "tpu",
              "--out", str(tmp_path / "b"), "--quiet")
-    assert r.returncode == 2 and "CUDA is not available" in r.stderr and "allowed" in r.stderr
+    assert r.returncode == 2 and "unknown device 'tpu'; allowed: auto, cpu, cuda" in r.stderr
     assert not (tmp_path / "b").exists()
+    # a machine without CUDA (simulated, so the check runs on any machine)
+    from lab.errors import LabError
+    from lab.trainable import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LabError, match="CUDA is not available; allowed here: auto, cpu"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type in ("cpu", "mps")
 
 
 def test_cli_samples_a_zoo_student_for_a_label(tmp_path):

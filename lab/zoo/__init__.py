@@ -38,7 +38,7 @@ CONDITIONAL_METHODS = ("guidance", "msd")
 
 #: image zoo: one class-conditional UNet teacher per image dataset, its students, and the judges of lab.metrics.images
 IMAGE_DATASETS = ("digits",)
-IMAGE_STUDENT_METHODS = ("consistency", "progressive", "dmd", "guidance", "reflow")
+IMAGE_STUDENT_METHODS = ("consistency", "progressive", "dmd", "guidance")  # reflow (2 nets, 8 MB) is bench-only
 IMAGE_JUDGES = ("features", "classifier")
 #: the digits teacher recipe: flow matching with label dropout (so it can be guided), EMA 0.999
 IMAGE_TEACHER_RECIPE = {"steps": 5000, "batch": 128, "lr": 1e-3, "conditional": True, "label_dropout": 0.1,
