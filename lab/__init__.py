@@ -22,7 +22,7 @@ from lab.errors import LabError  # noqa: E402
 from lab.diffusion import load_generator as load
 from lab.methods import Method, Targets, get_method, list_methods, register
 from lab.runs.loop import distill, train
-from lab import data, diffusion, metrics, probes, runs, viz, zoo  # noqa: E402
+from lab import data, diffusion, kd, metrics, probes, runs, viz, zoo  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["LabError", "load", "Method", "Targets", "get_method", "list_methods", "register", "distill", "train",

@@ -208,6 +208,12 @@ def zoo_list():
         p = find_eval_net(e.split("/")[1])
         where = "shipped" if p and zoo.ASSETS in p.parents else "cached" if p else "missing"
         typer.echo(f"{e:<32} {where} (judge for lab.metrics.images)")
+    from lab.kd.zoo import find as kd_find
+
+    for e in zoo.kd_entries():
+        p = kd_find(e)
+        where = "shipped" if p and zoo.ASSETS in p.parents else "cached" if p else "missing"
+        typer.echo(f"{e:<32} {where} (knowledge-distillation teacher)")
 
 
 @zoo_app.command("build")

@@ -95,6 +95,13 @@ def entries() -> list[str]:
     return out
 
 
+def kd_entries() -> list[str]:
+    """The shipped knowledge-distillation teachers (classifiers and a language model; see lab.kd.zoo)."""
+    from lab.kd.zoo import entries as _kd
+
+    return _kd()
+
+
 def judges() -> list[str]:
     """The digits judges (feature network and classifier of lab.metrics.images): built by `lab zoo build`."""
     return [f"digits/{k}" for k in IMAGE_JUDGES]
@@ -154,6 +161,10 @@ def load(entry: str, device="cpu", train_if_missing: bool = True, progress: bool
     """Load a zoo entry; a missing one is trained (``steps`` overrides the recipe's length) and cached."""
     from lab.diffusion.generators import analytic_generator, load_generator
 
+    if entry.strip("/").startswith("kd/"):  # knowledge-distillation teachers (classifier / language model)
+        from lab.kd.zoo import load_teacher
+
+        return load_teacher(entry, device=device, train_if_missing=train_if_missing, progress=progress)
     data, what = _parse(entry)
     if what == "analytic":
         gen = analytic_generator(toy2d.get(data).gmm).to(device)
@@ -181,6 +192,10 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     """Train one zoo entry and write it to ``root/entry`` (atomic files)."""
     from lab.runs.loop import ProgressBar, run_to_end
 
+    if entry.strip("/").startswith("kd/"):
+        from lab.kd.zoo import _task_of, build_teacher
+
+        return build_teacher(_task_of(entry), root / "kd" if root else None, seed, progress, device, steps)
     data, what = _parse(entry)
     if what == "analytic":
         raise LabError("analytic entries have no weights to build")
@@ -282,7 +297,7 @@ def save_entry(entry: str, gen, recipe: dict, train_seconds: float, root: Path |
 
 def build(selected: list[str] | None = None, root: Path | None = None, force: bool = False, progress: bool = True):
     """Build the shipped entries (teachers first). Existing entries are kept unless ``force``."""
-    todo = selected or shipped_entries()
+    todo = selected or (shipped_entries() + kd_entries())
     todo = sorted(todo, key=lambda e: (not e.endswith("/teacher"), e))
     root = Path(root) if root is not None else ASSETS
     built = []
@@ -295,7 +310,12 @@ def build(selected: list[str] | None = None, root: Path | None = None, force: bo
             built += [f"digits/{k}" for k in kinds]
         todo = [e for e in todo if e not in judges()]
     for e in todo:
-        _parse(e)
+        if e.strip("/").startswith("kd/"):
+            from lab.kd.zoo import _task_of
+
+            _task_of(e)
+        else:
+            _parse(e)
         if (root / e / "model.json").exists() and not force:
             continue
         build_entry(e, root, progress=progress)
