@@ -21,6 +21,8 @@ zoo_app = typer.Typer(no_args_is_help=True, help="The zoo of shipped teachers an
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(runs_app, name="runs")
 app.add_typer(zoo_app, name="zoo")
+kd_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation of classifiers and language models.")
+app.add_typer(kd_app, name="kd")
 
 
 def fail(msg: str) -> None:
@@ -110,6 +112,59 @@ def distill(
     run = distill_run(method, teacher, out, steps, _json(config, "--config"), seed, resolve_device(device),
                       progress=not quiet, ema=ema, data=data)
     typer.echo(f"student saved to {run.folder}")
+
+
+@kd_app.command("list")
+def kd_list():
+    """List the knowledge-distillation methods and tasks."""
+    from lab.kd import KD_REGISTRY, list_tasks
+
+    for name in sorted(KD_REGISTRY):
+        d = KD_REGISTRY[name].describe()
+        typer.echo(f"{d['name']:<18} [{', '.join(d['kinds'])}]\n    {d['mechanism']}\n    paper: {d['paper']}")
+    typer.echo(f"tasks: {', '.join(list_tasks())}")
+
+
+@kd_app.command("run")
+def kd_run_cmd(
+    method: str = typer.Option(..., help="KD method (see `lab kd list`)"),
+    task: str = typer.Option("digits", help="digits, hard, language or a labelled toy2d source (see `lab kd list`)"),
+    out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
+    teacher: Optional[str] = typer.Option(None, help="teacher: a KD zoo entry (default kd/TASK/teacher) or a "
+                                                     "saved model folder"),
+    steps: Optional[int] = typer.Option(None, help="training steps (default: the method's)"),
+    config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields"),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Distil a teacher classifier / language model into a student (a run folder; resume with
+    `lab distill --resume DIR`)."""
+    from lab.runs.recipes import kd_run
+    from lab.trainable import resolve_device
+
+    _positive(steps, "--steps")
+    run = kd_run(method, task, out, teacher, steps, _json(config, "--config"), seed, resolve_device(device),
+                 progress=not quiet)
+    from lab.io import read_json
+
+    summ = read_json(run.folder / "model.json")["card"].get("summary", {})
+    shown = {k: round(v, 4) for k, v in summ.items() if k.startswith("last/") and k != "last/it"}
+    typer.echo(f"student saved to {run.folder}; test {shown}")
+
+
+@kd_app.command("eval")
+def kd_eval(
+    model: Path = typer.Option(..., help="a saved student or teacher folder (model.json + weights.safetensors)"),
+    task: str = typer.Option("digits", help="the task to evaluate on"),
+    split: str = typer.Option("test", help="train or test"),
+):
+    """Accuracy, NLL, ECE (and KL to the true language) of a saved classifier / language model."""
+    from lab.kd import get_task, load_model
+
+    net = load_model(model)
+    m = get_task(task).evaluate(net, split)
+    typer.echo(json.dumps({k: round(v, 5) for k, v in m.items()}))
 
 
 @app.command()

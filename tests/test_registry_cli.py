@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from lab.nets import build_net
 from lab.trainable import config_from_dict
 
 
-PY = "/work/main/.venv/bin/python"
+PY = sys.executable
 ANALYTIC = "toy2d/8gaussians/analytic"
 SMALL_NET = {"type": "mlp", "hidden": 16, "depth": 2, "t_dim": 8}
 

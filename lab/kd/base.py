@@ -305,14 +305,18 @@ class KDMethod(Trainable):
         """The trained student as a saveable :class:`lab.kd.zoo.KDModel`."""
         from lab.kd.zoo import KDModel
 
-        return KDModel(self.student, card={"method": self.name, "task": self.task.name})
+        card = {"method": self.name, "task": self.task.name, "history": [dict(r) for r in self.history]}
+        if self.history:
+            card["summary"] = self.summary()
+        return KDModel(self.student, card=card)
 
     #: run folders save ``trainable.generator()``; for KD that is the student classifier
     generator = model
 
     @classmethod
-    def describe(cls) -> str:
-        return f"{cls.name}: {cls.mechanism} [{cls.paper}]"
+    def describe(cls) -> dict:
+        return {"name": cls.name, "family": cls.family, "mechanism": cls.mechanism, "paper": cls.paper,
+                "kinds": list(cls.kinds)}
 
 
 def _num(v) -> float:

@@ -102,6 +102,32 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
                    recipe={"method": method, "teacher": teacher, "config": m.config_dict(), "seed": seed})
 
 
+def default_kd_teacher(task: str) -> str:
+    return f"kd/{task}/teacher"
+
+
+def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int | None = None,
+           config: dict | None = None, seed: int = 0, device="cpu", progress=True, overwrite=False, ema=None):
+    """Knowledge distillation into a run folder: the student classifier / language model is saved there."""
+    from lab.kd import get, get_task
+
+    cls = get(method)
+    tk = get_task(task)
+    _check_ema(ema)
+    if teacher is None and cls.needs_teacher:
+        teacher = default_kd_teacher(tk.name)
+    cfg = dict(config or {})
+    if steps:
+        cfg["steps"] = int(steps)
+    m = cls(teacher if cls.needs_teacher else None, tk, cfg, seed=seed, device=device)
+    run = Run.create(out, {"kind": "kd", "method": method, "config": m.config_dict(), "teacher": teacher,
+                           "task": tk.name, "seed": seed, "device": str(device), "steps": m.total_steps, "ema": ema},
+                     overwrite=overwrite)
+    return _finish(run, m, _callbacks(run, m, ema, progress), data_spec=tk.name,
+                   recipe={"method": method, "teacher": teacher, "task": tk.name, "config": m.config_dict(),
+                           "seed": seed})
+
+
 def resume_run(folder, progress=True, device=None):
     run = Run.open(folder)
     cfg = run.config
@@ -114,6 +140,15 @@ def resume_run(folder, progress=True, device=None):
         tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"], device=dev)
         recipe = {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"]}
         cbs = _callbacks(run, tr, cfg.get("ema"), progress)
+    elif cfg.get("kind") == "kd":
+        from lab.kd import get
+
+        cls = get(cfg["method"])
+        tr = cls(cfg["teacher"] if cls.needs_teacher else None, cfg["task"], cfg["config"], seed=cfg["seed"],
+                 device=dev)
+        recipe = {"method": cfg["method"], "teacher": cfg["teacher"], "task": cfg["task"], "config": cfg["config"],
+                  "seed": cfg["seed"]}
+        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
     else:
         from lab.methods import get_method
 
@@ -125,7 +160,7 @@ def resume_run(folder, progress=True, device=None):
     _restore_callbacks(cbs, ckpt.get("callbacks", {}))
     if tr.it >= tr.total_steps and run.has_model():
         return run
-    return _finish(run, tr, cbs, data_spec=cfg["data"], recipe=recipe)
+    return _finish(run, tr, cbs, data_spec=cfg.get("data", cfg.get("task")), recipe=recipe)
 
 
 def _finish(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run:
