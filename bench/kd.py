@@ -1,0 +1,140 @@
+"""Benchmark of the knowledge-distillation methods against the same student trained from scratch.
+
+For every registered KD method: its benchmark task and config (``cls.bench_task``, ``cls.bench_config``),
+three seeds, and the ``scratch`` baseline at equal compute (the same student, steps, batch, optimiser,
+training subset and augmentation; cross-entropy only). Reported as mean +- std over seeds, at the best
+evaluation and at the last one (ten evaluations per run on the test split). The metric is test accuracy
+(higher is better), or KL(true language || model) per token on the language task (lower is better).
+Each method runs in its own subprocess with one thread.
+
+    python bench/kd.py                        # every KD method
+    python bench/kd.py --methods kd taid
+    python bench/kd.py --write                # only rebuild the KD section of RESULTS.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "kd"
+SEEDS = (0, 1, 2)
+SECTION = "## Knowledge distillation (classifiers and a tiny language model)"
+#: config fields the scratch baseline shares with the method (equal compute, same data)
+SHARED = ("steps", "batch", "lr", "weight_decay", "student", "n_train", "augment", "eval_every")
+
+
+def _one_run(name: str, task: str, cfg: dict, seed: int) -> dict:
+    import lab
+
+    cls = lab.kd.get(name)
+    teacher = f"kd/{task}/teacher" if cls.needs_teacher else None
+    m = cls(teacher, task, cfg, seed=seed)
+    t0 = time.perf_counter()
+    for _ in lab.train(m):
+        pass
+    s = m.summary()
+    return {"seed": seed, "wall_s": time.perf_counter() - t0, **{k: v for k, v in s.items()}}
+
+
+def run_method(name: str) -> dict:
+    import lab
+
+    cls = lab.kd.get(name)
+    task, cfg = cls.bench_task, dict(cls.bench_config)
+    full = cls.Config(**cfg).__dict__
+    base = {k: full[k] for k in SHARED if k in full}
+    rows = [_one_run(name, task, cfg, s) for s in SEEDS]
+    scratch = [_one_run("scratch", task, base, s) for s in SEEDS]
+    return {"method": name, "task": task, "config": cfg, "scratch_config": base, "runs": rows, "scratch": scratch,
+            "metric": "kl_truth" if lab.kd.get_task(task).kind == "lm" else "acc"}
+
+
+def _ms(rows, key):
+    import numpy as np
+
+    v = np.array([r[key] for r in rows if key in r], dtype=float)
+    return (float(v.mean()), float(v.std())) if len(v) else (float("nan"), float("nan"))
+
+
+def _fmt(ms, digits=3):
+    return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def write() -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    if not rows:
+        return ""
+    out = [SECTION, "",
+           f"Each method against the same student trained from scratch at equal compute (same student network, steps, "
+           f"batch, optimiser, training subset and augmentation; cross-entropy only). Mean ± std over seeds "
+           f"{', '.join(map(str, SEEDS))}; best = the best of ten test evaluations during the run, last = the final "
+           f"one. Metric: test accuracy (↑), or KL(true language ‖ model) per token on `language` (↓). ECE at the "
+           f"last evaluation. `python bench/kd.py` reproduces it (one thread per method).", "",
+           "| method | task | setting | metric | method best | method last | scratch best | scratch last | "
+           "last − scratch | ECE method / scratch | wall s / run |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        k = r["metric"]
+        mb, ml = _ms(r["runs"], f"best/{k}"), _ms(r["runs"], f"last/{k}")
+        sb, sl = _ms(r["scratch"], f"best/{k}"), _ms(r["scratch"], f"last/{k}")
+        em, es = _ms(r["runs"], "last/ece"), _ms(r["scratch"], "last/ece")
+        setting = ", ".join(f"{a}={b}" for a, b in r["config"].items() if a != "student") or "defaults"
+        d = ml[0] - sl[0]
+        better = (d < 0) if k == "kl_truth" else (d > 0)
+        out.append(f"| `{r['method']}` | {r['task']} | {setting} | {k} | {_fmt(mb)} | {_fmt(ml)} | {_fmt(sb)} | "
+                   f"{_fmt(sl)} | {d:+.3f} {'✓' if better else '✗'} | {em[0]:.3f} / {es[0]:.3f} | "
+                   f"{_ms(r['runs'], 'wall_s')[0]:.0f} |")
+    meta = rows[0].get("platform", "")
+    out += ["", f"✓: the method's last evaluation beats scratch's on the mean. Machine: {meta}, one thread per run.", ""]
+    text = "\n".join(out)
+    res = ROOT / "bench" / "RESULTS.md"
+    old = res.read_text() if res.exists() else ""
+    if SECTION in old:
+        head, _, rest = old.partition(SECTION)
+        nxt = rest.find("\n## ")
+        old = head.rstrip() + "\n\n" + (rest[nxt + 1:] if nxt >= 0 else "")
+    res.write_text(old.rstrip() + "\n\n" + text)
+    return text
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", nargs="*", default=None)
+    ap.add_argument("--write", action="store_true", help="only rebuild the KD section of RESULTS.md")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if a.one:
+        row = run_method(a.one)
+        row.update({"platform": platform.platform(), "threads": os.environ.get("LAB_NUM_THREADS"),
+                    "date": time.strftime("%Y-%m-%d")})
+        (RESULTS / f"{a.one}.json").write_text(json.dumps(row, indent=1))
+        return
+    if not a.write:
+        import lab
+
+        allowed = [m for m in lab.kd.list_methods() if m != "scratch"]
+        bad = [m for m in (a.methods or []) if m not in allowed]
+        if bad:
+            sys.exit(f"unknown KD method(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+        env = {**os.environ, "LAB_NUM_THREADS": "1"}
+        procs: list = []
+        for name in a.methods or allowed:
+            while len([p for p in procs if p.poll() is None]) >= a.jobs:
+                time.sleep(2)
+            procs.append(subprocess.Popen([sys.executable, __file__, "--one", name], env=env))
+        for p in procs:
+            p.wait()
+    print(write())
+
+
+if __name__ == "__main__":
+    main()
