@@ -1,0 +1,168 @@
+"""Logit distillation with other divergences than Hinton's forward KL: reverse KL, GKD's generalised JSD,
+DistiLLM's skew KL and the total variation distance.
+
+Paper: Agarwal et al. 2024, "On-Policy Distillation of Language Models: Learning from Self-Generated
+Mistakes" (GKD: the generalised JSD_beta between teacher and student token distributions, reverse KL as its
+beta = 1 end); Gu et al. 2024, "MiniLLM: Knowledge Distillation of Large Language Models" (reverse KL is
+mode-seeking: the student does not spread mass over the teacher's low-probability regions); Ko et al. 2024,
+"DistiLLM: Towards Streamlined Distillation for Large Language Models" (skew KL / skew reverse KL: the
+student's distribution is mixed with the teacher's inside the divergence, which bounds it and stabilises
+the gradients); Wen et al. 2023, "f-Divergence Minimization for Sequence-Level Knowledge Distillation"
+(total variation among the f-divergences).
+
+Every method here is ``ce_weight * CE(y) + kd_weight * D(student, teacher)`` on the temperature-T
+distributions, like ``kd`` (:mod:`lab.kd.hinton`) with another divergence D from :mod:`lab.losses`:
+
+- ``rkl``: ``T^2 * KL(q || p)`` (student first), mode-seeking;
+- ``jsd``: GKD's ``JSD_beta = beta * KL(p || M) + (1 - beta) * KL(q || M)``, ``M = beta p + (1 - beta) q``
+  (TRL's convention: beta -> 0 behaves like forward KL, beta -> 1 like reverse KL);
+- ``skew_kl``: ``T^2 * KL(p || alpha p + (1 - alpha) q)`` (``direction="forward"``, SKL) or
+  ``T^2 * KL(q || alpha q + (1 - alpha) p)`` (``direction="reverse"``, SRKL), alpha = 0.1;
+- ``tvd``: ``0.5 * sum |p - q|``.
+
+What each does to a student that cannot represent a two-mode teacher is shown by the divergence explorer
+(:mod:`lab.probes.divergence`, figures in :mod:`lab.viz.divergence`).
+
+Fidelity notes:
+- The papers distil language models on sequences; GKD and MiniLLM sample the sequences from the student
+  (on-policy, GKD's ``lmbda`` share of student-generated outputs; MiniLLM's policy gradient), DistiLLM uses
+  an adaptive off-policy replay buffer of student outputs. Sequence-level on-policy sampling is out of
+  scope here: every method is token-level (or class-level) and off-policy, on the task's fixed training
+  inputs, so there is no ``student_share`` option. What is kept is the divergence each paper minimises.
+- ``jsd`` uses TRL's value (``normalized=False`` in :func:`lab.losses.generalized_jsd`, no T^2 factor)
+  with TRL's special cases at beta = 0 (forward KL) and beta = 1 (reverse KL). Its default temperature is
+  1 (GKD samples at T = 1; JSD_beta is bounded by log 2 and carries little gradient at T = 4), and its
+  default kd_weight is 1 with ce_weight 0 ... no: the CE term is kept (weights 0.1 / 0.9, as every method
+  here) so the comparison with ``kd`` only changes the divergence.
+- ``tvd`` has no T^2 factor (it is bounded by 1 at any T); its default temperature is 1.
+- ``rkl`` and ``skew_kl`` keep ``kd``'s T^2 factor and defaults (T = 4, weights 0.1 / 0.9). DistiLLM uses
+  T = 1 on language models; set ``temperature`` to compare.
+- ``skew_kl`` overrides :meth:`targets`: with ``direction="reverse"`` the student q is pulled to the mixture
+  ``(1 - alpha) p + alpha q`` (the SRKL target); with ``direction="forward"`` the teacher p stays the target
+  and it is the student's skewed distribution ``alpha p + (1 - alpha) q`` that is pulled to it. ``info``
+  says which (``mixture``) and gives alpha and the direction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
+from lab.kd.tasks import _logits_of
+from lab.losses import generalized_jsd, reverse_kl, skew_forward_kl, skew_reverse_kl, tvd
+from lab.trainable import check, is_num
+
+#: the scarce-label digits setting where ``kd`` beats ``scratch`` (lab.kd.hinton)
+_SCARCE = {"steps": 1000, "n_train": 200}
+
+
+class _DivergenceKD(KDMethod):
+    """CE + kd_weight * divergence(student, teacher) at temperature T; subclasses define :meth:`divergence`."""
+
+    def divergence(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, s, t, y, batch, it):
+        c = self.config
+        ce = self.ce(s, y)
+        d = self.divergence(flat(s), flat(t))
+        return c.ce_weight * ce + c.kd_weight * d, {"ce": ce, self.name: d}
+
+
+@register("rkl")
+class ReverseKL(_DivergenceKD):
+    paper = "Gu et al. 2024, MiniLLM (reverse KL); Agarwal et al. 2024, GKD"
+    mechanism = "cross-entropy + T^2 * KL(student || teacher): reverse KL, mode-seeking"
+    bench_config = dict(_SCARCE)
+
+    def divergence(self, s, t):
+        return reverse_kl(s, t, temperature=self.config.temperature)
+
+
+@dataclass
+class JSDConfig(KDConfig):
+    temperature: float = 1.0
+    #: the JSD mixture weight: 0 is forward KL(p || q), 1 reverse KL(q || p) (TRL's convention)
+    beta: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(is_num(self.beta) and 0.0 <= self.beta <= 1.0, "beta", self.beta,
+              "a number in [0, 1] (0: forward KL, 1: reverse KL)")
+
+
+@register("jsd")
+class JSD(_DivergenceKD):
+    Config = JSDConfig
+    paper = "Agarwal et al. 2024, On-Policy Distillation of Language Models (GKD)"
+    mechanism = ("cross-entropy + generalised JSD_beta(teacher, student) with the mixture beta*p + (1-beta)*q; "
+                 "beta 0 = forward KL, 1 = reverse KL")
+    bench_config = dict(_SCARCE)
+
+    def divergence(self, s, t):
+        c = self.config
+        return generalized_jsd(s, t, beta=c.beta, temperature=c.temperature, normalized=False)
+
+
+SKEW_DIRECTIONS = ("forward", "reverse")
+
+
+@dataclass
+class SkewKLConfig(KDConfig):
+    #: the skew: share of the divergence's first argument mixed into its second
+    alpha: float = 0.1
+    #: "forward": SKL = KL(p || alpha p + (1-alpha) q); "reverse": SRKL = KL(q || alpha q + (1-alpha) p)
+    direction: str = "forward"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(is_num(self.alpha) and 0.0 <= self.alpha < 1.0, "alpha", self.alpha,
+              "a number in [0, 1) (0: plain KL; DistiLLM uses 0.1)")
+        check(self.direction in SKEW_DIRECTIONS, "direction", self.direction, ", ".join(SKEW_DIRECTIONS))
+
+
+@register("skew_kl")
+class SkewKL(_DivergenceKD):
+    Config = SkewKLConfig
+    paper = "Ko et al. 2024, DistiLLM: Towards Streamlined Distillation for Large Language Models"
+    mechanism = ("cross-entropy + T^2 * skew KL: KL(p || alpha p + (1-alpha) q) (forward) or "
+                 "KL(q || alpha q + (1-alpha) p) (reverse), alpha 0.1")
+    bench_config = dict(_SCARCE)
+
+    def divergence(self, s, t):
+        c = self.config
+        fn = skew_forward_kl if c.direction == "forward" else skew_reverse_kl
+        return fn(s, t, alpha=c.alpha, temperature=c.temperature)
+
+    def targets(self, batch: dict) -> KDTargets:
+        c = self.config
+        T, a = c.temperature, c.alpha
+        with torch.no_grad():
+            s = flat(_logits_of(self.student(batch["x"])))
+            t = flat(self.teacher_logits(batch["x"]))
+        p, q = torch.softmax(t / T, -1), torch.softmax(s / T, -1)
+        info = {"temperature": T, "alpha": a, "direction": c.direction}
+        if c.direction == "reverse":
+            target, student = (1 - a) * p + a * q, q
+            info["mixture"] = "target = (1 - alpha) * teacher + alpha * student (SRKL pulls q to it)"
+        else:
+            target, student = p, a * p + (1 - a) * q
+            info["mixture"] = "student = alpha * teacher + (1 - alpha) * q (SKL pulls this skewed student to p)"
+        return KDTargets(target=target, teacher=p, student=student, labels=batch["y"].reshape(-1), info=info)
+
+
+@dataclass
+class TVDConfig(KDConfig):
+    temperature: float = 1.0
+
+
+@register("tvd")
+class TVD(_DivergenceKD):
+    Config = TVDConfig
+    paper = "Wen et al. 2023, f-Divergence Minimization for Sequence-Level Knowledge Distillation (TVD)"
+    mechanism = "cross-entropy + total variation 0.5 * sum |p - q| between teacher and student"
+    bench_config = dict(_SCARCE)
+
+    def divergence(self, s, t):
+        return tvd(s, t, temperature=self.config.temperature)
