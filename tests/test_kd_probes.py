@@ -70,12 +70,14 @@ def test_layer_cka_matches_the_cka_matrix_probe(teacher, task):
     ft = probes.features(teacher, x, teacher.feature_layers)
     fs = probes.features(student, x, student.feature_layers)
     for debiased in (False, True):
-        ref = cka_matrix(ft, fs, debiased=debiased)
+        with emb.blas_threads():  # one BLAS thread, as the probe uses ($LAB_NUM_THREADS)
+            ref = cka_matrix(ft, fs, debiased=debiased)
         df = probes.layer_cka(teacher, student, x, debiased=debiased)
         got = df.pivot(index="teacher_layer", columns="student_layer", values="cka").loc[ref.index, ref.columns]
         assert np.allclose(got.to_numpy(), ref.to_numpy(), atol=1e-10)
     one = probes.layer_cka(teacher, student, x, teacher_layers="pool", student_layers=["fc2"])
-    assert one.shape == (1, 3) and one.cka[0] == pytest.approx(float(cka_matrix(ft, fs).loc["pool", "fc2"]))
+    with emb.blas_threads():
+        assert one.shape == (1, 3) and one.cka[0] == pytest.approx(float(cka_matrix(ft, fs).loc["pool", "fc2"]))
     with pytest.raises(LabError, match="unknown layer 'nope'.*available: conv1, conv2, pool, head"):
         probes.layer_cka(teacher, student, x, teacher_layers=["nope"])
     with pytest.raises(LabError, match="batch tensor"):
@@ -138,7 +140,8 @@ def test_embed_2d_pca_shape_determinism_and_errors(task):
     assert a[:, 0].var() >= a[:, 1].var() > 0  # principal components in order of variance
     from sklearn.decomposition import PCA
 
-    ref = PCA(2).fit(x.reshape(len(x), -1).double().numpy())
+    with emb.blas_threads():
+        ref = PCA(2).fit(x.reshape(len(x), -1).double().numpy())
     assert a[:, 0].var(ddof=1) == pytest.approx(ref.explained_variance_[0], rel=1e-6)
     assert emb.embed_2d(np.random.default_rng(0).normal(size=(10, 1)), "pca").shape == (10, 2)
     with pytest.raises(LabError, match="unknown embedding method 'tsne'; allowed: pca, umap"):

@@ -75,6 +75,13 @@ def _cka_table(ft: dict, fs: dict, debiased: bool, grams_t: dict | None = None) 
     """Long CKA table from feature dicts. Biased linear CKA goes through each layer's centred Gram matrix once
     (<K_c, L_c>_F / (||K_c||_F ||L_c||_F), the same value as ``linear_cka``) instead of once per layer pair;
     ``grams_t`` reuses the teacher's (a frozen teacher's features do not change during training)."""
+    from lab.probes.embeddings import blas_threads
+
+    with blas_threads():
+        return _cka_table_unlimited(ft, fs, debiased, grams_t)
+
+
+def _cka_table_unlimited(ft: dict, fs: dict, debiased: bool, grams_t: dict | None) -> pd.DataFrame:
     if debiased:
         mat = cka_matrix(ft, fs, debiased=True)
         vals = {(a, b): float(mat.loc[a, b]) for a in mat.index for b in mat.columns}
@@ -145,8 +152,11 @@ class CKATracker(Callback):
         if self._teacher_feats is None:  # the teacher is frozen: its features (and Gram matrices) once per run
             self._teacher_feats = features(method.teacher, self._x,
                                            _layers(method.teacher, self.teacher_layers, "teacher"))
-            self._teacher_grams = (None if self.debiased else
-                                   {k: _centred_gram(v) for k, v in self._teacher_feats.items()})
+            from lab.probes.embeddings import blas_threads
+
+            with blas_threads():
+                self._teacher_grams = (None if self.debiased else
+                                       {k: _centred_gram(v) for k, v in self._teacher_feats.items()})
         fs = features(method.student, self._x, _layers(method.student, self.student_layers, "student"))
         df = _cka_table(self._teacher_feats, fs, self.debiased, self._teacher_grams)
         df.insert(0, "step", step)
