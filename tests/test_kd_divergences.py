@@ -57,9 +57,11 @@ def test_rkl_is_forward_kl_with_the_arguments_swapped_and_jsd_ends_are_the_kls()
     s, t = torch.randn(16, 10, generator=g), torch.randn(16, 10, generator=g) * 2
     T = 4.0
     assert torch.allclose(_method("rkl").divergence(s, t), forward_kl(t, s, temperature=T), atol=1e-6)
-    # TRL's special cases: beta 0 is forward KL, beta 1 reverse KL (no T^2), at the jsd default T = 1
-    assert torch.allclose(_method("jsd", {"beta": 0.0}).divergence(s, t), forward_kl(s, t), atol=1e-6)
-    assert torch.allclose(_method("jsd", {"beta": 1.0}).divergence(s, t), reverse_kl(s, t), atol=1e-6)
+    # TRL's special cases: beta 0 is forward KL, beta 1 reverse KL, without the T^2 factor
+    assert torch.allclose(_method("jsd", {"beta": 0.0}).divergence(s, t), forward_kl(s, t, temperature=T) / T ** 2,
+                          atol=1e-6)
+    assert torch.allclose(_method("jsd", {"beta": 1.0, "temperature": 1.0}).divergence(s, t), reverse_kl(s, t),
+                          atol=1e-6)
     mid = float(_method("jsd", {"beta": 0.5}).divergence(s, t))
     assert 0 < mid <= np.log(2) + 1e-6  # JSD_0.5 is bounded by log 2
 
