@@ -1,0 +1,224 @@
+"""DisWOT: choose a student architecture for a teacher WITHOUT training (a search tool, not a KD method).
+
+Paper: Dong, Li, Wei, Liu, Zhang, "DisWOT: Student Architecture Search for Distillation WithOut
+Training" (CVPR 2023). The paper finds that the similarity between a RANDOMLY INITIALISED teacher
+and a randomly initialised candidate student, measured on one real minibatch, correlates with the
+accuracy the candidate reaches after distillation. Two similarities, both higher = better:
+
+- semantic: Grad-CAM-like channel importance from the gradients of the cross-entropy with respect to
+  the classifier weights, ``A = dL/dW_head`` (classes x channels); the class-wise outer products
+  ``A A^T`` (classes x classes, row-normalised) compared between teacher and student:
+  ``semantic = -||S_T - S_S||_F^2 / C^2``;
+- relation: the batch Gram matrices of the penultimate features ``f f^T`` (n x n, row-normalised):
+  ``relation = -||G_T - G_S||_F^2 / n^2``;
+
+and candidates are ranked by ``total = semantic + relation``.
+
+    from lab.kd import diswot
+    df = diswot.search(diswot.default_candidates("digits"), "digits", train_steps=300)
+    df.attrs["kendall_tau"]          # rank agreement of the score with the trained accuracy
+
+Fidelity notes:
+- the paper searches with an evolutionary algorithm over a large space; :func:`search` scores a
+  given list of candidates (it is the inner loop) and, when ``train_steps > 0``, distils each one
+  with ``kd`` for a short budget to measure the ranking quality (Kendall tau, ``scipy.stats``).
+- both networks are built from their specs with the same seed-derived initialisation (PyTorch's
+  default init, not the paper's Gaussian re-init); a module given as the teacher is used with its
+  current weights (pass a spec, or ``net.spec()``, for the paper's random teacher).
+- the penultimate features are the input of each network's ``head`` (read with a forward pre-hook),
+  so MLPs, CNNs and ViTs are scored alike; the Grad-CAM weights are the head-weight gradients
+  themselves (for a linear head on pooled features these are the class-wise channel importances).
+- the 1/C^2 normalisation of the semantic term is ours, putting both terms on the same scale; the
+  paper sums the two (normalised) distances.
+- ``repeats > 1`` averages the score over independent initialisations (seed, seed + 1, ...), which
+  reduces the variance of a one-batch, one-init proxy.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab.errors import LabError
+
+
+def _net(spec_or_net, seed: int, what: str) -> nn.Module:
+    from lab.nets.classifiers import build_classifier
+
+    if isinstance(spec_or_net, nn.Module):
+        return spec_or_net
+    if not isinstance(spec_or_net, dict) or "type" not in spec_or_net:
+        raise LabError(f"invalid {what}={spec_or_net!r}; allowed: a network spec (a dict with a 'type', "
+                       f"e.g. {{'type': 'clf_mlp', 'in_dim': 64, 'hidden': [32], 'n_classes': 10}}) or a network")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return build_classifier(spec_or_net)
+
+
+def _head(net: nn.Module, what: str) -> nn.Linear:
+    head = getattr(net, "head", None)
+    if not isinstance(head, nn.Linear):
+        raise LabError(f"invalid {what}: {type(net).__name__} has no linear 'head' layer; allowed: the lab "
+                       f"classifiers (clf_mlp, clf_cnn, clf_vit)")
+    return head
+
+
+def _probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str):
+    """(head-weight gradient (C, D), penultimate features (n, D)) of ``net`` on one batch."""
+    head = _head(net, what)
+    feats = {}
+    handle = head.register_forward_pre_hook(lambda m, args: feats.__setitem__("f", args[0]))
+    was = net.training
+    net.train()
+    try:
+        net.zero_grad(set_to_none=True)
+        out = net(x)
+        logits = out[0] if isinstance(out, tuple) else out
+        if logits.ndim != 2:
+            raise LabError(f"invalid {what}: DisWOT scores classifiers with (n, classes) logits, got shape "
+                           f"{tuple(logits.shape)}")
+        if logits.shape[1] <= int(y.max()):
+            raise LabError(f"invalid {what}: it has {logits.shape[1]} classes but the labels go up to {int(y.max())}; "
+                           f"allowed: a classifier with at least {int(y.max()) + 1} classes")
+        grad = torch.autograd.grad(F.cross_entropy(logits, y), head.weight)[0]
+    finally:
+        handle.remove()
+        net.train(was)
+    return grad.detach(), feats["f"].detach().reshape(len(x), -1)
+
+
+def _rownorm_gram(a: torch.Tensor) -> torch.Tensor:
+    return F.normalize(a @ a.T, dim=1)
+
+
+def score(teacher, student_spec, x_batch: torch.Tensor, y_batch: torch.Tensor, seed: int = 0,
+          repeats: int = 1) -> dict:
+    """DisWOT similarity of a (randomly initialised) teacher and candidate student on one real batch.
+
+    ``teacher``: a network spec (built with ``seed``: the paper's random teacher) or a network (used as is);
+    ``student_spec``: a network spec (built with ``seed``) or a network. Returns
+    ``{"semantic", "relation", "total"}`` (floats, higher = more similar; each <= 0).
+    """
+    if not isinstance(x_batch, torch.Tensor) or not isinstance(y_batch, torch.Tensor):
+        raise LabError(f"invalid x_batch/y_batch types {type(x_batch).__name__}/{type(y_batch).__name__}; "
+                       f"allowed: torch tensors")
+    if x_batch.ndim < 2 or len(x_batch) < 2:
+        raise LabError(f"invalid x_batch shape {tuple(x_batch.shape)}; allowed: a batch (n >= 2, ...)")
+    if y_batch.shape != (len(x_batch),) or y_batch.dtype not in (torch.long, torch.int64, torch.int32):
+        raise LabError(f"invalid y_batch shape {tuple(y_batch.shape)} dtype {y_batch.dtype}; allowed: integer "
+                       f"labels of shape ({len(x_batch)},)")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise LabError(f"invalid repeats={repeats!r}; allowed: an integer >= 1")
+    y_batch = y_batch.long()
+    sem, rel = [], []
+    for r in range(repeats):
+        t = _net(teacher, seed + r, "teacher")
+        s = _net(student_spec, seed + r, "student_spec")
+        dev = next(iter(s.parameters())).device
+        gt, ft = _probe(t, x_batch.to(next(iter(t.parameters())).device), y_batch.to(next(iter(t.parameters())).device),
+                        "teacher")
+        gs, fs = _probe(s, x_batch.to(dev), y_batch.to(dev), "student_spec")
+        if gt.shape[0] != gs.shape[0]:
+            raise LabError(f"invalid student_spec: {gs.shape[0]} classes; allowed: the teacher's {gt.shape[0]}")
+        gt, gs, ft, fs = (v.cpu().double() for v in (gt, gs, ft, fs))
+        C, n = gt.shape[0], len(ft)
+        sem.append(-float(((_rownorm_gram(gt) - _rownorm_gram(gs)) ** 2).sum()) / C ** 2)
+        rel.append(-float(((_rownorm_gram(ft) - _rownorm_gram(fs)) ** 2).sum()) / n ** 2)
+    semantic, relation = float(np.mean(sem)), float(np.mean(rel))
+    return {"semantic": semantic, "relation": relation, "total": semantic + relation}
+
+
+def default_candidates(task: str = "digits") -> dict[str, dict]:
+    """Eight MLP/CNN students of varied width and depth for an image task (``digits``)."""
+    from lab.kd.tasks import get_task
+
+    tk = get_task(task)
+    if tk.kind != "classify":
+        raise LabError(f"invalid task={tk.name!r} for DisWOT candidates; allowed: classification tasks")
+    C = tk.n_classes
+    d = int(np.prod(tk.input_shape))
+    out = {f"mlp{'x'.join(map(str, h))}": {"type": "clf_mlp", "in_dim": d, "hidden": h, "n_classes": C}
+           for h in ([4], [8], [16], [64], [8, 8], [32, 32])}
+    if len(tk.input_shape) == 3:
+        ch, size = tk.input_shape[0], tk.input_shape[1]
+        for c in ([4], [8, 16]):
+            out[f"cnn{'x'.join(map(str, c))}"] = {"type": "clf_cnn", "in_channels": ch, "size": size, "channels": c,
+                                                 "n_classes": C}
+    return out
+
+
+def kendall_tau(scores, accuracies) -> tuple[float, float]:
+    """Kendall's tau (and its p-value) between proxy scores and measured accuracies (``scipy.stats.kendalltau``)."""
+    from scipy.stats import kendalltau
+
+    a, b = np.asarray(scores, float), np.asarray(accuracies, float)
+    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
+        raise LabError(f"invalid scores/accuracies shapes {a.shape}/{b.shape}; allowed: two equal-length 1-D "
+                       f"sequences of at least 2 values")
+    res = kendalltau(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
+def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int = 0, repeats: int = 1,
+           train_steps: int = 0, train_config: dict | None = None, train_teacher: str | None = None,
+           train_seeds=(0,)) -> "pandas.DataFrame":
+    """Score and rank candidate students for ``task``'s teacher without training.
+
+    ``candidates``: a dict name -> network spec (or a list of specs). ``teacher``: a spec or network (default:
+    the task's teacher spec, randomly initialised). One real training minibatch of ``batch`` examples
+    (drawn with ``seed``). With ``train_steps > 0`` each candidate is also distilled with ``kd``
+    (``train_config`` overrides, from ``train_teacher``, default ``kd/<task>/teacher``; the mean over
+    ``train_seeds``) and the frame gets an ``acc`` column and ``attrs["kendall_tau"]``,
+    ``attrs["kendall_p"]``. Rows are sorted by ``total`` (best first) with a ``rank`` column.
+    """
+    import pandas as pd
+
+    from lab.kd.tasks import get_task
+    from lab.nets.classifiers import param_count
+
+    tk = get_task(task)
+    if tk.kind != "classify":
+        raise LabError(f"invalid task={tk.name!r} for DisWOT; allowed: classification tasks")
+    if isinstance(candidates, (list, tuple)):
+        candidates = {f"cand{i}": c for i, c in enumerate(candidates)}
+    if not isinstance(candidates, dict) or len(candidates) < 1:
+        raise LabError(f"invalid candidates={candidates!r}; allowed: a non-empty dict name -> network spec")
+    if not isinstance(batch, int) or not 2 <= batch <= len(tk.x_train):
+        raise LabError(f"invalid batch={batch!r}; allowed: an integer from 2 to {len(tk.x_train)}")
+    if not isinstance(train_steps, int) or train_steps < 0:
+        raise LabError(f"invalid train_steps={train_steps!r}; allowed: an integer >= 0 (0: no training)")
+    teacher = dict(tk.teacher_net) if teacher is None else teacher
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(tk.x_train), generator=g)[:batch]
+    x, y = tk.x_train[idx], tk.y_train[idx]
+    rows = []
+    for name, spec in candidates.items():
+        sc = score(teacher, spec, x, y, seed=seed, repeats=repeats)
+        net = _net(spec, seed, "candidate")
+        rows.append({"name": name, "params": param_count(net), **sc,
+                     "spec": spec if isinstance(spec, dict) else net.spec()})
+    df = pd.DataFrame(rows)
+    if train_steps:
+        import lab
+        from lab.kd.base import get
+
+        accs = []
+        for spec in df["spec"]:
+            a = []
+            for s in train_seeds:
+                m = get("kd")(train_teacher or f"kd/{tk.name}/teacher", tk,
+                              {**(train_config or {}), "steps": train_steps, "student": dict(spec)}, seed=s)
+                for _ in lab.train(m):
+                    pass
+                a.append(m.evaluate()["acc"])
+            accs.append(float(np.mean(a)))
+        df["acc"] = accs
+        tau, p = kendall_tau(df["total"], df["acc"])
+        df.attrs["kendall_tau"], df.attrs["kendall_p"] = tau, p
+    df = df.sort_values("total", ascending=False).reset_index(drop=True)
+    df.insert(1, "rank", np.arange(1, len(df) + 1))
+    return df
+
+
+__all__ = ["score", "search", "kendall_tau", "default_candidates"]
