@@ -34,7 +34,15 @@ Fidelity notes:
   distributions (TRL applies the temperature to the logits too). GKD works at T = 1; here the default is
   the shared T = 4: with 200 labelled digits jsd at T = 1 does not beat scratch (0.833 vs 0.844, 3 seeds,
   1000 steps) and at T = 4 it does (0.869).
-- ``tvd`` has no T^2 factor (it is bounded by 1 at any T).
+- ``tvd`` has no T^2 factor (it is bounded by 1 at any T); also at the shared T = 4: with 200 labelled
+  digits it beats scratch at T = 4 (0.870) and not at T = 1 or 2 (0.840, 0.841).
+- Measured on the bench setting (200 labelled digits, 1000 steps, MLP[32] student, last test accuracy, mean
+  of seeds 0-2): scratch 0.844, kd 0.865, rkl 0.873, jsd 0.869, skew_kl forward 0.863, reverse 0.872,
+  tvd 0.870. Each beats scratch; only the gap to scratch (about 0.02-0.03) is bigger than the spread over
+  seeds (about 0.01); the differences between the divergences are not.
+- Mode seeking at the classifier level: on the "hard" task (a student that cannot match its teacher) at
+  T = 1, the rkl student's predictive entropy is lower than kd's (1.48 vs 1.93 nats, 300 steps, 3 seeds) and
+  so is its accuracy (0.30 vs 0.41; scratch 0.37): sharper is not better when the student picks wrong modes.
 - ``rkl`` and ``skew_kl`` keep ``kd``'s T^2 factor and defaults (T = 4, weights 0.1 / 0.9). DistiLLM uses
   T = 1 on language models; set ``temperature`` to compare.
 - ``skew_kl`` overrides :meth:`targets`: with ``direction="reverse"`` the student q is pulled to the mixture
@@ -151,14 +159,8 @@ class SkewKL(_DivergenceKD):
         return KDTargets(target=target, teacher=p, student=student, labels=batch["y"].reshape(-1), info=info)
 
 
-@dataclass
-class TVDConfig(KDConfig):
-    temperature: float = 1.0
-
-
 @register("tvd")
 class TVD(_DivergenceKD):
-    Config = TVDConfig
     paper = "Wen et al. 2023, f-Divergence Minimization for Sequence-Level Knowledge Distillation (TVD)"
     mechanism = "cross-entropy + total variation 0.5 * sum |p - q| between teacher and student"
     bench_config = dict(_SCARCE)

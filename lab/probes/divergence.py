@@ -203,8 +203,8 @@ def _landing(p: np.ndarray, q: np.ndarray, x: np.ndarray, modes: tuple[float, fl
         ps = p[side] / p[side].sum()
         ms = (ps * x[side]).sum()
         side_std.append(float(np.sqrt((ps * (x[side] - ms) ** 2).sum())))
-    return {"mode_std": float(np.mean(side_std)), "mean": mean, "std": std, "mass_left": qL, "mass_right": qR, "dominant_share": dom,
-            "teacher_dominant_share": tdom, "overlap": float(np.minimum(p, q).sum()),
+    return {"mode_std": float(np.mean(side_std)), "mean": mean, "std": std, "mass_left": qL, "mass_right": qR,
+            "dominant_share": dom, "teacher_dominant_share": tdom, "overlap": float(np.minimum(p, q).sum()),
             "mode_seeking": bool(dom >= MODE_SEEKING_SHARE and tdom < MODE_SEEKING_SHARE)}
 
 
@@ -257,12 +257,17 @@ def fit_categorical(teacher_probs, divergence="reverse_kl", steps: int = 800, lr
     """Fit a student over the teacher's K ordered classes by minimising ``divergence(student, teacher)``.
 
     ``family="one_mode"`` (default): the student is softmax(-(k - mean)^2 / (2 width^2)), params
-    (mean, log width), started at ``init`` (dict with "mean" and/or "width"; default: between the teacher's
-    two modes plus a seeded jitter of 0.5 classes, as wide as the teacher). ``family="free"``: K free logits
-    started at zero (uniform) plus a seeded jitter of 0.01 (``init`` ignored).
+    (mean, log width). Its divergence has several local minima (reverse KL: one per mode, and a wide one
+    between them), so ``restarts`` starts are fitted at once (Adam, ``steps`` steps, ``lr``) and the one
+    with the lowest final loss is kept: the first starts at ``init`` (dict with "mean" and/or "width";
+    default: between the teacher's two modes plus a seeded jitter of 0.5 classes, as wide as the teacher),
+    the others at seeded random means between the modes and widths in [teacher std / 8, teacher std].
+    ``family="free"``: K free logits started at zero (uniform) plus a seeded jitter of 0.01 (``init`` and
+    ``restarts`` ignored).
 
     Returns a dict: ``divergence`` (label), ``family``, ``teacher`` and ``student`` probabilities (K,),
-    ``classes`` (0..K-1), ``trace`` (the loss per step), ``loss`` (final), the teacher's ``modes`` (class
+    ``classes`` (0..K-1), ``trace`` (the kept start's loss per step), ``loss`` (final), ``restart_losses``
+    (every start's final loss), the teacher's ``modes`` (class
     index), the one-mode params ``student_mean`` / ``student_width`` (None for free) and the landing numbers
     (``mean``, ``std`` over the class index, ``mass_left``, ``mass_right``, ``dominant_share``,
     ``overlap``, ``mode_seeking``, the teacher's within-mode ``mode_std``; see the module docstring)."""
@@ -297,8 +302,8 @@ def fit_categorical(teacher_probs, divergence="reverse_kl", steps: int = 800, lr
     out = {"divergence": divergence_label(divergence), "family": family, "classes": k.numpy(), "teacher": pn,
            "student": q, "trace": trace, "loss": float(trace[-1]), "restart_losses": finals, "modes": modes,
            "teacher_mean": t_mean, "teacher_std": t_std,
-           "student_mean": float(params[0][best]) if family == "one_mode" else None,
-           "student_width": float(params[1][best].exp()) if family == "one_mode" else None}
+           "student_mean": float(params[0][best].detach()) if family == "one_mode" else None,
+           "student_width": float(params[1][best].detach().exp()) if family == "one_mode" else None}
     out.update(_landing(pn, q, k.numpy(), modes))
     return out
 
@@ -315,10 +320,13 @@ def fit_gaussian(mixture: dict | None = None, divergence="reverse_kl", steps: in
     by minimising ``divergence(q, p)`` estimated by quadrature on ``grid`` uniform points spanning the
     mixture's means ± 6 stds (and ± the separation).
 
-    The start (``init``: dict with "mean" and/or "width" = std) defaults to between the two means plus a
-    seeded jitter of 0.1 separations, with the mixture's own std. Returns a dict: ``divergence``, ``x`` (grid),
-    ``teacher`` and ``student`` densities on the grid, ``trace``, ``loss``, ``modes`` (the mixture means),
-    ``student_mean`` / ``student_std`` (the fitted parameters), ``teacher_mean`` / ``teacher_std`` and the landing numbers (``mean``, ``std``, ``mass_left``, ... computed on the grid)."""
+    ``restarts`` starts are fitted at once and the lowest final loss is kept (see :func:`fit_categorical`);
+    the first starts at ``init`` (dict with "mean" and/or "width" = std; default: between the two means plus
+    a seeded jitter of 0.1 separations, with the mixture's own std). Returns a dict: ``divergence``, ``x``
+    (grid), ``teacher`` and ``student`` densities on the grid, ``trace`` (the kept start's loss per step),
+    ``loss``, ``restart_losses``, ``modes`` (the mixture means), ``student_mean`` / ``student_std`` (the
+    fitted parameters), ``teacher_mean`` / ``teacher_std`` and the landing numbers (``mean``, ``std``,
+    ``mass_left``, ..., ``mode_std``, computed on the grid)."""
     mix = _check_mixture(two_gaussians() if mixture is None else mixture)
     fn = _div_fn(divergence)
     steps = _pos_int("steps", steps, 1)
@@ -348,7 +356,7 @@ def fit_gaussian(mixture: dict | None = None, divergence="reverse_kl", steps: in
     out = {"divergence": divergence_label(divergence), "family": "gaussian", "x": xs, "teacher": p / dx,
            "student": q / dx, "trace": trace, "loss": float(trace[-1]), "restart_losses": finals, "modes": modes,
            "teacher_mean": t_mean, "teacher_std": t_std,
-           "student_mean": float(mean[best]), "student_std": float(logs[best].exp())}
+           "student_mean": float(mean[best].detach()), "student_std": float(logs[best].detach().exp())}
     out.update(_landing(p, q, xs, modes))
     return out
 
@@ -365,8 +373,9 @@ def explore(divergences: Iterable = DEFAULT_DIVERGENCES, kind: str = "categorica
     dict (gaussian; default :func:`two_gaussians`). Returns a DataFrame with one row per divergence:
     divergence, kind, mean, std (over the class index or x), mass_left, mass_right, dominant_share, overlap,
     mode_seeking, loss, the teacher's mean / std / dominant share, and ``mode_std``: the teacher's std within
-    one mode (the std of p restricted to each side of the midpoint, averaged over the two sides). With ``return_fits=True`` returns
-    ``(DataFrame, {label: fit dict})`` (what :func:`lab.viz.divergence.explorer_figure` draws)."""
+    one mode (the std of p restricted to each side of the midpoint, averaged over the two sides). With
+    ``return_fits=True`` returns ``(DataFrame, {label: fit dict})`` (what
+    :func:`lab.viz.divergence.explorer_figure` draws)."""
     if kind not in KINDS:
         raise LabError(f"unknown kind {kind!r}; allowed: {', '.join(KINDS)}")
     divs = list(divergences) if not isinstance(divergences, str) else [divergences]
