@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import lab
 import lab.kd
+import lab.nets.classifiers
 from conftest import ROOT
 from lab.probes import kd as probes
 
@@ -119,3 +120,15 @@ def test_kd_page_widgets_retrain_and_redraw(page):
     assert "with 200 labelled digits" in " ".join(c.value for c in at.caption)
     assert not np.allclose(_compare(at).last_acc.to_numpy(dtype=float),
                            ref.last_acc.to_numpy(dtype=float))  # fewer labels: other runs, other numbers
+    # a method whose benchmark names its own student (attention transfer: a CNN): both runs train that student
+    bench_students = [m for m in at.selectbox(key="kd_method").options
+                      if lab.kd.get(m).bench_config.get("student") and lab.kd.get(m).bench_task == "digits"]
+    if bench_students:
+        name = bench_students[0]
+        at.selectbox(key="kd_method").set_value(name).run()
+        _ok(at)
+        assert list(_compare(at).index) == ["scratch", name]
+        spec = lab.kd.get(name).bench_config["student"]
+        assert f"the student of {name}'s benchmark" in " ".join(c.value for c in at.caption)
+        heat = _charts(at)[f"kd_cka_{name}"]["data"][0]
+        assert heat["x"] == list(lab.nets.classifiers.build_classifier(spec).feature_layers)

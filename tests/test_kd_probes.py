@@ -184,24 +184,48 @@ def test_exact_knn_layout_for_umap():
     assert np.allclose(np.sort(d, 1)[:, :5], dist[:, 1:], atol=1e-5)  # the exact nearest other points
 
 
-@pytest.mark.slow
-def test_umap_cache_hit_returns_the_identical_array_without_recomputing(tmp_path, monkeypatch):
-    pytest.importorskip("umap")
+def test_umap_cache_keys_and_hits_without_recomputing(tmp_path, monkeypatch):
+    """The cache logic with a stand-in for the UMAP fit (the real fit is the slow test below)."""
     x = np.random.default_rng(0).normal(size=(40, 6))
+    calls = []
+
+    def fake(a, seed, k):
+        calls.append((seed, k))
+        return np.random.default_rng(seed + k).normal(size=(len(a), 2))
+
+    monkeypatch.setattr(emb, "_umap", fake)
+    z = emb.embed_2d(x, "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)
+    assert calls == [(0, 8)] and len(list(tmp_path.glob("umap-*.npz"))) == 1
+    assert np.array_equal(emb.embed_2d(x.copy(), "umap", seed=0, cache_dir=tmp_path, n_neighbors=8), z)
+    assert calls == [(0, 8)]  # a hit: not recomputed
+    emb.embed_2d(x, "umap", seed=1, cache_dir=tmp_path, n_neighbors=8)  # the key covers seed, k and the features
+    emb.embed_2d(x, "umap", seed=0, cache_dir=tmp_path, n_neighbors=9)
+    emb.embed_2d(x + 1e-9, "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)
+    emb.embed_2d(x[:5], "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)  # k clipped to n - 1
+    assert calls == [(0, 8), (1, 8), (0, 9), (0, 8), (0, 4)] and len(list(tmp_path.glob("umap-*.npz"))) == 5
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path / "lab_cache"))  # default folder: $LAB_CACHE/embeddings
+    emb.embed_2d(x, "umap", seed=0, n_neighbors=8)
+    assert len(list((tmp_path / "lab_cache" / "embeddings").glob("umap-*.npz"))) == 1
+    with pytest.raises(LabError, match="n_neighbors must be an integer >= 2"):
+        emb.embed_2d(x, "umap", n_neighbors=1)
+
+
+@pytest.mark.slow
+def test_umap_real_fit_on_the_exact_knn_graph_is_cached(tmp_path, monkeypatch):
+    """umap-learn on a tiny n (its numba compilation is most of the time): a finite (n, 2) embedding that keeps
+    two far-apart clusters apart; the second call is served from the .npz without calling UMAP."""
+    pytest.importorskip("umap")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(20, 6)), rng.normal(size=(20, 6)) + 20.0])
     calls = []
     real = emb._umap
     monkeypatch.setattr(emb, "_umap", lambda *a, **k: calls.append(1) or real(*a, **k))
     z = emb.embed_2d(x, "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)
     assert z.shape == (40, 2) and np.isfinite(z).all() and calls == [1]
-    files = list(tmp_path.glob("umap-*.npz"))
-    assert len(files) == 1
+    within = max(np.ptp(z[:20], 0).max(), np.ptp(z[20:], 0).max())
+    assert np.linalg.norm(z[:20].mean(0) - z[20:].mean(0)) > within  # the clusters stay separate
     again = emb.embed_2d(x.copy(), "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)
     assert calls == [1] and np.array_equal(again, z)  # served from the cache, bit for bit
-    # the key covers the features and the parameters: other features, seed or k miss the cache
-    monkeypatch.setattr(emb, "_umap", lambda *a, **k: calls.append(2) or np.zeros((len(a[0]), 2)))
-    emb.embed_2d(x, "umap", seed=1, cache_dir=tmp_path, n_neighbors=8)
-    emb.embed_2d(x, "umap", seed=0, cache_dir=tmp_path, n_neighbors=9)
-    emb.embed_2d(x + 1e-9, "umap", seed=0, cache_dir=tmp_path, n_neighbors=8)
-    assert calls == [1, 2, 2, 2] and len(list(tmp_path.glob("umap-*.npz"))) == 4
+    files = list(tmp_path.glob("umap-*.npz"))
     with np.load(files[0]) as f:  # plain arrays (no pickle) with the parameters recorded
-        assert '"n_neighbors": 8' in str(f["params"])
+        assert len(files) == 1 and '"n_neighbors": 8' in str(f["params"])
