@@ -31,12 +31,18 @@ class-conditional diffusers UNet, with few-step grids, the x̂0 ("diffusion targ
 
 st.page_link("pages/1_Generators.py", label="Generators: teacher vs students from the same noise", icon="🎯")
 st.page_link("pages/2_Digits.py", label="Digits: few-step grids, the x̂0 view and guidance on a UNet teacher", icon="🔢")
+st.page_link("pages/3_Knowledge_distillation.py",
+             label="Knowledge distillation: divergences, KD vs scratch live, CKA, embeddings, calibration", icon="🧪")
 
 st.subheader("Methods")
 st.caption("Every method registered in `lab` (the same list as `lab methods`). Distil one with "
            "`lab distill --method METHOD --teacher toy2d/8gaussians/teacher --out runs/NAME`; its run folder then "
            "appears on the Generators page.")
 st.dataframe(common.methods_table(), width="stretch")
+
+st.subheader("Knowledge-distillation methods")
+st.caption("Classifiers and a tiny language model (`lab kd list`): `lab kd run --method kd --task digits --out runs/NAME`.")
+st.dataframe(common.kd_methods_table(), width="stretch")
 
 names = common.distributions()
 if names:

@@ -41,6 +41,15 @@ def methods_table():
     return pd.DataFrame([get_method(m).describe() for m in list_methods()]).set_index("name")
 
 
+def kd_methods_table():
+    """Every registered knowledge-distillation method: name, family, mechanism, paper, task kinds."""
+    import pandas as pd
+
+    from lab.kd import get, list_methods
+
+    return pd.DataFrame([get(m).describe() for m in list_methods()]).set_index("name")
+
+
 def distributions() -> list[str]:
     """2D distributions that have a teacher in the zoo (shipped or cached)."""
     return zoo.teachers()

@@ -17,6 +17,12 @@ if _os.environ.get("LAB_NUM_THREADS"):
     # Toy models gain nothing from many threads, and oversubscribed threads on a busy
     # 2-core machine slow training by 10x or more: the Makefile sets LAB_NUM_THREADS=1.
     _torch.set_num_threads(int(_os.environ["LAB_NUM_THREADS"]))
+    try:  # numpy's BLAS too (scikit-learn PCA/k-NN, CKA on numpy): a 2-thread SVD on busy cores is ~30x slower
+        import threadpoolctl as _tpc
+
+        _tpc.threadpool_limits(int(_os.environ["LAB_NUM_THREADS"]))
+    except ImportError:  # scikit-learn brings threadpoolctl; without it only torch is limited
+        pass
 
 from lab.errors import LabError  # noqa: E402
 from lab.diffusion import load_generator as load
@@ -26,4 +32,4 @@ from lab import data, diffusion, kd, metrics, probes, runs, viz, zoo  # noqa: E4
 
 __version__ = "0.1.0"
 __all__ = ["LabError", "load", "Method", "Targets", "get_method", "list_methods", "register", "distill", "train",
-           "data", "diffusion", "metrics", "probes", "runs", "viz", "zoo"]
+           "data", "diffusion", "kd", "metrics", "probes", "runs", "viz", "zoo"]

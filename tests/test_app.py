@@ -32,6 +32,8 @@ def test_home_page():
 
     shown = list(at.dataframe[0].value.index)
     assert shown == lab.list_methods(), shown  # every registered method is listed
+    kd_shown = list(at.dataframe[1].value.index)
+    assert kd_shown == lab.kd.list_methods(), kd_shown  # and every knowledge-distillation method
 
 
 def test_generators_page(app_students):
