@@ -1,0 +1,138 @@
+"""BD-KD: balancing forward and reverse KL per sample, for accuracy and calibration.
+
+Paper: Amara, Sepahvand, Meyer, Gross, Clark, "BD-KD: Balancing the Divergences for Online
+Knowledge Distillation" (2022). Only the abstract is available here: the student's distillation
+loss adaptively balances the forward KL(p_T || q_S) (mass-covering) and the reverse KL(q_S || p_T)
+(mode-seeking) sample by sample, which shifts the focus to the compact student and improves both
+its accuracy and its calibration; in the paper teacher and student learn together (online KD).
+
+The balancing rule used here (our design from the abstract):
+
+    H_S, H_T = entropies of the tempered student and teacher distributions of the sample (detached),
+    w_rev = sigmoid(gap_scale * (H_T - H_S)),  w_fwd = 1 - w_rev,
+    L_S = ce_weight * CE(y) + kd_weight * T^2 * mean_i [w_fwd,i * KL(p_T || q_S)_i + w_rev,i * KL(q_S || p_T)_i].
+
+Where the student is MORE confident than the teacher (H_S < H_T) the reverse KL dominates:
+KL(q || p) = CE(q, p) - H(q) contains the student's own entropy with a minus sign, so it pushes an
+over-confident student's entropy up (the calibration lever). Where the student is the more
+uncertain one (H_S > H_T, the samples a small student cannot fit) the mass-covering forward KL
+dominates, as in Hinton KD (the accuracy lever), without forcing the student onto a single mode.
+
+Fidelity notes:
+- the weighting rule is reconstructed from the abstract (the paper's exact rule was not available);
+  it is per sample, detached, and the weights sum to 1 so the loss stays on the scale of Hinton KD.
+- default is OFFLINE: the shipped, frozen teacher. ``online=True`` adds the paper's online part at
+  toy scale: a trainable copy of the teacher (initialised from the given teacher's weights, its own
+  AdamW at ``teacher_lr``) trained each step with CE + T^2 * KL(q_S || p_T) (the student detached,
+  as in deep mutual learning) while the student learns from it with the balanced loss; the claim
+  and benchmark use the offline default (equal teacher for bdkd and kd).
+- T = 4 and CE/KD weights 0.1/0.9 as in the ``kd`` method, so ``kd`` vs ``bdkd`` differ only in the
+  balancing.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
+from lab.kd.tasks import _logits_of
+from lab.trainable import check, is_num
+
+
+@dataclass
+class BDKDConfig(KDConfig):
+    #: also train (a copy of) the teacher with the student, as in online KD
+    online: bool = False
+    #: learning rate of the online teacher (0: the config's lr)
+    teacher_lr: float = 0.0
+    #: slope (per nat) of the sigmoid that turns the entropy gap H_T - H_S into the reverse-KL weight
+    gap_scale: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(isinstance(self.online, bool), "online", self.online, "true or false")
+        check(is_num(self.teacher_lr) and self.teacher_lr >= 0, "teacher_lr", self.teacher_lr,
+              "a float >= 0 (0: the config's lr)")
+        check(is_num(self.gap_scale) and self.gap_scale >= 0, "gap_scale", self.gap_scale,
+              "a float >= 0 (0: equal forward and reverse weights)")
+
+
+def _entropy(log_p: torch.Tensor) -> torch.Tensor:
+    return -(log_p.exp() * log_p).sum(-1)
+
+
+def balanced_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0,
+                gap_scale: float = 5.0):
+    """BD-KD's student distillation term on (rows, C) logits: T^2 * mean over rows of
+    (1 - w) * KL(p_T || q_S) + w * KL(q_S || p_T), w = sigmoid(gap_scale * (H_T - H_S)) (detached).
+
+    Returns (loss, w per row, forward KL per row, reverse KL per row)."""
+    T = float(temperature)
+    log_q = torch.log_softmax(student_logits.float() / T, -1)
+    log_p = torch.log_softmax(teacher_logits.float() / T, -1)
+    fkl = (log_p.exp() * (log_p - log_q)).sum(-1)
+    rkl = (log_q.exp() * (log_q - log_p)).sum(-1)
+    with torch.no_grad():
+        hs, ht = _entropy(log_q), _entropy(log_p)
+        w = torch.sigmoid(float(gap_scale) * (ht - hs))
+    loss = T * T * ((1 - w) * fkl + w * rkl).mean()
+    return loss, w, fkl, rkl
+
+
+@register("bdkd")
+class BDKD(KDMethod):
+    Config = BDKDConfig
+    paper = "Amara et al. 2022, BD-KD: Balancing the Divergences for Online Knowledge Distillation"
+    mechanism = ("CE + T^2 * per-sample mix of forward and reverse KL, weighted by the teacher's vs the student's "
+                 "entropy (reverse KL where the student is the more confident); optional online teacher")
+    #: the calibration claim's setting: scarce labels on digits, as the kd benchmark
+    bench_task = "digits"
+    bench_config = {"steps": 1000, "n_train": 200}
+
+    def setup(self) -> None:
+        self.online_teacher = None
+        if self.config.online:
+            net = copy.deepcopy(self.teacher)
+            for p in net.parameters():
+                p.requires_grad_(True)
+            self.online_teacher = self.add_trainable("online_teacher", net, lr=self.config.teacher_lr or None)
+
+    def loss(self, s, t, y, batch, it):
+        c = self.config
+        ce = self.ce(s, y)
+        kd, w, fkl, rkl = balanced_kl(flat(s), flat(t).detach(), c.temperature, c.gap_scale)
+        terms = {"ce": ce, "bd": kd, "w_rev": float(w.mean()), "fkl": fkl.mean().detach(),
+                 "rkl": rkl.mean().detach()}
+        return c.ce_weight * ce + c.kd_weight * kd, terms
+
+    def compute(self, batch, it):
+        if self.online_teacher is None:
+            return super().compute(batch, it)
+        c = self.config
+        x, y = batch["x"], batch["y"]
+        t = _logits_of(self.online_teacher(x))
+        s = _logits_of(self.student(x))
+        loss_s, terms = self.loss(s, t.detach(), y, batch, it)
+        T = c.temperature
+        log_pt = torch.log_softmax(flat(t).float() / T, -1)
+        log_qs = torch.log_softmax(flat(s).detach().float() / T, -1)
+        t_kl = T * T * (log_qs.exp() * (log_qs - log_pt)).sum(-1).mean()
+        t_ce = self.ce(t, y)
+        terms.update({"teacher_ce": t_ce, "teacher_kl": t_kl})
+        return loss_s + t_ce + t_kl, terms
+
+    def targets(self, batch: dict) -> KDTargets:
+        tg = super().targets(batch)
+        with torch.no_grad():
+            s = flat(_logits_of(self.student(batch["x"])))
+            t = flat(self.teacher_logits(batch["x"]))
+            _, w, _, _ = balanced_kl(s, t, self.config.temperature, self.config.gap_scale)
+        return KDTargets(tg.target, tg.teacher, tg.student, tg.labels,
+                         info={**tg.info, "w_rev": w.cpu(), "online": self.config.online})
+
+    def teacher_logits(self, x):
+        net = self.online_teacher if getattr(self, "online_teacher", None) is not None else self.teacher
+        with torch.no_grad():
+            return _logits_of(net(x))
