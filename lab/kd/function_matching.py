@@ -27,7 +27,13 @@ Fidelity notes:
 - classification tasks only: mixing token ids of the language task is meaningless.
 - the claim reproduced (``tests/test_claims_kd_online.py``): at the same long schedule, with 200
   training digits, function matching ends higher than fixed-view ``kd`` and is still at its best at
-  the end of the run, while ``kd`` has overfitted (its last evaluation below its best).
+  the end of the run, while ``kd`` has overfitted (its last evaluation below its best). Measured (seed 0,
+  MLP[32], batch 64, 200 digits): at lr 3e-3 and 2400-3000 steps function matching reaches 0.894 at
+  the last evaluation (best = last), kd peaks at 0.872 after 300 steps and ends at 0.844; at lr 1e-3
+  and 3000 steps function matching is still climbing (0.806 last, below kd's 0.856 last / 0.883 best):
+  patience is needed, a higher lr shortens it. Shift without mixup (``mixup=False``) ends at 0.778
+  (3000 steps, lr 1e-3), so on these tiny images the mixup views do most of the work. On ``hard``
+  (500 examples, 3000 steps, lr 1e-3) function matching 0.693 vs kd 0.654 (the teacher: about 0.67).
 """
 from __future__ import annotations
 
@@ -68,7 +74,8 @@ class FunctionMatching(KDMethod):
     kinds = ("classify",)
     kinds_note = "mixup of token ids is meaningless"
     bench_task = "digits"
-    bench_config = {"steps": 2000, "n_train": 200}
+    #: 200 training digits, a long schedule (770 epochs): where fixed-view kd overfits
+    bench_config = {"steps": 2400, "n_train": 200, "lr": 3e-3}
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """Mixup of ``x`` with a random permutation of itself, one U[0, 1] ratio for the batch."""
