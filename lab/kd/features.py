@@ -7,10 +7,10 @@ a bad name is refused with a one-line error that lists the allowed ones.
 
 - ``fitnets`` -- Paper: Romero et al., "FitNets: Hints for Thin Deep Nets" (ICLR 2015). A trained
   regressor maps the student's guided (middle) layer onto the teacher's hint (middle) layer; loss
-  ``hint_weight * MSE(r(f_S), f_T)``. ``stages="two"`` (the paper, the default here): the first
-  ``hint_steps`` steps train only the hint (the student up to its guided layer, and the regressor),
-  then Hinton KD (``ce_weight * CE + kd_weight * T^2 KL``) without the hint. ``stages="one"``
-  (mdistiller): hint + CE + KD together from the first step.
+  ``hint_weight * MSE(r(f_S), f_T)``. ``stages="one"`` (mdistiller's form, the DEFAULT here, because it
+  is the one that helps at toy scale): hint + Hinton KD (``ce_weight * CE + kd_weight * T^2 KL``) from
+  the first step. ``stages="two"`` (the paper): the first ``hint_steps`` steps train only the hint
+  (the student up to its guided layer, and the regressor), then Hinton KD without the hint.
 - ``at`` -- Paper: Zagoruyko & Komodakis, "Paying More Attention to Attention" (ICLR 2017).
   Q(A) = mean over channels of A^2, flattened and L2-normalised per sample; loss
   ``at_weight * sum over stage pairs of mean (Q_S - Q_T)^2`` plus CE (and KD if ``kd_weight`` > 0).
@@ -96,10 +96,32 @@ def penultimate_layer(net: nn.Module) -> str:
 def run_with_features(net: nn.Module, x: torch.Tensor, layers, grad: bool = True):
     """(logits, {layer: feature}) of one forward pass; ``grad=False`` runs under no_grad (teachers)."""
     layers = list(dict.fromkeys(layers))
+    if not layers:
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
+            return _logits_of(net(x)), {}
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()), FeatureTap(net, layers, detach=not grad) as tap:
         out = _logits_of(net(x))
         feats = {name: tap[name] for name in layers}
     return out, feats
+
+
+def teacher_features(m: KDMethod, batch: dict, layers):
+    """The frozen teacher's (logits, {layer: feature}) on a batch, without gradients. Without augmentation
+    the teacher sees only the ``n_train`` training examples, so they are computed once and indexed by
+    ``batch["idx"]`` (the teacher is in eval mode and deterministic: same numbers, less compute)."""
+    layers = list(dict.fromkeys(layers))
+    if m.config.augment != "none" or "idx" not in batch:
+        return run_with_features(m.teacher, batch["x"], layers, grad=False)
+    cache = m.__dict__.setdefault("_teacher_cache", {})
+    key = tuple(layers)
+    if key not in cache:
+        x = m.task.x_train[:m.n_train]
+        parts = [run_with_features(m.teacher, x[i:i + 1024].to(m.device), layers, grad=False)
+                 for i in range(0, len(x), 1024)]
+        cache[key] = (torch.cat([p[0] for p in parts]), {n: torch.cat([p[1][n] for p in parts]) for n in layers})
+    logits, feats = cache[key]
+    idx = batch["idx"].to(logits.device)
+    return logits[idx], {n: f[idx] for n, f in feats.items()}
 
 
 def embedding(f: torch.Tensor) -> torch.Tensor:
@@ -119,6 +141,27 @@ def _probe_shapes(m: KDMethod, layers_s, layers_t):
         _, fs = run_with_features(m.student, x, layers_s, grad=False)
         _, ft = run_with_features(m.teacher, x, layers_t, grad=False)
     return {k: tuple(v.shape[1:]) for k, v in fs.items()}, {k: tuple(v.shape[1:]) for k, v in ft.items()}
+
+
+def feature_cka(student: nn.Module, teacher: nn.Module, x: torch.Tensor, student_layer: str, teacher_layer: str,
+                debiased: bool = False) -> float:
+    """Linear CKA (``lab.probes.linear_cka``) between a student layer and a teacher layer on inputs ``x``
+    (features flattened per example; both nets in eval mode, no gradients)."""
+    from lab.probes import linear_cka
+
+    check_layer(student, student_layer, "student_layer", "student")
+    check_layer(teacher, teacher_layer, "teacher_layer", "teacher")
+    was = student.training, teacher.training
+    student.eval(), teacher.eval()
+    try:
+        dev_s, dev_t = next(student.parameters()).device, next(teacher.parameters()).device
+        _, fs = run_with_features(student, x.to(dev_s), [student_layer], grad=False)
+        _, ft = run_with_features(teacher, x.to(dev_t), [teacher_layer], grad=False)
+    finally:
+        student.train(was[0]), teacher.train(was[1])
+    fs, ft = fs[student_layer], ft[teacher_layer]
+    return linear_cka(fs.reshape(len(fs), -1).double().cpu().numpy(), ft.reshape(len(ft), -1).double().cpu().numpy(),
+                      debiased=debiased)
 
 
 # ----------------------------------------------------------------------------- pure losses
@@ -230,8 +273,8 @@ class FitNetsConfig(KDConfig):
     teacher_layer: str = ""
     #: weight of the hint MSE
     hint_weight: float = 100.0
-    #: "two": hint-only pre-training for hint_steps, then KD (the paper); "one": hint + CE + KD throughout
-    stages: str = "two"
+    #: "one": hint + CE + KD throughout (mdistiller); "two": hint-only pre-training for hint_steps, then KD (paper)
+    stages: str = "one"
     #: steps of the hint stage when stages="two" (0: a quarter of the steps)
     hint_steps: int = 0
 
@@ -250,11 +293,12 @@ class FitNetsConfig(KDConfig):
 class FitNets(KDMethod):
     Config = FitNetsConfig
     paper = "Romero et al. 2015, FitNets: Hints for Thin Deep Nets"
-    mechanism = ("a regressor maps the student's middle layer onto the teacher's (hint MSE); two-stage: "
-                 "hint pre-training, then Hinton KD")
+    mechanism = ("a regressor maps the student's middle layer onto the teacher's (hint MSE) plus Hinton KD; "
+                 "one-stage by default, the paper's two-stage (hint pre-training, then KD) with stages='two'")
     kinds = ("classify",)
     kinds_note = "features of the classifiers; use minilm for the language task"
-    bench_config = {"steps": 1000, "n_train": 200}
+    #: 200 labelled digits; MLP[32] fc1 hinted by the CNN teacher's pooled features
+    bench_config = {"steps": 1000, "n_train": 200, "teacher_layer": "pool", "hint_weight": 10.0}
 
     def setup(self):
         c = self.config
@@ -271,7 +315,7 @@ class FitNets(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t, ft = run_with_features(self.teacher, x, [self.t_layer], grad=False)
+        t, ft = teacher_features(self, batch, [self.t_layer])
         s, fs = run_with_features(self.student, x, [self.s_layer])
         if it < self.hint_steps:  # stage 1: the hint alone
             h = self.hint(fs[self.s_layer], ft[self.t_layer])
@@ -331,7 +375,8 @@ class AttentionTransfer(KDMethod):
     kinds = ("classify",)
     kinds_note = "attention maps need spatial (conv or ViT) features"
     tiny = {"steps": 8, "batch": 32, "student": CNN_STUDENT}
-    bench_config = {"steps": 600, "n_train": 200, "student": CNN_STUDENT}
+    #: 200 labelled digits, CNN[4, 8] student; at_weight 50 (1000, the paper's, swamps the CE of this tiny CNN)
+    bench_config = {"steps": 600, "n_train": 200, "student": CNN_STUDENT, "at_weight": 50.0}
 
     def setup(self):
         c = self.config
@@ -358,7 +403,7 @@ class AttentionTransfer(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t, ft = run_with_features(self.teacher, x, [b for _, b in self.pairs], grad=False)
+        t, ft = teacher_features(self, batch, [b for _, b in self.pairs])
         s, fs = run_with_features(self.student, x, [a for a, _ in self.pairs])
         at = sum(at_loss(fs[a], ft[b], c.p) for a, b in self.pairs)
         ce = self.ce(s, y)
@@ -398,9 +443,9 @@ class _EmbedMethod(KDMethod):
         self.t_layer = check_layer(self.teacher, c.teacher_layer or penultimate_layer(self.teacher), "teacher_layer",
                                    "teacher")
 
-    def embeddings(self, x):
-        t, ft = run_with_features(self.teacher, x, [self.t_layer], grad=False)
-        s, fs = run_with_features(self.student, x, [self.s_layer])
+    def embeddings(self, batch):
+        t, ft = teacher_features(self, batch, [self.t_layer])
+        s, fs = run_with_features(self.student, batch["x"], [self.s_layer])
         return s, t, embedding(fs[self.s_layer]), embedding(ft[self.t_layer])
 
 
@@ -435,7 +480,7 @@ class VKD(_EmbedMethod):
 
     def compute(self, batch, it):
         c, y = self.config, batch["y"]
-        s, t, es, et = self.embeddings(batch["x"])
+        s, t, es, et = self.embeddings(batch)
         feat = vkd_loss(self.projector(es), et)
         ce = self.ce(s, y)
         kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
@@ -470,7 +515,7 @@ class RKD(_EmbedMethod):
 
     def compute(self, batch, it):
         c, y = self.config, batch["y"]
-        s, t, es, et = self.embeddings(batch["x"])
+        s, t, es, et = self.embeddings(batch)
         dist = rkd_distance_loss(es, et)
         angle = rkd_angle_loss(es, et)
         ce = self.ce(s, y)
@@ -484,5 +529,5 @@ class RKD(_EmbedMethod):
 
 
 __all__ = ["FitNets", "AttentionTransfer", "VKD", "RKD", "Regressor", "hidden_layers", "check_layer", "middle_layer",
-           "penultimate_layer", "spatial_layers", "run_with_features", "embedding", "hint_loss", "attention_map",
+           "penultimate_layer", "spatial_layers", "run_with_features", "teacher_features", "feature_cka", "embedding", "hint_loss", "attention_map",
            "at_vector", "at_loss", "rkd_distance_loss", "rkd_angle_loss", "vkd_loss"]

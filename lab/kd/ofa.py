@@ -25,7 +25,10 @@ Fidelity notes:
   Linear -> ReLU -> Linear for vectors (the paper's branches are a few stacked blocks of the student's
   own kind, e.g. ViT blocks, then pooling and a linear layer). The branches are trained with the
   student and discarded afterwards (they are not used at test time).
-- the temperature of L_OFA is 1 (``temperature`` defaults to 1 here, as in the paper).
+- temperature: the paper computes L_OFA at T = 1. Our digits teacher is 99.4% accurate and
+  nearly one-hot at T = 1, so L_OFA(T=1) is almost the label cross-entropy again and OFA lost to
+  scratch (measured, 200 labels: ViT student 0.625 vs 0.664, MLP 0.832 vs 0.844). The default here is
+  T = 4 (``temperature``), which softens p_T as Hinton KD does (no T^2 factor).
 - default gamma 1.0 (the paper's CIFAR value; ImageNet uses up to 1.5).
 """
 from __future__ import annotations
@@ -38,7 +41,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.base import KDConfig, KDMethod, flat, register
-from lab.kd.features import hidden_layers, run_with_features
+from lab.kd.features import hidden_layers, run_with_features, teacher_features
 from lab.trainable import check, is_num
 
 VIT_STUDENT = {"type": "clf_vit", "in_channels": 1, "size": 8, "patch": 2, "dim": 16, "depth": 2, "heads": 2,
@@ -87,7 +90,7 @@ class Branch(nn.Module):
 
 @dataclass
 class OFAConfig(KDConfig):
-    temperature: float = 1.0
+    temperature: float = 4.0
     ce_weight: float = 1.0
     #: weight of L_OFA on the student's own head
     kd_weight: float = 1.0
@@ -138,7 +141,7 @@ class OFA(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t = self.teacher_logits(x)
+        t, _ = teacher_features(self, batch, [])
         s, fs = run_with_features(self.student, x, self.stages)
         ce = self.ce(s, y)
         head = ofa_loss(flat(s), flat(t), y, c.gamma, c.temperature)
