@@ -18,6 +18,9 @@ Fidelity notes:
   ``ce_weight * CE + kd_weight * T^2 KL + attn_weight * AT + value_weight * VR``.
 - the models are causal: the attention distributions are already masked; the value relation is
   masked the same way (position i relates to values j <= i), whereas the paper's BERT is bidirectional.
+- measured (language task, student TinyLM dim 8 depth 1, 400 steps, batch 32, seeds 0-1, mean
+  KL(true next-token law || student) on the test sequences, lower is better): scratch 0.200±0.002,
+  minilm 0.172±0.010: mimicking the teacher's last-layer attention and value relations helps.
 - no teacher assistant (the paper's optional intermediate-size teacher).
 """
 from __future__ import annotations

@@ -29,6 +29,9 @@ Fidelity notes:
   nearly one-hot at T = 1, so L_OFA(T=1) is almost the label cross-entropy again and OFA lost to
   scratch (measured, 200 labels: ViT student 0.625 vs 0.664, MLP 0.832 vs 0.844). The default here is
   T = 4 (``temperature``), which softens p_T as Hinton KD does (no T^2 factor).
+- measured (digits, 200 labels, last-eval test acc, seeds 0-1): TinyViT student 600 steps: scratch
+  0.664±0.031, Hinton kd 0.688±0.026, ofa (T = 4) 0.714±0.020 -- OFA beats both on the CNN -> ViT pair;
+  MLP[32] student 1000 steps (seeds 0-2): scratch 0.844±0.007, ofa 0.865±0.002.
 - default gamma 1.0 (the paper's CIFAR value; ImageNet uses up to 1.5).
 """
 from __future__ import annotations
