@@ -148,11 +148,11 @@ def test_function_matching_is_patient_where_fixed_view_kd_overfits():
     assert k["best/acc"] - k["last/acc"] > 0.01                # kd overfits the 200 images
     assert f["best/acc"] - f["last/acc"] < k["best/acc"] - k["last/acc"]
     half = len(fm.history) // 2 - 1
-    assert fm.history[-1]["acc"] > fm.history[half]["acc"]     # still improving in the second half
-    assert kd.history[-1]["acc"] <= kd.history[half]["acc"] + 1e-9
+    gain = lambda m: m.history[-1]["acc"] - m.history[half]["acc"]  # noqa: E731  second-half progress
+    assert gain(fm) > 0.01 and gain(fm) > gain(kd) + 0.01      # patience pays for function matching only
 
 
-FM_STEPS = 2400
+FM_STEPS = 2000
 
 
 @pytest.mark.claim

@@ -30,6 +30,13 @@ Fidelity notes:
   themselves (for a linear head on pooled features these are the class-wise channel importances).
 - the 1/C^2 normalisation of the semantic term is ours, putting both terms on the same scale; the
   paper sums the two (normalised) distances.
+- measured (``tests/test_kd_diswot.py``: the 8 :func:`default_candidates` on digits, one batch of 64,
+  3 initialisations, each candidate then distilled with ``kd`` for 200 steps): Kendall tau 0.50
+  (p = 0.11). The MLPs are ranked in the order of their accuracy after KD (wider/deeper = more
+  similar to the CNN teacher); the two CNN candidates are scored high but train slowly at a 200-step
+  budget (cnn8x16, ranked first, reaches 0.61), which is where the ranking errs. Most of the score
+  comes from the semantic term; the relation term (row-normalised Grams of non-negative ReLU
+  features at initialisation) is two orders of magnitude smaller.
 - ``repeats > 1`` averages the score over independent initialisations (seed, seed + 1, ...), which
   reduces the variance of a one-batch, one-init proxy.
 """
