@@ -40,6 +40,23 @@ def test_a_network_scored_against_itself_is_perfectly_similar(batch):
     assert other["total"] < s["total"]
 
 
+def test_semantic_gradient_is_the_cross_entropy_gradient_of_the_head_and_frozen_teachers_work(batch):
+    import torch.nn.functional as F
+
+    from lab.kd import load_teacher
+    from lab.nets.classifiers import build_classifier
+
+    x, y = batch
+    torch.manual_seed(0)
+    net = build_classifier(TEACHER)
+    g, f = diswot._probe(net, x, y, "teacher")
+    F.cross_entropy(net(x), y).backward()
+    assert torch.allclose(g, net.head.weight.grad, atol=1e-6) and f.shape == (64, net.head.in_features)
+    trained = load_teacher("kd/digits/teacher")  # frozen (requires_grad False)
+    s = diswot.score(trained, MLP, x, y)
+    assert s["total"] < 0 and s["total"] != diswot.score(TEACHER, MLP, x, y)["total"]
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(student_spec={"hidden": [8]}), "student_spec"),
     (dict(student_spec="mlp"), "student_spec"),

@@ -27,7 +27,8 @@ Fidelity notes:
   current weights (pass a spec, or ``net.spec()``, for the paper's random teacher).
 - the penultimate features are the input of each network's ``head`` (read with a forward pre-hook),
   so MLPs, CNNs and ViTs are scored alike; the Grad-CAM weights are the head-weight gradients
-  themselves (for a linear head on pooled features these are the class-wise channel importances).
+  themselves (for a linear head on pooled features these are the class-wise channel importances),
+  computed in closed form ``(softmax - onehot)^T f / n`` (equal to autograd's; frozen networks work too).
 - the 1/C^2 normalisation of the semantic term is ours, putting both terms on the same scale; the
   paper sums the two (normalised) distances.
 - measured (``tests/test_kd_diswot.py``: the 8 :func:`default_candidates` on digits, one batch of 64,
@@ -79,8 +80,8 @@ def _probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str):
     was = net.training
     net.train()
     try:
-        net.zero_grad(set_to_none=True)
-        out = net(x)
+        with torch.no_grad():
+            out = net(x)
         logits = out[0] if isinstance(out, tuple) else out
         if logits.ndim != 2:
             raise LabError(f"invalid {what}: DisWOT scores classifiers with (n, classes) logits, got shape "
@@ -88,11 +89,14 @@ def _probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str):
         if logits.shape[1] <= int(y.max()):
             raise LabError(f"invalid {what}: it has {logits.shape[1]} classes but the labels go up to {int(y.max())}; "
                            f"allowed: a classifier with at least {int(y.max()) + 1} classes")
-        grad = torch.autograd.grad(F.cross_entropy(logits, y), head.weight)[0]
+        f = feats["f"].reshape(len(x), -1)
+        # d CE(mean) / d W_head = (softmax - onehot)^T f / n (the head is linear): no autograd needed, so frozen
+        # networks (requires_grad False) are scored too
+        grad = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)).T @ f / len(x)
     finally:
         handle.remove()
         net.train(was)
-    return grad.detach(), feats["f"].detach().reshape(len(x), -1)
+    return grad, f
 
 
 def _rownorm_gram(a: torch.Tensor) -> torch.Tensor:
