@@ -222,7 +222,7 @@ class KDMethod(Trainable):
     def compute(self, batch: dict, it: int):
         """Forward pass and loss for one batch; returns ``(loss, terms)``. Override when features are needed."""
         x, y = batch["x"], batch["y"]
-        t = self.teacher_logits(x) if self.teacher is not None else None
+        t = self.teacher_logits(x) if (self.teacher is not None and self.needs_teacher) else None
         s = _logits_of(self.student(x))
         return self.loss(s, t, y, batch, it)
 
