@@ -30,6 +30,13 @@ Fidelity notes:
   (default 0) adds the usual cross-entropy with the true labels, ``kd_weight`` (default 1) scales
   the TAID term.
 - on classification tasks the same mechanism applies per example (rows instead of token positions).
+- the benchmark and the claim start at t_start = 0.2 (the value of some of the paper's scripts; the
+  default stays 0.4) with lr 1e-2 and 200 steps of batch 32. Measured kl_truth (lower is better) on
+  the language task, seeds 0-1: TAID 0.052, forward KL 0.055, reverse KL 0.070; at 250 steps, seeds
+  2-4 and lr 1e-2: 0.050 / 0.054 / 0.062 (TAID lower on every seed). Lower t_start helped (0.1 < 0.2
+  < 0.4 < 0.6 at lr 3e-3); alpha barely mattered (5e-4, 5e-3, 2e-2 within 0.001): at these lengths
+  the schedule is essentially the linear floor. At a higher lr (2e-2) the gap narrows (0.047 vs
+  0.049), so part of TAID's edge at toy scale is optimisation stability.
 """
 from __future__ import annotations
 
