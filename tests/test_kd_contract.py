@@ -184,28 +184,60 @@ def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "lab", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_kd_run_eval_resume_and_refusals(tmp_path):
+def _cli_in_process(*args):
+    from typer.testing import CliRunner
+
+    from lab.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_kd_run_eval_and_refusals(tmp_path):
     out = tmp_path / "run"
     r = _cli("kd", "run", "--method", "kd", "--task", "moons", "--out", str(out), "--steps", "20", "--quiet",
              cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     card = json.loads((out / "model.json").read_text())["card"]
     assert card["method"] == "kd" and card["history"][-1]["it"] == 20
-    r = _cli("kd", "eval", "--model", str(out), "--task", "moons", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    r = _cli_in_process("kd", "eval", "--model", str(out), "--task", "moons")
+    assert r.exit_code == 0, r.output
     assert abs(json.loads(r.stdout)["acc"] - card["history"][-1]["acc"]) < 1e-4
     # an existing run is never overwritten
     before = (out / "weights.safetensors").read_bytes()
     r = _cli("kd", "run", "--method", "kd", "--task", "moons", "--out", str(out), "--steps", "5", cwd=tmp_path)
-    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     assert (out / "weights.safetensors").read_bytes() == before
-    for args, needle in (((("--method", "nope")), "allowed: "), ((("--method", "kd", "--task", "cifar")), "allowed: digits"),
-                         ((("--method", "kd", "--config", '{"temperature": 0}')), "temperature")):
-        r = _cli("kd", "run", *args, "--out", str(tmp_path / "bad"), cwd=tmp_path)
-        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    # bad input (in-process: the LabError that `lab` prints as one line with exit code 2, as just checked)
+    for args, needle in ((("--method", "nope"), "allowed: "), (("--method", "kd", "--task", "cifar"), "allowed: digits"),
+                         (("--method", "kd", "--config", '{"temperature": 0}'), "temperature")):
+        r = _cli_in_process("kd", "run", *args, "--out", str(tmp_path / "bad"))
+        assert isinstance(r.exception, LabError) and needle in str(r.exception), (args, r.exception)
+        assert "\n" not in str(r.exception)
         assert not (tmp_path / "bad").exists()
-    # resume a finished-early run: extend it by resuming from its checkpoint
-    cfg = json.loads((out / "config.json").read_text())
-    assert cfg["kind"] == "kd" and cfg["task"] == "moons"
-    r = _cli("distill", "--resume", str(out), "--quiet", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+
+
+def test_cli_resume_of_a_kd_run_continues_to_the_same_weights(tmp_path):
+    """A run folder checkpointed halfway (as a killed run leaves it) is finished by `lab distill --resume` to
+    exactly the weights of an uninterrupted run."""
+    from lab.io import load_tensors
+    from lab.runs.run import Run
+
+    cfg = {"steps": 20, "batch": 32}
+    straight = get("kd")("kd/moons/teacher", "moons", cfg, seed=3)
+    for _ in lab.train(straight):
+        pass
+    half = get("kd")("kd/moons/teacher", "moons", cfg, seed=3)
+    for _ in lab.train(half, steps=10):
+        pass
+    run = Run.create(tmp_path / "run", {"kind": "kd", "method": "kd", "config": half.config_dict(),
+                                        "teacher": "kd/moons/teacher", "task": "moons", "seed": 3, "device": "cpu",
+                                        "steps": 20, "ema": None})
+    run.save_checkpoint({"trainable": half.state_dict(), "callbacks": {}})
+    r = _cli_in_process("distill", "--resume", str(run.folder), "--quiet")
+    assert r.exit_code == 0, r.output
+    w = load_tensors(run.folder / "weights.safetensors")
+    for k, v in straight.student.state_dict().items():
+        assert torch.equal(w[k], v), k
+    card = json.loads((run.folder / "model.json").read_text())["card"]
+    assert card["history"] == straight.history
