@@ -52,8 +52,11 @@ def run_method(name: str) -> dict:
     base = {k: full[k] for k in SHARED if k in full}
     rows = [_one_run(name, task, cfg, s) for s in SEEDS]
     scratch = [_one_run("scratch", task, base, s) for s in SEEDS]
+    refs = {label: {"method": ref, "config": {**base, **over}, "runs": [_one_run(ref, task, {**base, **over}, s)
+                                                                        for s in SEEDS]}
+            for label, (ref, over) in cls.bench_references.items()}
     return {"method": name, "task": task, "config": cfg, "scratch_config": base, "runs": rows, "scratch": scratch,
-            "metric": "kl_truth" if lab.kd.get_task(task).kind == "lm" else "acc"}
+            "references": refs, "metric": "kl_truth" if lab.kd.get_task(task).kind == "lm" else "acc"}
 
 
 def _ms(rows, key):
@@ -91,6 +94,23 @@ def write() -> str:
         out.append(f"| `{r['method']}` | {r['task']} | {setting} | {k} | {_fmt(mb)} | {_fmt(ml)} | {_fmt(sb)} | "
                    f"{_fmt(sl)} | {d:+.3f} {'✓' if better else '✗'} | {em[0]:.3f} / {es[0]:.3f} | "
                    f"{_ms(r['runs'], 'wall_s')[0]:.0f} |")
+    refs = [(r, label, ref) for r in rows for label, ref in r.get("references", {}).items()]
+    if refs:
+        out += ["", "The comparison each paper makes, besides scratch: the same shared config (student, steps, batch, "
+                    "optimiser, data) with the reference method (its overrides in the setting column).", "",
+                "| method | reference | setting | metric | method last | reference last | method − reference | "
+                "ECE method / reference | accuracy method / reference |", "|---|---|---|---|---|---|---|---|---|"]
+        for r, label, ref in refs:
+            k = r["metric"]
+            ml, rl = _ms(r["runs"], f"last/{k}"), _ms(ref["runs"], f"last/{k}")
+            d = ml[0] - rl[0]
+            better = (d < 0) if k == "kl_truth" else (d > 0)
+            over = {a: b for a, b in ref["config"].items() if a not in r["scratch_config"] or r["scratch_config"][a] != b}
+            setting = ", ".join(f"{a}={b}" for a, b in over.items()) or "the method's shared config"
+            out.append(f"| `{r['method']}` | {label} (`{ref['method']}`) | {setting} | {k} | {_fmt(ml)} | {_fmt(rl)} | "
+                       f"{d:+.3f} {'✓' if better else '✗'} | {_ms(r['runs'], 'last/ece')[0]:.3f} / "
+                       f"{_ms(ref['runs'], 'last/ece')[0]:.3f} | {_ms(r['runs'], 'last/acc')[0]:.3f} / "
+                       f"{_ms(ref['runs'], 'last/acc')[0]:.3f} |")
     meta = rows[0].get("platform", "")
     out += ["", f"✓: the method's last evaluation beats scratch's on the mean. Machine: {meta}, one thread per run.", ""]
     text = "\n".join(out)

@@ -69,8 +69,11 @@ def test_kd_page_renders_every_section_with_the_probes_numbers(page):
     charts = _charts(at)
     expected = {"kd_history", "kd_cka_scratch", "kd_cka_kd", "kd_cka_training", "kd_embeddings", "kd_reliability"}
     assert expected <= set(charts)
-    divergence_ready = "kd_divergence" in charts
-    assert divergence_ready or any("Coming: the divergence explorer" in i.value for i in at.info)
+    assert {"kd_divergence", "kd_divergence_landing"} <= set(charts)
+    # the explorer's table: forward KL covers both modes, reverse KL sits on one (as lab.probes.divergence fits them)
+    div = next(d.value for d in at.dataframe if "divergence" in getattr(d.value, "columns", []))
+    rows = div.set_index("divergence")
+    assert not rows.loc["forward_kl", "mode_seeking"] and rows.loc["reverse_kl", "mode_seeking"]
 
     # the comparison table: the same numbers as the same runs trained here (200 steps, all labels, seed 0)
     runs = _direct(200)

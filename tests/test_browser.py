@@ -118,3 +118,28 @@ def test_digits_page_in_chromium():
         page.wait_for_timeout(500)
         page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
     assert DIGITS_SCREENSHOT.stat().st_size > 10_000
+
+
+KD_SCREENSHOT = ROOT / "assets" / "app_kd.png"
+
+
+@pytest.mark.browser
+def test_knowledge_distillation_page_in_chromium():
+    """The Knowledge distillation page draws the divergence explorer and trains kd vs scratch live (its progress
+    bar ends in the run comparison, CKA heatmaps, embeddings and reliability diagrams). Also refreshes
+    assets/app_kd.png."""
+    with app_page("/Knowledge_distillation") as page:
+        page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('.js-plotly-plot').length >= 7"
+            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+        assert page.get_by_role("heading", name="Knowledge distillation").first.is_visible()
+        assert not page.locator('[data-testid="stException"]').count(), \
+            page.locator('[data-testid="stException"]').first.inner_text()
+        types = page.locator('[data-testid="stMain"] .js-plotly-plot').evaluate_all(
+            "gds => gds.map(gd => gd.data.map(t => t.type))")
+        flat = [t for ts in types for t in ts]
+        assert "heatmap" in flat and "bar" in flat, flat  # CKA heatmaps; explorer / reliability bars
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(KD_SCREENSHOT), full_page=True)
+    assert KD_SCREENSHOT.stat().st_size > 10_000

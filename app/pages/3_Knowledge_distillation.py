@@ -7,7 +7,6 @@ and drawn by ``lab.viz``; this page only picks settings and displays. Trained ru
 """
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 import threading
@@ -20,8 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common
 import lab  # noqa: E402
 import lab.kd  # noqa: E402
 from lab.errors import LabError  # noqa: E402
+from lab.probes import divergence as divprobe  # noqa: E402
 from lab.probes import embeddings as emb  # noqa: E402
 from lab.probes import kd as probes  # noqa: E402
+from lab.viz import divergence as divviz  # noqa: E402
 from lab.viz import kd as viz  # noqa: E402
 from lab.viz.calibration import reliability_figure  # noqa: E402
 
@@ -32,18 +33,6 @@ TEACHER = f"kd/{TASK}/teacher"
 STEP_OPTIONS = [50, 100, 200, 300, 500, 1000]
 N_TRAIN_OPTIONS = [0, 100, 200, 500]
 CKA_PROBE = 256
-
-
-def divergence_modules():
-    """(lab.probes.divergence, lab.viz.divergence) when both exist with what the explorer needs, else None."""
-    try:
-        p = importlib.import_module("lab.probes.divergence")
-        v = importlib.import_module("lab.viz.divergence")
-    except ImportError:
-        return None
-    if not (hasattr(p, "explore") and hasattr(v, "explorer_figure")):
-        return None
-    return p, v
 
 
 @st.cache_resource(show_spinner="loading the teacher…")
@@ -76,7 +65,7 @@ def trained(method: str, steps: int, n_train: int, seed: int, student: str = "nu
 
 @st.cache_data(show_spinner="fitting students under each divergence…", max_entries=16)
 def divergence_sweep(kind: str, left: float, steps: int, restarts: int):
-    p, _ = divergence_modules()
+    p = divprobe
     teacher = (p.two_mode_teacher(weights=(left, 1 - left)) if kind == "categorical"
                else p.two_gaussians(weights=(left, 1 - left)))
     return p.explore(kind=kind, teacher=teacher, steps=steps, restarts=restarts, return_fits=True)
@@ -102,31 +91,21 @@ with st.sidebar:
 
 # ---------------------------------------------------------------- (1) divergence explorer
 st.subheader("Divergence explorer")
-mods = divergence_modules()
-if mods is None:
-    st.info("Coming: the divergence explorer (`lab.probes.divergence`, drawn by `lab.viz.divergence`) is being "
-            "built. It will fit a one-mode student to a two-mode teacher under forward KL, reverse KL, JSD, skew KLs "
-            "and TVD, and show where each one lands.")
-else:
-    st.caption("One one-mode student fitted to a two-mode teacher under each divergence (student first, teacher "
-               "second): forward KL covers both modes, reverse KL picks one; JSD and the skew KLs sit in between.")
-    d1, d2, d3 = st.columns(3)
-    with d1:
-        kind = st.radio("Setting", ["categorical", "gaussian"], horizontal=True, key="kd_div_kind",
-                        help="categorical: a distribution over 24 ordered classes; gaussian: a 1D mixture.")
-    with d2:
-        left = float(st.slider("Teacher weight of the left mode", 0.1, 0.9, 0.5, 0.1, key="kd_div_left"))
-    with d3:
-        fit_steps = int(st.selectbox("Fit steps (x restarts)", [150, 400, 800], index=0, key="kd_div_steps",
-                                     format_func=lambda k: f"{k} x {4 if k == 150 else 8}"))
-    try:
-        div_df, fits = divergence_sweep(kind, round(left, 2), fit_steps, 4 if fit_steps == 150 else 8)
-        st.plotly_chart(mods[1].explorer_figure(fits), key="kd_divergence")
-        if hasattr(mods[1], "landing_figure"):
-            st.plotly_chart(mods[1].landing_figure(div_df), key="kd_divergence_landing")
-        st.dataframe(div_df, hide_index=True, key="kd_divergence_table")
-    except (LabError, TypeError, AttributeError) as e:  # the explorer's API is still moving
-        st.info(f"Coming: the divergence explorer is not ready yet ({e}).")
+st.caption("One one-mode student fitted to a two-mode teacher under each divergence (student first, teacher "
+           "second): forward KL covers both modes, reverse KL picks one; JSD and the skew KLs sit in between.")
+d1, d2, d3 = st.columns(3)
+with d1:
+    kind = st.radio("Setting", ["categorical", "gaussian"], horizontal=True, key="kd_div_kind",
+                    help="categorical: a distribution over 24 ordered classes; gaussian: a 1D mixture.")
+with d2:
+    left = float(st.slider("Teacher weight of the left mode", 0.1, 0.9, 0.5, 0.1, key="kd_div_left"))
+with d3:
+    fit_steps = int(st.selectbox("Fit steps (x restarts)", [150, 400, 800], index=0, key="kd_div_steps",
+                                 format_func=lambda k: f"{k} x {4 if k == 150 else 8}"))
+div_df, fits = divergence_sweep(kind, round(left, 2), fit_steps, 4 if fit_steps == 150 else 8)
+st.plotly_chart(divviz.explorer_figure(fits), key="kd_divergence")
+st.plotly_chart(divviz.landing_figure(div_df), key="kd_divergence_landing")
+st.dataframe(div_df, hide_index=True, key="kd_divergence_table")
 
 # ---------------------------------------------------------------- (2) run comparison
 st.subheader(f"Run comparison: {method} vs scratch")

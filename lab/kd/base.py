@@ -138,6 +138,9 @@ class KDMethod(Trainable):
     #: the task and config overrides of the benchmark (bench/kd.py) and the method's claim
     bench_task: str = "digits"
     bench_config: dict = {}
+    #: other methods the benchmark also runs at the same shared config (label -> (method, config overrides)):
+    #: the comparison the method's paper makes, besides scratch
+    bench_references: dict = {}
 
     def __init__(self, teacher: "nn.Module | str | None", task: "KDTask | str", config: "KDConfig | dict | None" = None,
                  seed: int = 0, device=None):

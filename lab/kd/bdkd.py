@@ -97,6 +97,7 @@ class BDKD(KDMethod):
     #: the calibration claim's setting: the capacity-gap task, where KD students end over-confident
     bench_task = "hard"
     bench_config = {"steps": 1000}
+    bench_references = {"kd": ("kd", {})}
 
     def setup(self) -> None:
         self.online_teacher = None

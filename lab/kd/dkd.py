@@ -88,6 +88,7 @@ class DKD(KDMethod):
     bench_task = "digits"
     #: scarce labels (as the kd benchmark); beta 2 instead of the paper's 8 (see the fidelity notes)
     bench_config = {"steps": 1000, "n_train": 200, "beta": 2.0}
+    bench_references = {"kd": ("kd", {})}
 
     def weight(self, it: int) -> float:
         w = self.config.warmup

@@ -76,6 +76,7 @@ class FunctionMatching(KDMethod):
     bench_task = "digits"
     #: 200 training digits, a long schedule (770 epochs): where fixed-view kd overfits
     bench_config = {"steps": 2400, "n_train": 200, "lr": 3e-3}
+    bench_references = {"kd": ("kd", {})}
 
     def mix(self, x: torch.Tensor) -> torch.Tensor:
         """Mixup of ``x`` with a random permutation of itself, one U[0, 1] ratio for the batch."""

@@ -93,6 +93,7 @@ class TAID(KDMethod):
     #: capacity gap: TinyLM dim 8 student, dim 64 teacher; judged by KL to the true language
     bench_task = "language"
     bench_config = {"steps": 200, "batch": 32, "lr": 1e-2, "t_start": 0.2}
+    bench_references = {"forward KL": ("kd", {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0}), "reverse KL": ("rkl", {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0})}
 
     def setup(self) -> None:
         c = self.config
