@@ -217,6 +217,13 @@ class KDMethod(Trainable):
     def ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
+    def plus_ce(self, loss: torch.Tensor, terms: dict, s: torch.Tensor, y: torch.Tensor):
+        """``loss + ce_weight * CE(s, y)`` (term "ce") when the config's ce_weight is positive; else unchanged."""
+        if self.config.ce_weight > 0:
+            terms["ce"] = self.ce(s, y)
+            loss = loss + self.config.ce_weight * terms["ce"]
+        return loss, terms
+
     def loss(self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor, batch: dict, it: int):
         """The training loss from student logits ``s`` and teacher logits ``t`` (both (n, C) or (n, L, V));
         returns ``(loss, {term: float})``."""

@@ -92,13 +92,7 @@ class FunctionMatching(KDMethod):
         t = self.teacher_logits(xt)
         s = _logits_of(self.student(xs))
         kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
-        terms = {"kd": kl}
-        loss = c.kd_weight * kl
-        if c.ce_weight > 0:
-            ce = self.ce(s, y)
-            loss = loss + c.ce_weight * ce
-            terms["ce"] = ce
-        return loss, terms
+        return self.plus_ce(c.kd_weight * kl, {"kd": kl}, s, y)
 
 
 __all__ = ["FunctionMatching", "FunctionMatchingConfig"]

@@ -109,13 +109,7 @@ class TAID(KDMethod):
         p_t = interpolate(flat(s), flat(t), self.t, T)
         log_q = torch.log_softmax(flat(s).float() / T, -1)
         taid = -(p_t * log_q).sum(-1).mean()
-        terms = {"taid": taid}
-        total = c.kd_weight * taid
-        if c.ce_weight > 0:
-            ce = self.ce(s, y)
-            total = total + c.ce_weight * ce
-            terms["ce"] = ce
-        return total, terms
+        return self.plus_ce(c.kd_weight * taid, {"taid": taid}, s, y)
 
     def update_t(self, J: float, step: int) -> float:
         """One schedule update after ``step`` optimiser steps with detached distillation loss ``J``; returns t."""
