@@ -112,7 +112,9 @@ def write() -> str:
                        f"{_ms(ref['runs'], 'last/ece')[0]:.3f} | {_ms(r['runs'], 'last/acc')[0]:.3f} / "
                        f"{_ms(ref['runs'], 'last/acc')[0]:.3f} |")
     meta = rows[0].get("platform", "")
-    out += ["", f"✓: the method's last evaluation beats scratch's on the mean. Machine: {meta}, one thread per run.", ""]
+    out += ["", f"✓: the method's last evaluation beats scratch's (first table) or the reference's (second table) on "
+                f"the mean of the metric column; the ECE column is the calibration comparison (lower is better). "
+                f"Machine: {meta}, one thread per run.", ""]
     text = "\n".join(out)
     res = ROOT / "bench" / "RESULTS.md"
     old = res.read_text() if res.exists() else ""
