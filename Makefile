@@ -14,6 +14,9 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 PORT ?= 8501
+# the suite runs on every core in parallel test FILES (pytest-xdist; each worker one torch thread):
+# `make test TEST_WORKERS=1` runs it serially, `make test PYTEST_ARGS="-k kd"` passes anything to pytest
+TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 export LAB_NUM_THREADS ?= 1
 
@@ -43,7 +46,7 @@ demo: install
 	$(BIN)/lab app --port $(PORT)
 
 test: install chromium
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 zoo: install
 	$(BIN)/lab zoo build

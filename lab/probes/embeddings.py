@@ -130,7 +130,7 @@ def embed_2d(features, method: str = "pca", seed: int = 0, cache_dir=None, n_nei
     params = {"method": "umap", "seed": seed, "n_neighbors": k, **UMAP_SETTINGS}
     path = Path(cache_dir if cache_dir is not None else default_cache_dir()) / f"umap-{cache_key(a, params)}.npz"
     if path.exists():
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             return f["embedding"]
     with blas_threads():
         z = _umap(a, seed, k)
