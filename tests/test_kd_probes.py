@@ -214,7 +214,7 @@ def test_umap_cache_keys_and_hits_without_recomputing(tmp_path, monkeypatch):
 def test_umap_real_fit_on_the_exact_knn_graph_is_cached(tmp_path, monkeypatch):
     """umap-learn on a tiny n (its numba compilation is most of the time): a finite (n, 2) embedding that keeps
     two far-apart clusters apart; the second call is served from the .npz without calling UMAP."""
-    pytest.importorskip("umap")
+    import umap  # noqa: F401 - a declared dependency (the notebooks extra that make installs): never skipped
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(20, 6)), rng.normal(size=(20, 6)) + 20.0])
     calls = []
