@@ -123,13 +123,9 @@ def write() -> str:
     out += ["", "Goal check (best 1- or 2-NFE FD over the teacher's 50-NFE FD; CPU minutes of distillation):", "",
             "| method | best 1-2 NFE FD ratio | CPU time | goal met |", "|---|---|---|---|", *summary, ""]
     text = "\n".join(out)
-    res = ROOT / "bench" / "RESULTS.md"
-    old = res.read_text() if res.exists() else ""
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        nxt = rest.find("\n## ")
-        old = head.rstrip() + "\n\n" + (rest[nxt + 1:] if nxt >= 0 else "")
-    res.write_text(old.rstrip() + "\n\n" + text)
+    from results_md import replace_section
+
+    replace_section(SECTION, text)
     return text
 
 

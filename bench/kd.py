@@ -116,13 +116,9 @@ def write() -> str:
                 f"the mean of the metric column; the ECE column is the calibration comparison (lower is better). "
                 f"Machine: {meta}, one thread per run.", ""]
     text = "\n".join(out)
-    res = ROOT / "bench" / "RESULTS.md"
-    old = res.read_text() if res.exists() else ""
-    if SECTION in old:
-        head, _, rest = old.partition(SECTION)
-        nxt = rest.find("\n## ")
-        old = head.rstrip() + "\n\n" + (rest[nxt + 1:] if nxt >= 0 else "")
-    res.write_text(old.rstrip() + "\n\n" + text)
+    from results_md import replace_section
+
+    replace_section(SECTION, text)
     return text
 
 

@@ -65,6 +65,32 @@ def config_from_dict(cls, d: dict | None):
     return cls(**d)
 
 
+def make_registry(kind: str):
+    """A name -> class registry for ``kind`` (e.g. "method"): returns ``(REGISTRY, register, names, get)``:
+    the dict, the ``@register("name")`` class decorator (sets ``cls.name``; a second registration of a name is
+    an error), the sorted names, and ``get(name)`` (an unknown name is a one-line error naming the allowed ones)."""
+    registry: dict = {}
+
+    def register(name: str):
+        def deco(cls):
+            if name in registry:
+                raise LabError(f"{kind} {name!r} is registered twice")
+            cls.name = name
+            registry[name] = cls
+            return cls
+        return deco
+
+    def names() -> list[str]:
+        return sorted(registry)
+
+    def get(name: str):
+        if name not in registry:
+            raise LabError(f"unknown {kind} {name!r}; allowed: {', '.join(names())}")
+        return registry[name]
+
+    return registry, register, names, get
+
+
 class Trainable:
     name = "trainable"
 

@@ -27,29 +27,10 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.tasks import KDTask, _logits_of, get_task
-from lab.trainable import StepOutput, Trainable, check, config_from_dict, is_num
+from lab.trainable import StepOutput, Trainable, check, config_from_dict, is_num, make_registry
 
-KD_REGISTRY: dict[str, type["KDMethod"]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        if name in KD_REGISTRY:
-            raise LabError(f"KD method {name!r} is registered twice")
-        cls.name = name
-        KD_REGISTRY[name] = cls
-        return cls
-    return deco
-
-
-def list_methods() -> list[str]:
-    return sorted(KD_REGISTRY)
-
-
-def get(name: str) -> type["KDMethod"]:
-    if name not in KD_REGISTRY:
-        raise LabError(f"unknown KD method {name!r}; allowed: {', '.join(list_methods())}")
-    return KD_REGISTRY[name]
+#: the knowledge-distillation methods by name: ``register("name")`` decorates a KDMethod subclass
+KD_REGISTRY, register, list_methods, get = make_registry("KD method")
 
 
 @dataclass

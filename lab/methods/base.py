@@ -24,29 +24,10 @@ from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.nets import build_net, spec_for
-from lab.trainable import StepOutput, Trainable, check, config_from_dict
+from lab.trainable import StepOutput, Trainable, check, config_from_dict, make_registry
 
-REGISTRY: dict[str, type["Method"]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        if name in REGISTRY:
-            raise LabError(f"method {name!r} is registered twice")
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-    return deco
-
-
-def list_methods() -> list[str]:
-    return sorted(REGISTRY)
-
-
-def get_method(name: str) -> type["Method"]:
-    if name not in REGISTRY:
-        raise LabError(f"unknown method {name!r}; allowed: {', '.join(list_methods())}")
-    return REGISTRY[name]
+#: the distillation methods by name: ``register("name")`` decorates a Method subclass
+REGISTRY, register, list_methods, get_method = make_registry("method")
 
 
 @dataclass
