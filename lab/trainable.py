@@ -102,6 +102,16 @@ class Trainable:
         self._nets: dict[str, nn.Module] = {}
         self._opts: dict[str, torch.optim.Optimizer] = {}
 
+    def use_config(self, config) -> None:
+        """Set ``self.config`` from an instance of ``self.Config``, a dict of its fields or None (the defaults),
+        validated; ``total_steps`` follows its ``steps``."""
+        if isinstance(config, dict) or config is None:
+            config = config_from_dict(self.Config, config)
+        if not isinstance(config, self.Config):
+            raise LabError(f"{self.name} needs a {self.Config.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.total_steps = config.steps
+
     # ---- randomness: drawn on the CPU, moved to the device
     def randn(self, *shape) -> torch.Tensor:
         return torch.randn(*shape, generator=self.rng).to(self.device)

@@ -74,27 +74,37 @@ def app_page(path: str):
         proc.wait(timeout=10)
 
 
+def rendered(page, heading: str, min_plots: int, timeout: int = 120_000):
+    """Wait until the page shows at least ``min_plots`` plotly charts and its script run has finished (the status
+    widget is gone); check the heading is visible and no exception is shown. Returns the first chart."""
+    first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+    first.wait_for(state="visible", timeout=90_000)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot').length >= {int(min_plots)}"
+        " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    assert page.get_by_role("heading", name=heading).first.is_visible()
+    assert not page.locator('[data-testid="stException"]').count(), \
+        page.locator('[data-testid="stException"]').first.inner_text()
+    return first
+
+
+def screenshot(page, path: Path) -> None:
+    page.wait_for_timeout(500)  # let WebGL finish painting
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+
+
 @pytest.mark.browser
 def test_generators_page_in_chromium(app_students):
     with app_page("/Generators") as page:
-        plot = page.locator('[data-testid="stMain"] .js-plotly-plot').first
-        plot.wait_for(state="visible", timeout=90_000)
-        # wait for the script run to finish (the status widget disappears) so the page is complete
-        page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot').length >= 2"
-            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
-        assert page.get_by_role("heading", name="Generators").first.is_visible()
-        assert not page.locator('[data-testid="stException"]').count(), \
-            page.locator('[data-testid="stException"]').first.inner_text()
+        plot = rendered(page, "Generators", 2, timeout=90_000)
         titles = plot.locator(".annotation-text").all_text_contents()
         assert any(t.startswith("teacher @") for t in titles), titles
         assert any(t.startswith(f"{app_students[0]} @") for t in titles), (app_students, titles)
         n_traces = plot.evaluate("gd => gd.data.length")
         assert n_traces >= 4, n_traces  # teacher + one student at 1, 2, 4 NFE
         assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
-        page.wait_for_timeout(500)  # let WebGL finish painting
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        screenshot(page, SCREENSHOT)
     assert SCREENSHOT.stat().st_size > 10_000
 
 
@@ -106,17 +116,9 @@ def test_digits_page_in_chromium():
     """The Digits page draws its image grids (sample grid, x0 view, guidance sweep) from the shipped digits zoo.
     Also refreshes assets/app_digits.png."""
     with app_page("/Digits") as page:
-        page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
-        page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot').length >= 3"
-            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-        assert page.get_by_role("heading", name="Digits").first.is_visible()
-        assert not page.locator('[data-testid="stException"]').count(), \
-            page.locator('[data-testid="stException"]').first.inner_text()
-        first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
+        first = rendered(page, "Digits", 3)
         assert first.evaluate("gd => gd.data[0].type") == "image"
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(DIGITS_SCREENSHOT), full_page=True)
+        screenshot(page, DIGITS_SCREENSHOT)
     assert DIGITS_SCREENSHOT.stat().st_size > 10_000
 
 
@@ -129,17 +131,10 @@ def test_knowledge_distillation_page_in_chromium():
     bar ends in the run comparison, CKA heatmaps, embeddings and reliability diagrams). Also refreshes
     assets/app_kd.png."""
     with app_page("/Knowledge_distillation") as page:
-        page.locator('[data-testid="stMain"] .js-plotly-plot').first.wait_for(state="visible", timeout=90_000)
-        page.wait_for_function(
-            "() => document.querySelectorAll('.js-plotly-plot').length >= 7"
-            " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
-        assert page.get_by_role("heading", name="Knowledge distillation").first.is_visible()
-        assert not page.locator('[data-testid="stException"]').count(), \
-            page.locator('[data-testid="stException"]').first.inner_text()
+        rendered(page, "Knowledge distillation", 7, timeout=180_000)
         types = page.locator('[data-testid="stMain"] .js-plotly-plot').evaluate_all(
             "gds => gds.map(gd => gd.data.map(t => t.type))")
         flat = [t for ts in types for t in ts]
         assert "heatmap" in flat and "bar" in flat, flat  # CKA heatmaps; explorer / reliability bars
-        page.wait_for_timeout(500)
-        page.screenshot(path=str(KD_SCREENSHOT), full_page=True)
+        screenshot(page, KD_SCREENSHOT)
     assert KD_SCREENSHOT.stat().st_size > 10_000

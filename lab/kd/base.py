@@ -27,7 +27,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.tasks import KDTask, _logits_of, get_task
-from lab.trainable import StepOutput, Trainable, check, config_from_dict, is_num, make_registry
+from lab.trainable import StepOutput, Trainable, check, is_num, make_registry
 
 #: the knowledge-distillation methods by name: ``register("name")`` decorates a KDMethod subclass
 KD_REGISTRY, register, list_methods, get = make_registry("KD method")
@@ -126,12 +126,8 @@ class KDMethod(Trainable):
     def __init__(self, teacher: "nn.Module | str | None", task: "KDTask | str", config: "KDConfig | dict | None" = None,
                  seed: int = 0, device=None):
         super().__init__(seed, device)
-        if isinstance(config, dict) or config is None:
-            config = config_from_dict(self.Config, config)
-        if not isinstance(config, self.Config):
-            raise LabError(f"{self.name} needs a {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
-        self.total_steps = config.steps
+        self.use_config(config)
+        config = self.config
         self.task = get_task(task)
         if self.task.kind not in self.kinds:
             raise LabError(f"{self.name} supports {' and '.join(self.kinds)} tasks, not {self.task.kind} "

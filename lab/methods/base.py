@@ -24,7 +24,7 @@ from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.nets import build_net, spec_for
-from lab.trainable import StepOutput, Trainable, check, config_from_dict, make_registry
+from lab.trainable import StepOutput, Trainable, check, make_registry
 
 #: the distillation methods by name: ``register("name")`` decorates a Method subclass
 REGISTRY, register, list_methods, get_method = make_registry("method")
@@ -103,12 +103,8 @@ class Method(Trainable):
     def __init__(self, teacher: "Generator | str", data: "Source | str", config: "MethodConfig | dict | None" = None,
                  seed: int = 0, device=None):
         super().__init__(seed, device)
-        if isinstance(config, dict) or config is None:
-            config = config_from_dict(self.Config, config)
-        if not isinstance(config, self.Config):
-            raise LabError(f"{self.name} needs a {self.Config.__name__}, got {type(config).__name__}")
-        self.config = config
-        self.total_steps = config.steps
+        self.use_config(config)
+        config = self.config
         if isinstance(teacher, str):
             from lab.zoo import load as zoo_load
 
