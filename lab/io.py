@@ -1,14 +1,17 @@
-"""Atomic files, safetensors + JSON checkpoints, and nested state without pickle."""
+"""Atomic files, safetensors + JSON, and nested state (checkpoints) in one verified safetensors file, without pickle."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -21,10 +24,25 @@ def _atomic(path: Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def fsync_dir(folder) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every OS or file system allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -113,16 +131,89 @@ def unflatten_state(skel, tensors: dict[str, torch.Tensor]):
     return skel
 
 
-def save_state(path_stem, state: dict) -> None:
-    """Write ``<stem>.safetensors`` + ``<stem>.json`` (tensors first, so the JSON marks completeness)."""
+STATE_FORMAT = "lab-state/1"
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def state_path(path_stem) -> Path:
+    """``ckpt`` or ``ckpt.safetensors`` -> ``ckpt.safetensors``."""
+    p = Path(path_stem)
+    return p if p.suffix == ".safetensors" else p.with_name(p.name + ".safetensors")
+
+
+def save_state(path_stem, state: dict, pause_point: str | None = None) -> Path:
+    """Write ``state`` (nested dicts/lists of tensors and JSON values) as ONE ``<stem>.safetensors`` file.
+
+    The tensors are the file's tensors; the nested structure (JSON) and a sha256 of the tensors are its
+    metadata. The file appears in one rename, so the structure can never disagree with the tensors, and a
+    reader can verify it (:func:`load_state`)."""
     skel, tensors = flatten_state(state)
-    stem = Path(path_stem)
-    save_tensors(stem.with_suffix(".safetensors"), tensors)
-    atomic_write_json(stem.with_suffix(".json"), skel)
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = {"format": STATE_FORMAT, "skeleton": json.dumps(skel, default=_json_default), "sha256": _digest(clean)}
+    path = state_path(path_stem)
+
+    def w(tmp):
+        save_file(clean, tmp, metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        pause_here(f"{pause_point}-written" if pause_point else None)
+
+    _atomic(path, w)
+    return path
 
 
 def load_state(path_stem, device="cpu") -> dict:
-    stem = Path(path_stem)
-    skel = read_json(stem.with_suffix(".json"))
-    tensors = load_tensors(stem.with_suffix(".safetensors"), device="cpu")
-    return unflatten_state(skel, tensors)
+    """Read and verify a state file written by :func:`save_state`; any damage is a one-line LabError."""
+    from lab.errors import LabError
+
+    path = state_path(path_stem)
+    if not path.is_file():
+        raise LabError(f"{path} is missing")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for truncated/garbled files
+        raise LabError(f"{path} is not a readable safetensors file ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'damaged'})") from None
+    if meta.get("format") != STATE_FORMAT or "skeleton" not in meta:
+        raise LabError(f"{path} is not a lab state file (format {meta.get('format')!r}, expected {STATE_FORMAT!r})")
+    if _digest(tensors) != meta.get("sha256"):
+        raise LabError(f"{path} is damaged: its tensors do not match the sha256 recorded in it")
+    try:
+        skel = json.loads(meta["skeleton"])
+        return unflatten_state(skel, tensors)
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise LabError(f"{path} has a damaged structure ({type(e).__name__})") from None
+
+
+# ---- a test hook: pause at a named point so a kill test can SIGKILL the process exactly there
+def pause_here(point: str | None) -> None:
+    """If ``LAB_TEST_PAUSE`` is ``POINT@K`` and this is the K-th time ``point`` is reached in this process,
+    write ``POINT@K`` to the file ``LAB_TEST_PAUSE_FILE`` and sleep ``LAB_TEST_PAUSE_SECONDS`` (default 60),
+    so that a test can kill the process there. Without the variable this does nothing."""
+    spec = os.environ.get("LAB_TEST_PAUSE")
+    if not spec or point is None:
+        return
+    name, _, k = spec.partition("@")
+    if name != point:
+        return
+    _PAUSE_COUNTS[point] = _PAUSE_COUNTS.get(point, 0) + 1
+    if _PAUSE_COUNTS[point] != int(k or 1):
+        return
+    marker = os.environ.get("LAB_TEST_PAUSE_FILE")
+    if marker:
+        with open(marker, "w") as f:
+            f.write(spec + "\n")
+    time.sleep(float(os.environ.get("LAB_TEST_PAUSE_SECONDS", "60")))
+
+
+_PAUSE_COUNTS: dict[str, int] = {}

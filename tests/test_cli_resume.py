@@ -10,6 +10,8 @@ import time
 
 import pandas as pd
 
+from lab.runs import Run
+
 SMALL = json.dumps({"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}})
 
 
@@ -23,15 +25,15 @@ def test_killed_run_resumes_from_the_cli(tmp_path):
                                     "--steps", "1500", "--config", SMALL, "--out", str(out), "--quiet"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not (out / "checkpoint.json").exists():
+    while not (out / "checkpoint.safetensors").exists():
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline, "no checkpoint written within 120 s"
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)  # no clean shutdown: only atomically written files survive
     proc.wait()
     assert not (out / "model.json").exists()
-    done_before = json.loads((out / "checkpoint.json").read_text())["trainable"]["it"]
-    assert 0 < done_before < 1500
+    done_before = Run.open(out).load_checkpoint()["trainable"]["it"]
+    assert 0 <= done_before < 1500
 
     bad = subprocess.run(lab_cmd("distill", "--resume", str(out), "--method", "reflow"), capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr

@@ -32,7 +32,7 @@ def test_atomic_writes_leave_no_temp_files(tmp_path):
     save_npz(tmp_path / "d.npz", a=np.zeros(3), b=torch.ones(2).numpy())
     save_state(tmp_path / "e", {"w": torch.ones(2), "n": 3})
     atomic_write_text(tmp_path / "sub" / "deeper" / "f.txt", "made parents")  # parents are created
-    assert _listing(tmp_path) == ["a.txt", "b.json", "c.safetensors", "d.npz", "e.json", "e.safetensors", "sub"]
+    assert _listing(tmp_path) == ["a.txt", "b.json", "c.safetensors", "d.npz", "e.safetensors", "sub"]
     assert _listing(tmp_path / "sub" / "deeper") == ["f.txt"]
     assert (tmp_path / "a.txt").read_text() == "hello\n"
     assert read_json(tmp_path / "b.json") == {"x": 1.5, "y": [1, 2], "t": [1.0, 2.0], "p": "/q", "n": [0, 1, 2]}
@@ -145,17 +145,43 @@ def test_state_keys_containing_dots_do_not_collide(tmp_path):
     _assert_same(state, load_state(tmp_path / "s"))
 
 
-def test_state_files_are_plain_json_and_safetensors(tmp_path):
+def test_state_is_one_safetensors_file_with_a_json_skeleton(tmp_path):
+    """One file: the tensors are its tensors, the structure is strict JSON in its metadata (no pickle), and a
+    sha256 of the tensors is recorded beside it."""
     net, opt = _trained_adam()
     save_state(tmp_path / "ckpt", {"opt": opt.state_dict(), "rng": torch.get_rng_state()})
-    skel = json.loads((tmp_path / "ckpt.json").read_text())  # strict JSON, no pickle
-    assert "opt" in skel
+    assert _listing(tmp_path) == ["ckpt.safetensors"]
     with safe_open(str(tmp_path / "ckpt.safetensors"), framework="pt") as f:
-        keys = set(f.keys())
+        keys, meta = set(f.keys()), f.metadata()
+    skel = json.loads(meta["skeleton"])  # strict JSON
+    assert "opt" in skel and meta["format"] == "lab-state/1" and len(meta["sha256"]) == 64
     assert keys == set(load_tensors(tmp_path / "ckpt.safetensors"))
-    refs = set(re.findall(r'"__tensor__": "([^"]+)"', (tmp_path / "ckpt.json").read_text()))
-    assert refs == keys
-    assert _listing(tmp_path) == ["ckpt.json", "ckpt.safetensors"]
+    assert set(re.findall(r'"__tensor__": "([^"]+)"', meta["skeleton"])) == keys
+
+
+def test_damaged_state_files_are_one_line_errors(tmp_path):
+    """A truncated file, a file whose bytes were changed, random bytes, a file without our metadata and a
+    missing file are each refused with one line; a good file still loads."""
+    from safetensors.torch import save_file
+
+    from lab.errors import LabError
+
+    state = {"w": torch.arange(64, dtype=torch.float32), "n": 3}
+    good = save_state(tmp_path / "good", state)
+    blob = good.read_bytes()
+    cases = {"truncated": blob[: len(blob) - 7], "random": bytes(range(256)) * 3}
+    flipped = bytearray(blob)
+    flipped[-1] ^= 0xFF  # the last byte of the last tensor: the header still parses, the sha256 does not match
+    cases["flipped"] = bytes(flipped)
+    for name, data in cases.items():
+        (tmp_path / f"{name}.safetensors").write_bytes(data)
+    save_file({"w": torch.ones(2)}, str(tmp_path / "foreign.safetensors"))
+    for name, match in [("truncated", "readable|damaged"), ("random", "readable"), ("flipped", "sha256"),
+                        ("foreign", "not a lab state"), ("missing", "missing")]:
+        with pytest.raises(LabError, match=match) as e:
+            load_state(tmp_path / name)
+        assert "\n" not in str(e.value), name
+    assert load_state(tmp_path / "good")["n"] == 3
 
 
 def test_no_pickle_anywhere_in_lab():

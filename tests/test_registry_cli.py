@@ -237,7 +237,7 @@ def test_cli_round_trip(cli):
         assert step in rt and rt[step].returncode == 0, (step, rt[step].stderr[-3000:] if step in rt else "not run")
     assert (tmp / "T" / "model.json").exists() and (tmp / "T" / "weights.safetensors").exists()
     assert lab.load(tmp / "T").card["data"].endswith("pts.npy")
-    assert {"config.json", "metrics.csv", "model.json", "weights.safetensors", "checkpoint.json",
+    assert {"config.json", "metrics.csv", "model.json", "weights.safetensors", "checkpoint.prev.safetensors",
             "checkpoint.safetensors"} <= set(rt["S_before"])
     x = np.load(tmp / "s.npy", allow_pickle=False)
     assert x.shape == (100, 2) and x.dtype == np.float32 and np.isfinite(x).all()

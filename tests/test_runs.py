@@ -49,7 +49,7 @@ def _interrupt(monkeypatch, at: int, ckpt_every: int, fn, *args, **kwargs):
     """Run ``fn`` (distill_run / train_teacher_run) with checkpoints every ``ckpt_every`` steps and a kill at ``at``."""
     orig = recipes._callbacks
 
-    def patched(run, trainable, ema, progress, every=10, ckpt_every_=500):
+    def patched(run, trainable, ema, progress, every=10, **kw):
         cbs = orig(run, trainable, ema, progress, every, ckpt_every=ckpt_every)
         return cbs[:-1] + [StopAt(at)] + cbs[-1:]  # after Checkpoint, before the progress bar
 
@@ -167,7 +167,7 @@ def test_teacher_run_resume_is_bitwise_identical(tmp_path, monkeypatch):
 def test_run_records(references):
     run = references("reflow")
     folder = run.folder
-    for f in ("config.json", "metrics.csv", "checkpoint.json", "checkpoint.safetensors", "model.json",
+    for f in ("config.json", "metrics.csv", "checkpoint.safetensors", "checkpoint.prev.safetensors", "model.json",
               "weights.safetensors"):
         assert (folder / f).exists(), f
     assert not list(folder.glob(".*.tmp"))

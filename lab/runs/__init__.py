@@ -1,6 +1,6 @@
 """The loop, callbacks, and the on-disk run record."""
-from lab.runs.loop import EMA, Callback, Checkpoint, LoopState, NaNGuard, ProgressBar, Recorder, StepOutput, distill, run_to_end, train
+from lab.runs.loop import EMA, Callback, Checkpoint, Guard, LoopState, NaNGuard, ProgressBar, Recorder, StepOutput, distill, run_to_end, train
 from lab.runs.run import Run, find_students, list_runs
 
-__all__ = ["EMA", "Callback", "Checkpoint", "LoopState", "NaNGuard", "ProgressBar", "Recorder", "StepOutput", "distill",
+__all__ = ["EMA", "Callback", "Checkpoint", "Guard", "LoopState", "NaNGuard", "ProgressBar", "Recorder", "StepOutput", "distill",
            "run_to_end", "train", "Run", "find_students", "list_runs"]

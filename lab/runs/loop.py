@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from lab.errors import LabError
+from lab.errors import DivergenceError, LabError
 from lab.trainable import StepOutput  # noqa: F401 - re-exported
 
 
@@ -104,11 +105,88 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-class NaNGuard(Callback):
+class Guard(Callback):
+    """Stops a diverging run before anything bad is saved.
+
+    After every step it checks each loss term (finite, and not beyond ``factor`` times the running median
+    of its own magnitude over the last ``window`` steps, from its second step on: a divergence at lr 1000 is
+    10^10 after ONE step, so waiting for a longer warm-up would let the median itself diverge), and
+    every parameter and gradient of the trainable's networks (finite). A failure raises
+    :class:`~lab.errors.DivergenceError` naming the step and the term. It sits before the checkpoint
+    callback, so the bad step is never checkpointed; the checkpoint itself refuses non-finite optimiser
+    state (:func:`assert_finite_state`).
+
+    ``factor`` is deliberately loose (1e4 by default, with the median floored at ``floor``): a stage change
+    or a noisy adversarial term moves a loss by a few times, a divergence by orders of magnitude."""
+
+    def __init__(self, factor: float = 1e4, window: int = 50, warmup: int = 1, floor: float = 1e-2,
+                 check_params: bool = True):
+        if not factor > 1:
+            raise LabError(f"invalid guard factor {factor!r}; allowed: a number > 1 (e.g. 1e4)")
+        self.factor, self.window, self.warmup, self.floor = float(factor), int(window), int(warmup), float(floor)
+        self.check_params = check_params
+        self.hist: dict[str, list[float]] = {}
+
     def on_step(self, state):
+        step = state.it
         for k, v in state.out.losses.items():
-            if not math.isfinite(float(v)):
-                raise FloatingPointError(f"loss {k!r} became {v} at step {state.it}; lower the learning rate")
+            v = float(v)
+            if not math.isfinite(v):
+                raise DivergenceError(step, f"loss {k!r}", f"is {v}")
+            key = f"{state.out.stage}/{k}"
+            h = self.hist.setdefault(key, [])
+            if len(h) >= self.warmup:
+                med = float(np.median(h))
+                if abs(v) > self.factor * max(med, self.floor):
+                    raise DivergenceError(step, f"loss {k!r}",
+                                          f"is {v:.4g}, over {self.factor:g}x its running median {med:.4g}")
+            h.append(abs(v))
+            if len(h) > self.window:
+                del h[0]
+        if self.check_params and hasattr(state.trainable, "nets"):
+            for name, net in state.trainable.nets().items():
+                for pname, p in net.named_parameters():
+                    if not bool(torch.isfinite(p).all()):
+                        raise DivergenceError(step, f"parameter {name}.{pname}", "is not finite")
+                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                        raise DivergenceError(step, f"gradient of {name}.{pname}", "is not finite")
+
+    def state_dict(self):
+        return {"hist": self.hist}
+
+    def load_state_dict(self, sd):
+        self.hist = {k: [float(x) for x in v] for k, v in sd.get("hist", {}).items()}
+
+
+NaNGuard = Guard  # the name it had before it looked beyond the loss
+
+
+def assert_finite_state(state: dict, step: int) -> None:
+    """Raise :class:`~lab.errors.DivergenceError` if any floating tensor in a (nested) state is not finite:
+    nets, optimiser moments, EMA shadows. Called before a checkpoint is written."""
+    from lab.io import flatten_state
+
+    skel, tensors = flatten_state(state)
+    bad = {k for k, t in tensors.items() if t.dtype.is_floating_point and not bool(torch.isfinite(t).all())}
+    if not bad:
+        return
+    where = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            if node.get("__tensor__") in bad:
+                where.append(path)
+                return
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else k)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}.{i}")
+
+    walk(skel, "")
+    shown = ", ".join(p.replace(".__dict_int__", "").replace(".__tuple__", "") for p in where[:3])
+    raise DivergenceError(step, "state to checkpoint", f"has non-finite values in {shown}"
+                                                        f"{' and more' if len(where) > 3 else ''}")
 
 
 class EMA(Callback):
@@ -160,6 +238,14 @@ class Recorder(Callback):
         self.run, self.every, self.snapshot_every = run, every, snapshot_every
         self.rows: list[dict] = []
 
+    def on_start(self, trainable, total):
+        # a resumed run: metrics.csv may hold rows logged after the checkpoint; cut it back to the checkpoint's
+        if self.run is not None and trainable.it > 0:
+            if self.rows:
+                self.run.write_metrics(self.rows)
+            elif (self.run.folder / "metrics.csv").exists():
+                self.run.path("metrics.csv").unlink()
+
     def on_step(self, state):
         if state.it % self.every == 0 or state.it == state.total:
             self.rows.append({"step": state.it, "stage": state.out.stage, **state.out.row()})
@@ -193,17 +279,38 @@ class Recorder(Callback):
 
 
 class Checkpoint(Callback):
-    """Saves the trainable and every callback's state to the run folder every ``every`` steps and at the end."""
+    """Saves the trainable and every callback's state to the run folder: at step 0 of a fresh run, every
+    ``every`` steps (or, with ``every=None``, whenever ``seconds`` of wall time have passed since the last
+    save, so a kill loses at most that much work at any scale), and at the end. Each checkpoint is one
+    verified file committed in one rename; a state with non-finite values is never written."""
 
-    def __init__(self, run, every: int = 500, callbacks: Iterable[Callback] = ()):
-        self.run, self.every, self.callbacks = run, every, list(callbacks)
+    def __init__(self, run, every: int | None = None, callbacks: Iterable[Callback] = (), seconds: float = 5.0,
+                 extra: dict | None = None):
+        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+            raise LabError(f"invalid checkpoint interval {every!r}; allowed: a positive number of steps, or None "
+                           f"(every {seconds:g} s)")
+        self.run, self.every, self.seconds, self.callbacks = run, every, float(seconds), list(callbacks)
+        self.extra = dict(extra or {})
+        self.last_step: int | None = None
+        self._t = time.monotonic()
 
     def save(self, trainable):
         cb_states = {type(cb).__name__: cb.state_dict() for cb in self.callbacks if cb.state_dict() is not None}
-        self.run.save_checkpoint({"trainable": trainable.state_dict(), "callbacks": cb_states})
+        state = {"trainable": trainable.state_dict(), "callbacks": cb_states, **self.extra}
+        assert_finite_state(state, trainable.it)
+        self.run.save_checkpoint(state)
+        self.last_step, self._t = trainable.it, time.monotonic()
+
+    def on_start(self, trainable, total):
+        self._t = time.monotonic()
+        if trainable.it == 0 and not self.run.has_checkpoint():
+            self.save(trainable)  # every run folder is resumable, even one killed in its first seconds
 
     def on_step(self, state):
-        if self.every and state.it % self.every == 0 and state.it != state.total:
+        if state.it == state.total:
+            return  # on_end saves the final state
+        due = (state.it % self.every == 0) if self.every else (time.monotonic() - self._t >= self.seconds)
+        if due:
             self.save(state.trainable)
 
     def on_end(self, state):

@@ -5,11 +5,12 @@ resumed anywhere.
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from lab.errors import LabError
-from lab.runs.loop import EMA, Checkpoint, NaNGuard, ProgressBar, Recorder, train
+from lab.errors import DivergenceError, LabError
+from lab.runs.loop import EMA, Checkpoint, Guard, ProgressBar, Recorder, train
 from lab.runs.run import Run
 
 
@@ -52,9 +53,11 @@ def _check_ema(ema) -> None:
         raise LabError(f"invalid EMA decay {ema!r}; allowed: a float in [0, 1), e.g. 0.999")
 
 
-def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int = 500):
+def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int | None = None):
+    """The CLI's callbacks, in order: the divergence guard (before anything is recorded or saved), EMA, the
+    recorder, the checkpoint (every ``ckpt_every`` steps, or every few seconds when None) and the bar."""
     rec = Recorder(run, every=every, snapshot_every=max(1, trainable.total_steps // 10))
-    cbs = [NaNGuard()]
+    cbs = [Guard()]
     if ema:
         cbs.append(EMA(ema))
     cbs.append(rec)
@@ -71,7 +74,8 @@ def _restore_callbacks(cbs, states: dict):
 
 
 def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
-                      overwrite=False, config: dict | None = None, ema: float | None = None):
+                      overwrite=False, config: dict | None = None, ema: float | None = None,
+                      checkpoint_every: int | None = None):
     from lab.diffusion.train import TeacherConfig, TeacherTraining
     from lab.trainable import config_from_dict
 
@@ -80,12 +84,13 @@ def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, d
     tr = TeacherTraining(data, cfg, seed=seed, device=device)
     run = Run.create(out, {"kind": "teacher", "data": tr.data.spec, "config": tr.config_dict(), "seed": seed,
                            "device": str(device), "steps": cfg.steps, "ema": ema}, overwrite=overwrite)
-    return _finish(run, tr, _callbacks(run, tr, ema, progress), data_spec=tr.data.spec,
+    return _finish(run, tr, _callbacks(run, tr, ema, progress, ckpt_every=checkpoint_every), data_spec=tr.data.spec,
                    recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed, "ema": ema})
 
 
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
-                device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None):
+                device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None,
+                checkpoint_every: int | None = None):
     from lab.methods import get_method
 
     cls = get_method(method)
@@ -98,7 +103,7 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
     run = Run.create(out, {"kind": "distill", "method": method, "config": m.config_dict(), "teacher": teacher,
                            "data": m.data.spec, "seed": seed, "device": str(device), "steps": m.total_steps,
                            "ema": ema}, overwrite=overwrite)
-    return _finish(run, m, _callbacks(run, m, ema, progress), data_spec=m.data.spec,
+    return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=m.data.spec,
                    recipe={"method": method, "teacher": teacher, "config": m.config_dict(), "seed": seed})
 
 
@@ -107,7 +112,8 @@ def default_kd_teacher(task: str) -> str:
 
 
 def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int | None = None,
-           config: dict | None = None, seed: int = 0, device="cpu", progress=True, overwrite=False, ema=None):
+           config: dict | None = None, seed: int = 0, device="cpu", progress=True, overwrite=False, ema=None,
+           checkpoint_every: int | None = None):
     """Knowledge distillation into a run folder: the student classifier / language model is saved there."""
     from lab.kd import get, get_task
 
@@ -123,52 +129,159 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
     run = Run.create(out, {"kind": "kd", "method": method, "config": m.config_dict(), "teacher": teacher,
                            "task": tk.name, "seed": seed, "device": str(device), "steps": m.total_steps, "ema": ema},
                      overwrite=overwrite)
-    return _finish(run, m, _callbacks(run, m, ema, progress), data_spec=tk.name,
+    return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=tk.name,
                    recipe={"method": method, "teacher": teacher, "task": tk.name, "config": m.config_dict(),
                            "seed": seed})
 
 
-def resume_run(folder, progress=True, device=None):
+def _build(cfg: dict, device):
+    """The trainable a run folder's config describes -> (trainable, recipe, data spec)."""
+    kind = cfg.get("kind", "distill")
+    try:
+        if kind == "teacher":
+            from lab.diffusion.train import TeacherConfig, TeacherTraining
+            from lab.trainable import config_from_dict
+
+            tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"],
+                                 device=device)
+            return tr, {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"],
+                        "ema": cfg.get("ema")}, tr.data.spec
+        if kind == "kd":
+            from lab.kd import get
+
+            cls = get(cfg["method"])
+            tr = cls(cfg["teacher"] if cls.needs_teacher else None, cfg["task"], cfg["config"], seed=cfg["seed"],
+                     device=device)
+            return tr, {"method": cfg["method"], "teacher": cfg["teacher"], "task": cfg["task"],
+                        "config": cfg["config"], "seed": cfg["seed"]}, cfg["task"]
+        if kind == "distill":
+            from lab.methods import get_method
+
+            gen, data = resolve_teacher(cfg["teacher"], device, cfg.get("data"))
+            tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=device)
+            return tr, {"method": cfg["method"], "teacher": cfg["teacher"], "config": cfg["config"],
+                        "seed": cfg["seed"]}, cfg["data"]
+    except KeyError as e:
+        raise LabError(f"config.json lacks {e.args[0]!r}; it is not a usable run folder") from None
+    except TypeError as e:
+        raise LabError(f"config.json has a value of the wrong type ({e}); it is not a usable run folder") from None
+    raise LabError(f"config.json has kind {kind!r}; allowed: teacher, distill, kd")
+
+
+def _canon(cfg: dict) -> str:
+    return json.dumps(cfg, sort_keys=True)
+
+
+def _changed(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Keys whose values differ between two (nested) configs, as ``path: old -> new``."""
+    out = []
+    for k in sorted(set(a) | set(b), key=str):
+        va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _changed(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def _with_overrides(cfg: dict, overrides: dict) -> dict:
+    new = json.loads(json.dumps(cfg))
+    if not isinstance(new.get("config"), dict):
+        raise LabError("config.json has no 'config' object; it is not a usable run folder")
+    for k, v in overrides.items():
+        new["config"][k] = v
+    if "steps" in overrides:
+        new["steps"] = overrides["steps"]
+    return new
+
+
+def resume_run(folder, progress=True, device=None, overrides: dict | None = None,
+               checkpoint_every: int | None = None):
+    """Finish a run folder from its newest good checkpoint (or from the start, if it was killed before its
+    first one). ``overrides`` (config fields, e.g. a lower ``lr`` after a divergence, or more ``steps``) are
+    validated, applied to the rebuilt method and its optimisers, and recorded in ``config.json`` under
+    ``resumes``. A ``config.json`` edited by hand since the checkpoint is refused, never silently ignored.
+    The folder is locked for the whole resume."""
     run = Run.open(folder)
+    run.acquire()
+    try:
+        return _resume_locked(run, progress, device, dict(overrides or {}), checkpoint_every)
+    finally:
+        run.release()
+
+
+def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every):
     cfg = run.config
-    ckpt = run.load_checkpoint()
+    ckpt = run.load_checkpoint() if run.has_checkpoint() else None
+    if ckpt is not None and isinstance(ckpt.get("run_config"), str) and ckpt["run_config"] != _canon(cfg):
+        saved = json.loads(ckpt["run_config"])
+        if ckpt.get("prev_run_config") == _canon(cfg):
+            cfg = saved  # killed between committing a resume's overrides and rewriting config.json: finish that
+            run.write_config(cfg)
+        else:
+            diff = "; ".join(_changed(saved, cfg)[:4])
+            raise LabError(f"{run.folder}/config.json was edited after its last checkpoint ({diff}); hand edits are "
+                           "not applied: restore it and pass changes on resume, e.g. --config '{\"lr\": 0.0001}'")
     dev = device or cfg.get("device", "cpu")
-    if cfg.get("kind") == "teacher":
-        from lab.diffusion.train import TeacherConfig, TeacherTraining
-        from lab.trainable import config_from_dict
-
-        tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"], device=dev)
-        recipe = {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"]}
-        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
-    elif cfg.get("kind") == "kd":
-        from lab.kd import get
-
-        cls = get(cfg["method"])
-        tr = cls(cfg["teacher"] if cls.needs_teacher else None, cfg["task"], cfg["config"], seed=cfg["seed"],
-                 device=dev)
-        recipe = {"method": cfg["method"], "teacher": cfg["teacher"], "task": cfg["task"], "config": cfg["config"],
-                  "seed": cfg["seed"]}
-        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
-    else:
-        from lab.methods import get_method
-
-        gen, data = resolve_teacher(cfg["teacher"], dev, cfg.get("data"))
-        tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=dev)
-        recipe = {"method": cfg["method"], "teacher": cfg["teacher"], "config": cfg["config"], "seed": cfg["seed"]}
-        cbs = _callbacks(run, tr, cfg.get("ema"), progress)
-    tr.load_state_dict(ckpt["trainable"])
-    _restore_callbacks(cbs, ckpt.get("callbacks", {}))
+    new_cfg = _with_overrides(cfg, overrides) if overrides else cfg
+    tr, recipe, data_spec = _build(new_cfg, dev)
+    if overrides:
+        new_cfg["config"] = tr.config_dict() if hasattr(tr, "config_dict") else new_cfg["config"]
+        new_cfg["steps"] = tr.total_steps
+        recipe["config"] = new_cfg["config"]
+    fresh = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
+             for n, o in getattr(tr, "_opts", {}).items()}
+    if ckpt is not None:
+        try:
+            tr.load_state_dict(ckpt["trainable"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            if isinstance(e, LabError):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise LabError(f"the checkpoint in {run.folder} does not fit its config"
+                           f"{' with these overrides' if overrides else ''} ({first[:200]})") from None
+    if overrides:  # the optimisers' hyperparameters (lr, betas, weight decay) follow the new config
+        for n, groups in fresh.items():
+            for g, h in zip(tr._opts[n].param_groups, groups):
+                g.update(h)
+    cbs = _callbacks(run, tr, cfg.get("ema"), progress, ckpt_every=checkpoint_every)
+    if ckpt is not None:
+        _restore_callbacks(cbs, ckpt.get("callbacks", {}))
+    if overrides:
+        new_cfg["resumes"] = list(cfg.get("resumes", [])) + [{"step": tr.it, "overrides": overrides}]
+        ck = next(c for c in cbs if isinstance(c, Checkpoint))
+        ck.extra = {"run_config": _canon(new_cfg), "prev_run_config": _canon(cfg)}
+        ck.save(tr)  # the checkpoint carries the new config first; then config.json says it too
+        run.write_config(new_cfg)
+        cfg = new_cfg
     if tr.it >= tr.total_steps and run.has_model():
         return run
-    return _finish(run, tr, cbs, data_spec=cfg.get("data", cfg.get("task")), recipe=recipe)
+    return _finish(run, tr, cbs, data_spec=data_spec, recipe=recipe)
 
 
 def _finish(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run:
-    t0 = time.perf_counter()
-    for _ in train(trainable, callbacks=callbacks):
-        pass
-    wall = time.perf_counter() - t0
-    gen = trainable.generator()
-    gen.save(run.folder, {"data": data_spec, "recipe": recipe, "train_seconds": round(wall, 2),
-                          "run": str(run.folder)})
-    return run
+    """Train to the end under the run's lock and save the model; a divergence is one line naming the
+    last good checkpoint."""
+    run.acquire()
+    try:
+        ck = next((c for c in callbacks if isinstance(c, Checkpoint)), None)
+        if ck is not None:
+            ck.extra = {"run_config": _canon(run.config), **{k: v for k, v in ck.extra.items() if k != "run_config"}}
+        t0 = time.perf_counter()
+        try:
+            for _ in train(trainable, callbacks=callbacks):
+                pass
+        except DivergenceError as e:
+            last = ck.last_step if ck is not None and ck.last_step is not None else None
+            kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was written"
+            e.args = (f"{e}; {kept}; resume with a lower learning rate: "
+                      f"lab distill --resume {run.folder} --config '{{\"lr\": ...}}'",)
+            raise e from None
+        wall = time.perf_counter() - t0
+        gen = trainable.generator()
+        run.path("model.json"), run.path("weights.safetensors")  # refuse symlinks before writing the model
+        gen.save(run.folder, {"data": data_spec, "recipe": recipe, "train_seconds": round(wall, 2),
+                              "run": str(run.folder)})
+        return run
+    finally:
+        run.release()
