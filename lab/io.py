@@ -73,8 +73,24 @@ def atomic_write_json(path, obj) -> None:
 
 
 def read_json(path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON value in ``path``; a missing, unreadable or malformed file is a one-line LabError naming it."""
+    from lab.errors import LabError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise LabError(f"{path} is missing") from None
+    except IsADirectoryError:
+        raise LabError(f"{path} is a folder, not a JSON file") from None
+    except OSError as e:
+        raise LabError(f"{path} cannot be read ({e.strerror or type(e).__name__})") from None
+    except UnicodeDecodeError:
+        raise LabError(f"{path} is not UTF-8 text, so not JSON") from None
+    except json.JSONDecodeError as e:
+        raise LabError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise LabError(f"{path} nests JSON too deeply") from None
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

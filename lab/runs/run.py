@@ -140,10 +140,7 @@ class Run:
     # ---- records
     @property
     def config(self) -> dict:
-        try:
-            cfg = read_json(self.path("config.json"))
-        except (OSError, ValueError) as e:
-            raise LabError(f"{self.folder}/config.json is unreadable ({type(e).__name__}); it is not a usable run folder") from None
+        cfg = read_json(self.path("config.json"))  # a damaged file is a one-line LabError naming it
         if not isinstance(cfg, dict):
             raise LabError(f"{self.folder}/config.json is not a JSON object; it is not a usable run folder")
         return cfg
