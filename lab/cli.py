@@ -1,11 +1,26 @@
 """The ``lab`` command (also ``python -m lab``).
 
-Bad input never shows a traceback: one line naming the allowed values, exit code 2.
+Bad input never shows a traceback: it ends in exactly one stderr line ``error: ...`` naming the bad
+value and the allowed ones. Exit codes:
+
+- 0: done;
+- 1: internal error, a bug: ``error: internal error: TYPE: MESSAGE (please report)``
+  (``LAB_DEBUG=1`` shows the traceback instead);
+- 2: bad input: a usage error, a number out of range, a bad config, a missing, unreadable or
+  malformed file or model folder, an output that cannot be written;
+- 130: interrupted (Ctrl-C).
+
+Every number the CLI takes has a range (:data:`BOUNDS`), checked while the arguments are parsed,
+before anything is read or written. :func:`main` is the entry point; ``lab.cli.app`` (the Typer app,
+as ``typer.testing.CliRunner`` runs it) raises a ``LabError`` instead of printing it.
 """
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
@@ -24,6 +39,66 @@ app.add_typer(zoo_app, name="zoo")
 kd_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation of classifiers and language models.")
 app.add_typer(kd_app, name="kd")
 
+#: samples drawn (and held in memory) at a time by ``lab sample`` ...
+SAMPLE_CHUNK = 4096
+#: ... and at most this many values of noise per chunk (large images: fewer samples at a time)
+SAMPLE_CHUNK_VALUES = 2**18
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed values of a numeric option: integers in lo..hi, or finite floats in [lo, hi] / [lo, hi)."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        if self.kind is int:
+            return f"an integer in {self.lo}..{self.hi}"
+        if self.lo is None:
+            return "a finite float"
+        return f"a float in [{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+    def parse(self, raw):
+        """``raw`` (a command-line string or a default) as a value within the bound, else ``typer.BadParameter``."""
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            v = raw
+        else:
+            try:
+                v = int(str(raw).strip(), 10) if self.kind is int else float(str(raw).strip())
+            except ValueError:
+                raise typer.BadParameter(f"{raw!r} is not {'an integer' if self.kind is int else 'a number'}; "
+                                         f"allowed: {self.describe()}") from None
+        if self.kind is int and not isinstance(v, int):
+            raise typer.BadParameter(f"{v!r} is not an integer; allowed: {self.describe()}")
+        ok = math.isfinite(v) and (self.lo is None or v >= self.lo) and (
+            self.hi is None or (v < self.hi if self.hi_open else v <= self.hi))
+        if not ok:
+            raise typer.BadParameter(f"{raw} is out of range; allowed: {self.describe()}")
+        return v
+
+
+#: the range of every number the CLI takes (the option name without its dashes)
+BOUNDS: dict[str, Bound] = {
+    "steps": Bound(int, 1, 10_000_000),
+    "checkpoint-every": Bound(int, 1, 10_000_000),
+    "n": Bound(int, 1, 1_000_000),
+    "nfe": Bound(int, 1, 1000),
+    "seed": Bound(int, 0, 2**63 - 1),
+    "port": Bound(int, 1, 65535),
+    "ema": Bound(float, 0.0, 1.0, hi_open=True),
+    "w": Bound(float),
+}
+
+
+def bounded(name: str, default, help: str):
+    """A ``typer.Option`` for ``--name`` parsed and range-checked by ``BOUNDS[name]`` (named in its help)."""
+    b = BOUNDS[name]
+    return typer.Option(default, f"--{name}", help=f"{help} (allowed: {b.describe()})", parser=b.parse,
+                        metavar="INTEGER" if b.kind is int else "FLOAT")
+
 
 def fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
@@ -37,14 +112,19 @@ def _json(s: Optional[str], what: str) -> dict:
         v = json.loads(s)
     except json.JSONDecodeError as e:
         fail(f"{what} is not valid JSON ({e.msg}); example: --config '{{\"lr\": 0.001}}'")
+    except RecursionError:
+        fail(f"{what} is not valid JSON (nested too deeply)")
     if not isinstance(v, dict):
         fail(f"{what} must be a JSON object, e.g. '{{\"lr\": 0.001}}'")
     return v
 
 
-def _positive(v: Optional[int], name: str) -> None:
-    if v is not None and v < 1:
-        fail(f"{name} must be a positive integer, got {v}")
+def _checkpointing(every: Optional[int]) -> dict:
+    """The ``checkpoint_every`` keyword for a recipe, only when given (else the lab's time-based default)."""
+    return {} if every is None else {"checkpoint_every": every}
+
+
+CHECKPOINT_HELP = "steps between checkpoints (default: the lab's, time-based: every few seconds)"
 
 
 @app.command()
@@ -62,20 +142,20 @@ def teacher_train(
     data: str = typer.Option(..., help="toy2d:NAME, a path to .npy / .csv points (N x 2), digits, digits16, "
                                        "or images:PATH (an ImageFolder tree, an .npz with x and y, or MNIST IDX files)"),
     out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
-    steps: Optional[int] = typer.Option(None, help="training steps (default 4000)"),
-    seed: int = typer.Option(0),
+    steps: Optional[int] = bounded("steps", None, "training steps (default 4000)"),
+    seed: int = bounded("seed", 0, "random seed"),
     device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
     config: Optional[str] = typer.Option(None, help="JSON object of TeacherConfig fields"),
-    ema: Optional[float] = typer.Option(None, help="EMA decay of the saved weights (e.g. 0.999; the digits zoo teacher's)"),
+    ema: Optional[float] = bounded("ema", None, "EMA decay of the saved weights (e.g. 0.999; the digits zoo teacher's)"),
+    checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Train a flow-matching teacher on named or user data."""
     from lab.runs.recipes import train_teacher_run
     from lab.trainable import resolve_device
 
-    _positive(steps, "--steps")
     run = train_teacher_run(data, out, steps, seed, resolve_device(device), progress=not quiet,
-                            config=_json(config, "--config"), ema=ema)
+                            config=_json(config, "--config"), ema=ema, **_checkpointing(checkpoint_every))
     typer.echo(f"teacher saved to {run.folder}")
 
 
@@ -87,30 +167,43 @@ def distill(
     data: Optional[str] = typer.Option(None, help="the data the teacher models (default: the teacher's card; "
                                                   "required for a diffusers pipeline)"),
     out: Optional[Path] = typer.Option(None, help="output run folder (must not exist or be empty)"),
-    steps: Optional[int] = typer.Option(None, help="distillation steps (default: the method's)"),
-    resume: Optional[Path] = typer.Option(None, help="resume this run folder instead"),
-    config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields"),
-    seed: int = typer.Option(0),
-    ema: Optional[float] = typer.Option(None, help="evaluation EMA decay for the student (e.g. 0.999)"),
-    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
+    steps: Optional[int] = bounded("steps", None, "distillation steps (default: the method's; with --resume: "
+                                                  "the new total)"),
+    resume: Optional[Path] = typer.Option(None, help="resume this run folder instead (with --config overrides, "
+                                                     "--steps, --checkpoint-every, --device, --quiet only)"),
+    config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields (with --resume: "
+                                                    "overrides of the run's config)"),
+    seed: Optional[int] = bounded("seed", None, "random seed (default 0)"),
+    ema: Optional[float] = bounded("ema", None, "evaluation EMA decay for the student (e.g. 0.999)"),
+    checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps (default cpu; with --resume: "
+                                                    "the run's)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Distil a teacher with a method into a run folder, or resume one."""
     from lab.runs.recipes import distill_run, resume_run
     from lab.trainable import resolve_device
 
-    _positive(steps, "--steps")
     if resume is not None:
-        if method or teacher or out:
-            fail("--resume takes only the run folder; drop --method/--teacher/--out")
-        run = resume_run(resume, progress=not quiet)
+        given = [n for n, v in (("--method", method), ("--teacher", teacher), ("--out", out), ("--data", data),
+                                ("--seed", seed), ("--ema", ema)) if v is not None]
+        if given:
+            fail(f"--resume takes only the run folder (plus --config, --steps, --checkpoint-every, --device, "
+                 f"--quiet); drop {', '.join(given)}")
+        overrides = _json(config, "--config")
+        if steps is not None:
+            overrides["steps"] = steps
+        kw = {**({"overrides": overrides} if overrides else {}), **_checkpointing(checkpoint_every),
+              **({"device": resolve_device(device)} if device is not None else {})}
+        run = resume_run(resume, progress=not quiet, **kw)
         typer.echo(f"resumed and finished {run.folder}")
         return
     missing = [n for n, v in (("--method", method), ("--teacher", teacher), ("--out", out)) if not v]
     if missing:
         fail(f"missing {', '.join(missing)} (or use --resume DIR)")
-    run = distill_run(method, teacher, out, steps, _json(config, "--config"), seed, resolve_device(device),
-                      progress=not quiet, ema=ema, data=data)
+    run = distill_run(method, teacher, out, steps, _json(config, "--config"), seed or 0,
+                      resolve_device(device or "cpu"), progress=not quiet, ema=ema, data=data,
+                      **_checkpointing(checkpoint_every))
     typer.echo(f"student saved to {run.folder}")
 
 
@@ -132,9 +225,10 @@ def kd_run_cmd(
     out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
     teacher: Optional[str] = typer.Option(None, help="teacher: a KD zoo entry (default kd/TASK/teacher) or a "
                                                      "saved model folder"),
-    steps: Optional[int] = typer.Option(None, help="training steps (default: the method's)"),
+    steps: Optional[int] = bounded("steps", None, "training steps (default: the method's)"),
     config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields"),
-    seed: int = typer.Option(0),
+    seed: int = bounded("seed", 0, "random seed"),
+    checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
     device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
@@ -143,9 +237,8 @@ def kd_run_cmd(
     from lab.runs.recipes import kd_run
     from lab.trainable import resolve_device
 
-    _positive(steps, "--steps")
     run = kd_run(method, task, out, teacher, steps, _json(config, "--config"), seed, resolve_device(device),
-                 progress=not quiet)
+                 progress=not quiet, **_checkpointing(checkpoint_every))
     from lab.io import read_json
 
     summ = read_json(run.folder / "model.json")["card"].get("summary", {})
@@ -170,65 +263,97 @@ def kd_eval(
 @app.command()
 def sample(
     model: str = typer.Argument(..., help="a teacher/student folder or a zoo entry"),
-    nfe: int = typer.Option(1, help="function evaluations (steps)"),
-    n: int = typer.Option(1000, help="number of samples"),
-    seed: int = typer.Option(0),
-    out: Path = typer.Option(..., help="output .npy file (must not exist)"),
-    force: bool = typer.Option(False, help="overwrite --out"),
+    nfe: int = bounded("nfe", 1, "function evaluations (steps)"),
+    n: int = bounded("n", 1000, "number of samples"),
+    seed: int = bounded("seed", 0, "random seed"),
+    out: Path = typer.Option(..., help="output .npy file (must not exist unless --force; not a folder)"),
+    force: bool = typer.Option(False, help="overwrite an existing --out file"),
     label: Optional[int] = typer.Option(None, help="class label for a class-conditional model (default: unconditional)"),
 ):
-    """Draw samples from a model folder or zoo entry and save them as .npy ((N, 2) points or (N, C, H, W) images)."""
-    import numpy as np
+    """Draw samples from a model folder or zoo entry and save them as .npy ((N, 2) points or (N, C, H, W) images).
 
+    Samples are drawn in chunks (4096 at a time, fewer for large images) and written straight to disk,
+    so memory stays flat in --n; the file appears (atomically) only once complete. The noise of the
+    chunks is exactly the noise of one draw of n samples with the seed, so the file equals one
+    ``gen.sample(n, nfe, seed).x`` for samplers that are deterministic given their noise (teachers,
+    most students). Samplers with randomness of their own (multistep consistency re-noising, routed
+    students' drawn labels, resampled particles) take it per chunk from a seed derived from --seed and
+    the chunk index: the same file for the same seed, equal to one draw when n fits in one chunk, but
+    not above.
+    """
     from lab import zoo
     from lab.diffusion.generators import load_generator
-    from lab.io import _atomic
 
-    _positive(nfe, "--nfe")
-    _positive(n, "--n")
     if out.suffix != ".npy":
         fail(f"--out must end in .npy, got {out.name!r}")
+    if out.is_dir():
+        fail(f"--out {out} is a folder; allowed: a .npy file path")
     if out.exists() and not force:
         fail(f"{out} exists; pass --force to overwrite")
     p = Path(model)
-    if (p / "model.json").exists():
+    if p.is_dir():
         gen = load_generator(p)
     elif model.startswith("toy2d/") or zoo.is_image_entry(model):
         gen = zoo.load(model)
     else:
         fail(f"{model!r} is neither a model folder (with model.json) nor a zoo entry; allowed zoo entries: {', '.join(zoo.entries())}")
-    y = None
     if label is not None:
-        import torch
-
         k = max([int(getattr(net, "n_classes", 0) or 0) for net in gen.nets().values()] or [0])
         if not 0 <= label < k:
             fail(f"invalid --label {label}; allowed: " + (f"0..{k - 1}" if k else "none (this model is not class-conditional)"))
-        y = torch.full((n,), label, dtype=torch.long, device=gen.device)
-    x = gen.sample(n, nfe=nfe, seed=seed, y=y).x.cpu().numpy()
-
-    def w(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, x)
-
-    _atomic(out, w)
+    per = math.prod(gen.shape)
+    chunk = min(SAMPLE_CHUNK, max(16, SAMPLE_CHUNK_VALUES // per))
+    _write_npy(out, gen.sample_chunks(n, nfe=nfe, seed=seed, chunk=chunk, y=label), n)
     typer.echo(f"{n} samples at {nfe} NFE -> {out}")
+
+
+def _write_npy(out: Path, chunks, n: int) -> None:
+    """Write the arrays of ``chunks`` (n rows in all) as one .npy at ``out``: a memory-mapped temporary file
+    in the same folder, renamed into place when complete (an existing file is replaced only then)."""
+    import tempfile
+
+    from numpy.lib.format import open_memmap
+
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        mm, i = None, 0
+        for x in chunks:
+            a = x.detach().cpu().numpy()
+            if mm is None:
+                mm = open_memmap(tmp, mode="w+", dtype=a.dtype, shape=(n, *a.shape[1:]))
+            mm[i:i + len(a)] = a
+            i += len(a)
+        if mm is None or i != n:
+            raise RuntimeError(f"the sampler gave {i} samples, not {n}")
+        mm.flush()
+        del mm
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+        tmp = None
+    except OSError as e:
+        raise LabError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 @app.command()
 def export(
     src: str = typer.Argument(..., help="an image teacher/student folder (with model.json) or a zoo entry"),
     format: str = typer.Option("diffusers", "--format", help="export format (allowed: diffusers)"),
-    out: Path = typer.Option(..., help="output pipeline folder (must not exist unless --overwrite)"),
-    nfe: Optional[int] = typer.Option(None, help="steps the pipeline is exact for (default: smallest native NFE, 50 for teachers)"),
+    out: Path = typer.Option(..., help="output pipeline folder: new or empty (or a previous export, with --overwrite)"),
+    nfe: Optional[int] = bounded("nfe", None, "steps the pipeline is exact for (default: smallest native NFE, 50 for teachers)"),
     label: Optional[int] = typer.Option(None, help="class label to fold in (default: unconditional)"),
-    w: Optional[float] = typer.Option(None, help="value of the net's extra 'w' condition (guidance weight)"),
-    overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
+    w: Optional[float] = bounded("w", None, "value of the net's extra 'w' condition (guidance weight)"),
+    overwrite: bool = typer.Option(False, help="replace --out if it is a previous export (a folder with the "
+                                               "lab_export.json marker, and nothing else); never the source"),
 ):
     """Export an image generator as a diffusers pipeline folder (save_pretrained)."""
     if format != "diffusers":
         fail(f"unknown --format {format!r}; allowed: diffusers")
-    _positive(nfe, "--nfe")
     from lab.interop.diffusers import export_pipeline
 
     try:
@@ -285,7 +410,7 @@ def zoo_build(
 
 
 @app.command("app")
-def run_app(port: int = typer.Option(8501), host: str = typer.Option("127.0.0.1")):
+def run_app(port: int = bounded("port", 8501, "port to serve on"), host: str = typer.Option("127.0.0.1")):
     """Serve the Streamlit explorer on the shipped zoo."""
     import subprocess
 
@@ -299,12 +424,81 @@ def run_app(port: int = typer.Option(8501), host: str = typer.Option("127.0.0.1"
                                       "--browser.gatherUsageStats", "false"]))
 
 
-def main() -> None:
+def _click_exceptions() -> list:
+    """The modules whose exception classes the app may raise: the click that typer runs on (typer >= 0.2x
+    vendors one as ``typer._click``) and the click package."""
+    mods = []
     try:
-        app(standalone_mode=True)
+        from typer._click import exceptions as vendored
+
+        mods.append(vendored)
+    except ImportError:
+        pass
+    try:
+        import click.exceptions as plain
+
+        mods.append(plain)
+    except ImportError:
+        pass
+    return mods
+
+
+def _classes(name: str) -> tuple:
+    return tuple({getattr(m, name) for m in _click_exceptions() if hasattr(m, name)})
+
+
+def _error(msg, code: int) -> int:
+    line = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+    typer.echo(f"error: {line or 'failed'}", err=True)
+    return code
+
+
+def run(argv: Optional[List[str]] = None) -> int:
+    """Run ``lab`` with the arguments ``argv`` (default: ``sys.argv[1:]``); return its exit code (see the
+    module docstring), having printed any failure as one ``error:`` line."""
+    from safetensors import SafetensorError
+
+    exits = (typer.Exit, *_classes("Exit"))
+    try:
+        rv = app(args=argv, prog_name="lab", standalone_mode=False)
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except _classes("NoArgsIsHelpError") as e:  # `lab` or `lab kd` alone: the help (already shown by typer)
+        msg = e.format_message()
+        if msg:
+            typer.echo(msg)
+        return 0
+    except _classes("UsageError") as e:
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        return _error(e.format_message() + hint, 2)
+    except _classes("ClickException") as e:
+        return _error(e.format_message(), 2)
+    except exits as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except (typer.Abort, *_classes("Abort")):
+        return _error("aborted", 130)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
     except LabError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+        return _error(e, 2)
+    except json.JSONDecodeError as e:
+        return _error(f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", 2)
+    except SafetensorError as e:
+        return _error(f"unreadable safetensors file ({e})", 2)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}", 2)
+    except MemoryError:
+        return _error("out of memory; allowed: smaller --n, --steps or batch", 1)
+    except Exception as e:
+        if os.environ.get("LAB_DEBUG"):
+            raise
+        return _error(f"internal error: {type(e).__name__}: {e} (please report)", 1)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """The ``lab`` entry point: :func:`run`, then exit with its code."""
+    sys.exit(run(argv))
 
 
 if __name__ == "__main__":

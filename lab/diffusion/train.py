@@ -11,7 +11,7 @@ from lab.diffusion.generators import FlowGenerator
 from lab.diffusion.process import PROCESSES, get_process
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.nets import build_net, spec_for
+from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec, spec_for
 from lab.trainable import StepOutput, Trainable, check, is_num
 
 
@@ -39,6 +39,7 @@ class TeacherConfig:
         check(is_num(self.grad_clip) and self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
         check(is_num(self.label_dropout) and 0.0 <= self.label_dropout < 1.0, "label_dropout", self.label_dropout, "a float in [0, 1)")
         check(isinstance(self.net, dict), "net", self.net, "a JSON object (network spec)")
+        self.net = check_net_spec(self.net, "net", DIFFUSION_TYPES, complete=True)
         check(isinstance(self.solver, str) and self.solver in ("euler", "heun", "ddim"), "solver", self.solver, "euler, heun, ddim")
         check(not (self.process == "vp_cosine" and self.pred == "eps"), "pred", self.pred,
               "x0 or v with process vp_cosine (eps prediction is singular at t = 1, where alpha = 0)")

@@ -22,6 +22,11 @@ Plain diffusers reproduces our images for the same noise:
 generator=torch.Generator().manual_seed(seed))`` draws ``torch.randn((n, C, H, W))`` on the CPU from
 that generator, exactly as :func:`lab.diffusion.generators.make_noise` does.
 
+An export never deletes what it did not write: it is built in a temporary folder next to ``out`` and
+renamed into place, and it carries a marker ``lab_export.json`` (source, lab version, files written).
+``out`` may be new or an empty folder; ``overwrite`` replaces only a folder with that marker holding
+nothing else, and never the source model folder (nor one inside it or containing it).
+
 Exportable generator kinds: ``flow`` (teachers; progressive students use solver "ddim", which on
 the linear process is the Euler step), ``reflow`` (nfe = 1 uses its one-step net, else the flow),
 ``consistency`` (consistency/DMD/DMD2/ADD/sCM students; 1 step is one Euler step of a v-net, exact;
@@ -295,8 +300,11 @@ def export_pipeline(src, out, nfe: int | None = None, label: int | None = None, 
     The pipeline is exact at ``nfe`` steps (default: the smallest native NFE for students, 50 for
     teachers) and close at other step counts (diffusers' own sigma grid). ``label`` picks a class
     (default: the null label, i.e. unconditional); ``w`` sets a net's extra "w" condition (guidance
-    students default to their own w). ``out`` must not exist unless ``overwrite``; the folder is
-    written next to it and renamed into place.
+    students default to their own w). The folder is written next to ``out`` and renamed into place,
+    with a marker file ``lab_export.json`` (source, lab version, the files written). ``out`` must be new
+    or an empty folder; ``overwrite`` replaces only a previous export (a folder carrying the marker and
+    nothing the export did not write), never the source model folder, a folder inside it or one
+    containing it. Anything else is refused with a LabError and left untouched.
     """
     from diffusers import DDPMPipeline, FlowMatchEulerDiscreteScheduler
 
@@ -305,10 +313,7 @@ def export_pipeline(src, out, nfe: int | None = None, label: int | None = None, 
 
     gen, src_name = _resolve_src(src)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise LabError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
-    if out.exists() and not out.is_dir():
-        raise LabError(f"{out} exists and is not a folder; allowed: a new or existing folder")
+    replace = _check_target(out, Path(gen.folder), overwrite)
     den, nfe, stochastic, cond, note = _plan(gen, nfe)
     net = den.net
     if not isinstance(net, UNet):
@@ -334,27 +339,92 @@ def export_pipeline(src, out, nfe: int | None = None, label: int | None = None, 
                                             shift_terminal=(1.0 / nfe) if nfe > 1 else None,
                                             stochastic_sampling=stochastic)
     pipe = DDPMPipeline(unet=unet, scheduler=sched)
-    info = {"source": src_name, "kind": gen.kind, "nfe": nfe, "label": None if label is None else int(label),
-            "conditions": cond, "exactness": note, "shape": list(net.sample_shape)}
+    import lab
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    info = {"format": MARKER_FORMAT, "lab_version": lab.__version__, "source": src_name,
+            "source_folder": str(Path(gen.folder).resolve()), "kind": gen.kind, "nfe": nfe,
+            "label": None if label is None else int(label), "conditions": cond, "exactness": note,
+            "shape": list(net.sample_shape)}
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "README.md").write_text(_readme(info))
-        (tmp / "lab_export.json").write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
+        files = sorted(str(f.relative_to(tmp)) for f in tmp.rglob("*") if f.is_file()) + [MARKER]
+        (tmp / MARKER).write_text(json.dumps({**info, "files": files}, indent=2) + "\n")
+        if replace:  # a previous export (checked by _check_target): moved aside, then deleted
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             old.rmdir()
             out.rename(old)
             tmp.rename(out)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        else:  # a new name, or an existing empty folder (rename replaces an empty directory)
+            try:
+                tmp.rename(out)
+            except OSError:
+                if not (out.is_dir() and not any(out.iterdir())):
+                    raise
+                out.rmdir()
+                tmp.rename(out)
+    except OSError as e:
+        raise LabError(f"cannot write the pipeline folder {out}: {e.strerror or e}") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+#: the marker every export writes into its pipeline folder; ``overwrite`` replaces only folders that carry it
+MARKER = "lab_export.json"
+MARKER_FORMAT = "distillation-lab diffusers export"
+#: what an export writes at the top of its folder (for markers written before the marker listed its files)
+EXPORT_TOP_LEVEL = ("model_index.json", "unet", "scheduler", "README.md", MARKER)
+
+
+def _check_target(out: Path, source: Path, overwrite: bool) -> bool:
+    """Refuse an ``out`` that is not safe to write; True when ``out`` is a previous export to replace.
+
+    Allowed: a new path; an existing empty folder; with ``overwrite``, a folder carrying the export marker
+    that holds nothing but the files that export wrote. Never the source model folder, a folder inside it
+    or one containing it, and never a symlink."""
+    o, src = out.resolve(), source.resolve()
+    if o == src or src in o.parents or o in src.parents:
+        what = ("the source model folder" if o == src else "inside the source model folder" if src in o.parents
+                else "a folder containing the source model")
+        raise LabError(f"{out} is {what} {source}; allowed: a pipeline folder apart from the source")
+    if out.is_symlink():
+        raise LabError(f"{out} is a symlink; allowed: a new folder, an empty folder, or (with --overwrite) a "
+                       f"previous export")
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise LabError(f"{out} exists and is not a folder; allowed: a new folder, an empty folder, or (with "
+                       f"--overwrite) a previous export")
+    entries = sorted(p.name for p in out.iterdir())
+    if not entries:
+        return False
+    if not overwrite:
+        raise LabError(f"{out} exists and is not empty; pass overwrite=True (--overwrite) to replace a previous "
+                       f"export")
+    marker = out / MARKER
+    try:
+        info = json.loads(marker.read_text()) if marker.is_file() and not marker.is_symlink() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        info = None
+    if not isinstance(info, dict) or "source" not in info or "nfe" not in info:
+        raise LabError(f"refusing to overwrite {out}: it is not a lab export (no valid {MARKER}); allowed: "
+                       f"--overwrite only replaces a folder an earlier `lab export` wrote")
+    listed = info.get("files")
+    if isinstance(listed, list):
+        have = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() or p.is_symlink()}
+        foreign = sorted(have - {str(f) for f in listed})
+    else:
+        foreign = [e for e in entries if e not in EXPORT_TOP_LEVEL]
+    if foreign:
+        raise LabError(f"refusing to overwrite {out}: it holds files the export did not write "
+                       f"({', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}); move them out first")
+    return True
 
 
 def _readme(info: dict) -> str:

@@ -27,6 +27,8 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.tasks import KDTask, _logits_of, get_task
+from lab.nets.classifiers import CLASSIFIERS
+from lab.nets.specs import check_net_spec
 from lab.trainable import StepOutput, Trainable, check, is_num, make_registry
 
 #: the knowledge-distillation methods by name: ``register("name")`` decorates a KDMethod subclass
@@ -90,6 +92,8 @@ class KDConfig:
         check(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
         check(self.student is None or isinstance(self.student, dict), "student", self.student,
               "null or a network spec (a JSON object with a 'type')")
+        if self.student is not None:
+            self.student = check_net_spec(self.student, "student", CLASSIFIERS, None, complete=True)
         check(is_num(self.temperature) and self.temperature > 0, "temperature", self.temperature, "a positive float")
         check(is_num(self.ce_weight) and self.ce_weight >= 0, "ce_weight", self.ce_weight, "a float >= 0")
         check(is_num(self.kd_weight) and self.kd_weight >= 0, "kd_weight", self.kd_weight, "a float >= 0")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
-from lab.io import atomic_write_json, load_tensors, read_json, save_tensors
+from lab.io import atomic_write_json, save_tensors
 
 
 class KDModel:
@@ -37,17 +37,36 @@ class KDModel:
 
 
 def load_model(folder, device="cpu") -> nn.Module:
-    """The network saved in ``folder`` (eval mode, on ``device``), with its card as ``net.card``."""
-    from lab.nets.classifiers import build_classifier
+    """The network saved in ``folder`` (eval mode, on ``device``), with its card as ``net.card``.
+
+    Validated on load: a missing folder, a missing, unparseable or non-object ``model.json``, a missing or
+    bad ``net`` spec, a missing, truncated or ill-fitting ``weights.safetensors``, or either file reached
+    through a symlink leading outside the folder, is one LabError line naming the file."""
+    from lab.diffusion.generators import build_fitting, load_weights_into, one_line, read_model_json, read_weights
+    from lab.nets.classifiers import CLASSIFIERS, build_classifier
+    from lab.nets.specs import check_net_spec, short_repr
 
     folder = Path(folder)
-    if not (folder / "model.json").exists():
+    if not (folder / "model.json").exists() and folder.is_dir():
         raise LabError(f"{folder} holds no saved model (no model.json)")
-    meta = read_json(folder / "model.json")
+    meta = read_model_json(folder, "saved classifier folder")
+    mj = folder / "model.json"
     if meta.get("kind") != "classifier":
-        raise LabError(f"{folder} holds a {meta.get('kind')!r} model, not a classifier/language model")
-    net = build_classifier(meta["net"])
-    net.load_state_dict(load_tensors(folder / "weights.safetensors"))
+        raise LabError(f"{folder} holds a {short_repr(meta.get('kind'))} model, not a classifier/language model")
+    if "net" not in meta:
+        raise LabError(f"{mj} lacks 'net' (the network spec)")
+    try:
+        check_net_spec(meta["net"], "net", CLASSIFIERS, None)
+    except LabError as e:
+        raise LabError(f"invalid {mj}: {e}") from None
+    tensors, where = read_weights(folder), str(folder / "weights.safetensors")
+    try:
+        net = build_fitting(lambda: build_classifier(meta["net"]), tensors, where)
+    except LabError as e:
+        raise LabError(str(e) if str(e).startswith(where) else f"invalid {mj}: {e}") from None
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise LabError(f"invalid {mj}: the network cannot be built from its spec ({one_line(e)})") from None
+    load_weights_into(net, tensors, where)
     net.card = meta.get("card", {})
     return net.to(device).eval()
 

@@ -23,7 +23,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.nets import build_net, spec_for
+from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec, spec_for
 from lab.trainable import StepOutput, Trainable, check, make_registry
 
 #: the distillation methods by name: ``register("name")`` decorates a Method subclass
@@ -60,6 +60,7 @@ class MethodConfig:
         check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
         check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive float")
         check(isinstance(self.student_net, dict), "student_net", self.student_net, "a JSON object (network spec)")
+        self.student_net = check_net_spec(self.student_net, "student_net", DIFFUSION_TYPES, complete=True)
 
 
 class Method(Trainable):

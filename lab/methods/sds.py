@@ -78,6 +78,7 @@ from lab.diffusion.samplers import SampleResult
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets.mlp import NETS
+from lab.nets.specs import DIFFUSION_TYPES, check_net_spec
 from lab.trainable import StepOutput, check, is_num
 
 
@@ -174,6 +175,7 @@ class SDSConfig(MethodConfig):
         check(is_num(self.gen_lr) and self.gen_lr > 0, "gen_lr", self.gen_lr, "a positive float")
         check(self.weighting in ("sigma2", "uniform"), "weighting", self.weighting, "sigma2, uniform")
         check(isinstance(self.gen_net, dict), "gen_net", self.gen_net, "a network spec dict")
+        self.gen_net = check_net_spec(self.gen_net, "gen_net", DIFFUSION_TYPES, complete=True)
 
 
 @register("sds")
@@ -314,6 +316,7 @@ class VSDConfig(SDSConfig):
         check(isinstance(self.fake_warmup, int) and self.fake_warmup >= 0, "fake_warmup", self.fake_warmup,
               "an integer >= 0")
         check(isinstance(self.fake_net, dict), "fake_net", self.fake_net, "a network spec dict")
+        self.fake_net = check_net_spec(self.fake_net, "fake_net", DIFFUSION_TYPES, complete=True)
 
 
 @register("vsd_particles")

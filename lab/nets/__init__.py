@@ -9,6 +9,7 @@ from lab.errors import LabError
 from lab.nets.mlp import TimeMLP, build_net, net_spec
 from lab.nets.unet import UNet, default_unet_spec
 from lab.nets import classifiers  # noqa: E402,F401  registers clf_mlp, clf_cnn, clf_vit, tiny_lm with build_net
+from lab.nets.specs import DIFFUSION_TYPES, check_net_spec  # noqa: E402
 
 
 def spec_for(shape, spec: dict | None = None, **overrides) -> dict:
@@ -87,4 +88,4 @@ def sample_shape(net) -> tuple:
     return tuple(getattr(net, "sample_shape", None) or (getattr(net, "dim", 2),))
 
 
-__all__ = ["TimeMLP", "UNet", "build_net", "net_spec", "spec_for", "default_unet_spec", "sample_shape", "widen", "jvp"]
+__all__ = ["TimeMLP", "UNet", "build_net", "net_spec", "check_net_spec", "DIFFUSION_TYPES", "spec_for", "default_unet_spec", "sample_shape", "widen", "jvp"]

@@ -257,18 +257,10 @@ CLASSIFIERS = {"clf_mlp": MLPClassifier, "clf_cnn": CNNClassifier, "clf_vit": Ti
 
 def build_classifier(spec: dict) -> nn.Module:
     """Rebuild a network from its ``spec()`` (a JSON dict with ``type`` one of clf_mlp, clf_cnn, clf_vit, tiny_lm)."""
-    import inspect
+    from lab.nets.specs import check_net_spec
 
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    if kind not in CLASSIFIERS:
-        raise LabError(f"unknown classifier type {kind!r}; allowed: {', '.join(CLASSIFIERS)}")
-    cls = CLASSIFIERS[kind]
-    allowed = [p for p in inspect.signature(cls).parameters]
-    bad = [k for k in spec if k not in allowed]
-    if bad:
-        raise LabError(f"bad options for network type {kind!r}: {', '.join(bad)}; allowed: {', '.join(allowed)}")
-    return cls(**spec)
+    spec = check_net_spec(spec, "net", types=CLASSIFIERS, default_type=None)
+    return CLASSIFIERS[spec.pop("type")](**spec)
 
 
 def param_count(net: nn.Module, trainable_only: bool = False) -> int:

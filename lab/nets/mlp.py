@@ -86,11 +86,12 @@ def _diffusers_unet(**kw):
 NETS = {"mlp": TimeMLP, "unet": _unet, "diffusers_unet": _diffusers_unet}
 
 
-def build_net(spec: dict) -> nn.Module:
-    spec = dict(spec)
-    kind = spec.pop("type", "mlp")
-    if kind not in NETS:
-        raise LabError(f"unknown network type {kind!r}; allowed: {', '.join(NETS)}")
+def build_net(spec: dict, path: str = "net") -> nn.Module:
+    """The network of ``spec`` (validated first by :func:`lab.nets.specs.check_net_spec`; ``path`` names it)."""
+    from lab.nets.specs import check_net_spec
+
+    spec = check_net_spec(spec, path)
+    kind = spec.pop("type")
     if "extra" in spec:
         spec["extra"] = tuple(spec["extra"])
     try:
