@@ -1,6 +1,7 @@
 """The real Streamlit app in headless Chromium: the Generators page draws its figure.
 
-Also refreshes assets/app_screenshot.png (the README screenshot).
+Screenshots go to tests/_out/ (git-ignored), so `make test` leaves `git status` clean;
+`LAB_UPDATE_SCREENSHOTS=1 make test PYTEST_ARGS="-m browser"` refreshes the README's copies in assets/.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from conftest import ROOT
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
                  "--no-first-run", "--disable-component-update", "--disable-sync"]
-SCREENSHOT = ROOT / "assets" / "app_screenshot.png"
+SHOTS = ROOT / ("assets" if os.environ.get("LAB_UPDATE_SCREENSHOTS") == "1" else "tests/_out")
+SCREENSHOT = SHOTS / "app_screenshot.png"
 
 
 def _free_port() -> int:
@@ -108,13 +110,13 @@ def test_generators_page_in_chromium(app_students):
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-DIGITS_SCREENSHOT = ROOT / "assets" / "app_digits.png"
+DIGITS_SCREENSHOT = SHOTS / "app_digits.png"
 
 
 @pytest.mark.browser
 def test_digits_page_in_chromium():
     """The Digits page draws its image grids (sample grid, x0 view, guidance sweep) from the shipped digits zoo.
-    Also refreshes assets/app_digits.png."""
+    Its screenshot is the README's assets/app_digits.png (see the module docstring)."""
     with app_page("/Digits") as page:
         first = rendered(page, "Digits", 3)
         assert first.evaluate("gd => gd.data[0].type") == "image"
@@ -122,14 +124,14 @@ def test_digits_page_in_chromium():
     assert DIGITS_SCREENSHOT.stat().st_size > 10_000
 
 
-KD_SCREENSHOT = ROOT / "assets" / "app_kd.png"
+KD_SCREENSHOT = SHOTS / "app_kd.png"
 
 
 @pytest.mark.browser
 def test_knowledge_distillation_page_in_chromium():
     """The Knowledge distillation page draws the divergence explorer and trains kd vs scratch live (its progress
-    bar ends in the run comparison, CKA heatmaps, embeddings and reliability diagrams). Also refreshes
-    assets/app_kd.png."""
+    bar ends in the run comparison, CKA heatmaps, embeddings and reliability diagrams). Its screenshot is the
+    README's assets/app_kd.png."""
     with app_page("/Knowledge_distillation") as page:
         rendered(page, "Knowledge distillation", 7, timeout=180_000)
         types = page.locator('[data-testid="stMain"] .js-plotly-plot').evaluate_all(

@@ -234,6 +234,7 @@ def test_cli_resume_of_a_kd_run_continues_to_the_same_weights(tmp_path):
                                         "teacher": "kd/moons/teacher", "task": "moons", "seed": 3, "device": "cpu",
                                         "steps": 20, "ema": None})
     run.save_checkpoint({"trainable": half.state_dict(), "callbacks": {}})
+    run.release()  # as a killed process's lock is released by the OS
     r = _cli_in_process("distill", "--resume", str(run.folder), "--quiet")
     assert r.exit_code == 0, r.output
     w = load_tensors(run.folder / "weights.safetensors")

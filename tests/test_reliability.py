@@ -307,3 +307,25 @@ def test_a_symlinked_snapshots_folder_is_refused_and_nothing_is_written_outside(
     with pytest.raises(LabError, match="symlink"):
         Run.create(tmp_path / "link_out", {}) if (tmp_path / "link_out").symlink_to(outside) is None else None
     assert list(outside.iterdir()) == []
+
+
+def test_the_run_records_the_networks_it_really_built(reference):
+    """config.student_net is the method's default MLP, but a trainable teacher's student starts as a copy of
+    the teacher's net: the run folder says so, and the recorded specs are the saved nets' specs."""
+    cfg = Run.open(reference.folder).config
+    student = cfg["built"]["nets"]["student"]
+    assert student == {**NET, **{k: student[k] for k in student if k not in NET}}  # analytic teacher: a fresh net
+    assert "student_init" not in cfg["built"]
+    saved = json.loads((reference.folder / "model.json").read_text())
+    assert saved["nets"]["denoiser"] == student
+    assert saved["card"]["recipe"]["nets"]["student"] == student
+
+
+def test_a_student_copied_from_the_teacher_is_recorded_as_such(tmp_path):
+    run = distill_run("consistency", "toy2d/moons/teacher", tmp_path / "run", steps=2, progress=False,
+                      config={"batch": 8})
+    cfg = Run.open(run.folder).config
+    teacher_net = json.loads((Path(__file__).resolve().parents[1] / "assets/zoo/toy2d/moons/teacher/model.json")
+                             .read_text())["nets"]["denoiser"]
+    assert cfg["built"]["nets"]["student"] == teacher_net != cfg["config"]["student_net"]
+    assert "copy of the teacher" in cfg["built"]["student_init"]

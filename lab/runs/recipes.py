@@ -47,6 +47,16 @@ def resolve_teacher(ref: str, device="cpu", data: str | None = None):
     raise LabError(f"teacher {ref!r} is neither a model folder nor a zoo teacher; allowed zoo teachers: {', '.join(teachers)}")
 
 
+def built_nets(trainable) -> dict:
+    """What was really built, for config.json and the model card: each network's spec, and whether the
+    student started as a copy of the teacher's network (then ``config.student_net`` was not used for it)."""
+    nets = {k: n.spec() for k, n in trainable.nets().items() if hasattr(n, "spec")}
+    out = {"nets": nets}
+    if callable(getattr(trainable, "student_from_teacher", None)) and trainable.student_from_teacher():
+        out["student_init"] = "a copy of the teacher's network (config.student_net does not apply to it)"
+    return out
+
+
 def _check_ema(ema) -> None:
     """Before a run folder is created: a bad EMA decay leaves nothing behind."""
     if ema is not None and not (isinstance(ema, (int, float)) and 0.0 <= ema < 1.0):
@@ -83,7 +93,8 @@ def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, d
     cfg = config_from_dict(TeacherConfig, {**(config or {}), **({"steps": steps} if steps else {})})
     tr = TeacherTraining(data, cfg, seed=seed, device=device)
     run = Run.create(out, {"kind": "teacher", "data": tr.data.spec, "config": tr.config_dict(), "seed": seed,
-                           "device": str(device), "steps": cfg.steps, "ema": ema}, overwrite=overwrite)
+                           "device": str(device), "steps": cfg.steps, "ema": ema, "built": built_nets(tr)},
+                     overwrite=overwrite)
     return _finish(run, tr, _callbacks(run, tr, ema, progress, ckpt_every=checkpoint_every), data_spec=tr.data.spec,
                    recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed, "ema": ema})
 
@@ -102,7 +113,7 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
     m = cls(gen, data, cfg, seed=seed, device=device)
     run = Run.create(out, {"kind": "distill", "method": method, "config": m.config_dict(), "teacher": teacher,
                            "data": m.data.spec, "seed": seed, "device": str(device), "steps": m.total_steps,
-                           "ema": ema}, overwrite=overwrite)
+                           "ema": ema, "built": built_nets(m)}, overwrite=overwrite)
     return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=m.data.spec,
                    recipe={"method": method, "teacher": teacher, "config": m.config_dict(), "seed": seed})
 
@@ -127,8 +138,8 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
         cfg["steps"] = int(steps)
     m = cls(teacher if cls.needs_teacher else None, tk, cfg, seed=seed, device=device)
     run = Run.create(out, {"kind": "kd", "method": method, "config": m.config_dict(), "teacher": teacher,
-                           "task": tk.name, "seed": seed, "device": str(device), "steps": m.total_steps, "ema": ema},
-                     overwrite=overwrite)
+                           "task": tk.name, "seed": seed, "device": str(device), "steps": m.total_steps, "ema": ema,
+                           "built": built_nets(m)}, overwrite=overwrite)
     return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=tk.name,
                    recipe={"method": method, "teacher": teacher, "task": tk.name, "config": m.config_dict(),
                            "seed": seed})
@@ -228,6 +239,7 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
     if overrides:
         new_cfg["config"] = tr.config_dict() if hasattr(tr, "config_dict") else new_cfg["config"]
         new_cfg["steps"] = tr.total_steps
+        new_cfg["built"] = built_nets(tr)
         recipe["config"] = new_cfg["config"]
     fresh = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
              for n, o in getattr(tr, "_opts", {}).items()}
@@ -280,7 +292,8 @@ def _finish(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run
         wall = time.perf_counter() - t0
         gen = trainable.generator()
         run.path("model.json"), run.path("weights.safetensors")  # refuse symlinks before writing the model
-        gen.save(run.folder, {"data": data_spec, "recipe": recipe, "train_seconds": round(wall, 2),
+        gen.save(run.folder, {"data": data_spec, "recipe": {**recipe, **built_nets(trainable)},
+                              "train_seconds": round(wall, 2),
                               "run": str(run.folder)})
         return run
     finally:
