@@ -160,8 +160,10 @@ def digits_labels(text: str) -> list[int]:
     from lab.errors import LabError
 
     parts = [p for p in str(text).replace(",", " ").split() if p]
-    if not parts or len(parts) > 32 or any(not p.isdigit() or int(p) > 9 for p in parts):
-        raise LabError(f"labels must be 1 to 32 digits 0..9 separated by spaces or commas, got {text!r}")
+    # ASCII digits only: str.isdigit() is also true for "²", which int() refuses
+    if not parts or len(parts) > 32 or any(not (p.isascii() and p.isdigit()) or int(p) > 9 for p in parts):
+        shown = repr(text) if len(repr(text)) <= 80 else repr(text)[:77] + "..."
+        raise LabError(f"labels must be 1 to 32 digits 0..9 separated by spaces or commas, got {shown}")
     return [int(p) for p in parts]
 
 

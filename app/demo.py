@@ -6,6 +6,7 @@ Everything is computed by ``lab.probes`` and drawn by ``lab.viz``; this file onl
 """
 from __future__ import annotations
 
+import math
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,39 @@ from lab.data import toy2d  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 
 TEACHER_ONLY = "(none: teacher only)"
+#: the ranges the callbacks accept (the widgets' ranges, with room for API callers); anything else is a gr.Error
+LIMITS = {"teacher_nfe": (1, 200), "student_nfe": (1, 8), "seed": (0, 2**63 - 1), "n": (2, 10_000),
+          "digits_teacher_nfe": (1, 200), "label": (0, 9), "digits_n": (1, 64)}
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _whole(value, name: str, key: str | None = None) -> int:
+    """A callback's number (Gradio sends floats) as an int within ``LIMITS``, else a one-line gr.Error."""
+    lo, hi = LIMITS[key or name]
+    v = value
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            v = None
+    ok = v is not None and not isinstance(v, bool)
+    try:
+        ok = ok and math.isfinite(v) and float(v) == int(v) and lo <= int(v) <= hi
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise gr.Error(f"{name} must be a whole number in {lo}..{hi}, got {_short(value)}")
+    return int(v)
+
+
+def _choice(value, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise gr.Error(f"{name} must be a name (text), got {_short(value)}")
+    return value
 
 
 @lru_cache(maxsize=16)
@@ -43,6 +77,9 @@ def update_students(name: str):
 
 def generate(name: str, student: str, teacher_nfe: float, student_nfe: float, seed: float, n: float = 1000):
     """Teacher at ``teacher_nfe`` and the student at ``student_nfe`` from the same noise -> (figure, markdown)."""
+    name, student = _choice(name, "distribution"), _choice(student, "student")
+    teacher_nfe, student_nfe = _whole(teacher_nfe, "teacher_nfe"), _whole(student_nfe, "student_nfe")
+    seed, n = _whole(seed, "seed"), _whole(n, "n")
     if name not in common.distributions():
         raise gr.Error(f"unknown distribution {name!r}; available: {', '.join(common.distributions()) or 'none'}")
     refs = {s.label: s for s in common.students(name)}
@@ -50,12 +87,11 @@ def generate(name: str, student: str, teacher_nfe: float, student_nfe: float, se
         raise gr.Error(f"no student {student!r} for {name}; available: {', '.join(refs) or 'none'}")
     studs = {} if student in (TEACHER_ONLY, None, "") else {student: _student(refs[student].source, refs[student].ref)}
     try:
-        panels = probes.sample_panels(_teacher(name), studs, toy2d.get(name), int(n), int(teacher_nfe),
-                                      (int(student_nfe),), int(seed))
+        panels = probes.sample_panels(_teacher(name), studs, toy2d.get(name), n, teacher_nfe, (student_nfe,), seed)
     except LabError as e:
         raise gr.Error(str(e)) from None
     summ = probes.panel_summary(panels)
-    lines = [f"**{name}**, seed {int(seed)}, {int(n)} points from the same noise.", "",
+    lines = [f"**{name}**, seed {seed}, {n} points from the same noise.", "",
              "| model | NFE | distance to data (SWD) | noise floor | wall-clock (ms) |", "|---|---|---|---|---|"]
     lines += [f"| {r.model} | {int(r.nfe)} | {r.swd:.4f} | {r.swd_floor:.4f} | {1000 * r.seconds:.1f} |"
               for r in summ.itertuples()]
@@ -82,6 +118,9 @@ def digits_generate(student: str, label: float, seed: float, teacher_nfe: float 
     from lab.probes.images import sample_grid
     from lab.viz.images import tile
 
+    student = _choice(student, "student")
+    label, seed = _whole(label, "label"), _whole(seed, "seed")
+    teacher_nfe, n = _whole(teacher_nfe, "teacher_nfe", "digits_teacher_nfe"), _whole(n, "n", "digits_n")
     if not common.digits_teacher_present():
         raise gr.Error(f"no digits teacher in the zoo; build it with {common.DIGITS_BUILD_HINT}")
     present = common.digits_students()
@@ -89,13 +128,12 @@ def digits_generate(student: str, label: float, seed: float, teacher_nfe: float 
         raise gr.Error(f"no digits student {student!r}; available: {', '.join(present) or 'none'}")
     studs = {} if student in (TEACHER_ONLY, None, "") else {student: _digits(student, common.digits_stamp(student))}
     try:
-        label, n = int(label), int(n)
-        grid = sample_grid(_digits("teacher", common.digits_stamp("teacher")), studs, teacher_nfe=int(teacher_nfe),
-                           student_nfe=common.DIGITS_STUDENT_NFE, labels=[label] * n, n=n, seed=int(seed))
-    except (LabError, ValueError, TypeError) as e:
+        grid = sample_grid(_digits("teacher", common.digits_stamp("teacher")), studs, teacher_nfe=teacher_nfe,
+                           student_nfe=common.DIGITS_STUDENT_NFE, labels=[label] * n, n=n, seed=seed)
+    except LabError as e:
         raise gr.Error(str(e)) from None
     rows = ", ".join(f"{r['model']} @ {r['nfe']}" for r in grid["rows"])
-    text = [f"Label **{label}**, seed {int(seed)}, {n} samples from the same noise. Rows, top to bottom "
+    text = [f"Label **{label}**, seed {seed}, {n} samples from the same noise. Rows, top to bottom "
             f"(model @ NFE): {rows}."]
     missing = common.digits_missing_message()
     if missing:

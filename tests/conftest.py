@@ -11,6 +11,30 @@ ROOT = Path(__file__).resolve().parents[1]
 APP_DATA = "8gaussians"
 
 
+def _hypothesis_profiles() -> None:
+    """Hypothesis (tests/test_fuzz.py): the "ci" profile is the default everywhere, so every run is reproducible
+    (derandomized: the same cases in the same order) and keeps no example database. ``HYPOTHESIS_PROFILE=explore``
+    draws fresh random cases, many more of them (with ``LAB_FUZZ_SCALE=10`` for test_fuzz.py's own counts)."""
+    try:
+        from hypothesis import HealthCheck, settings
+        from hypothesis.configuration import set_hypothesis_home_dir
+    except ImportError:  # an environment from before hypothesis joined the dev extra: only test_fuzz.py needs it
+        return
+
+    # hypothesis also caches things on disk (e.g. the constants of the code under test): in the ignored tests/_out,
+    # never in a .hypothesis/ folder at the root of the working tree
+    set_hypothesis_home_dir(str(ROOT / "tests" / "_out" / "hypothesis"))
+    common = dict(deadline=None, database=None, print_blob=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                         HealthCheck.data_too_large, HealthCheck.filter_too_much])
+    settings.register_profile("ci", derandomize=True, max_examples=40, **common)
+    settings.register_profile("explore", derandomize=False, max_examples=400, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_hypothesis_profiles()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Toy tensors: one intra-op thread is as fast, and far faster on busy cores (no OpenMP spin-waits).

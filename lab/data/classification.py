@@ -29,9 +29,17 @@ def _check_split(split, allowed=CLASSIFICATION_SPLITS) -> str:
     return split
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise LabError(f"{name} must be an integer >= {low}, got {value!r}")
+#: bounds, so a typo cannot allocate without limit: points per call, input dimension, classes, and n * d
+MAX_N, MAX_D, MAX_CLASSES, MAX_CELLS = 10_000_000, 1024, 1000, 10**8
+MAX_SEED = 2**64 - 1
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+            or (high is not None and value > high)):
+        allowed = f"an integer >= {low}" + ("" if high is None else f" (at most {high:_})")
+        r = repr(value)
+        raise LabError(f"{name} must be {allowed}, got {r if len(r) <= 60 else r[:57] + '...'}")
     return int(value)
 
 
@@ -54,8 +62,8 @@ def toy2d_classification(name: str = "moons", n: int = 2000, seed: int = 0):
     allowed = [k for k, src in toy2d.DATASETS.items() if src.n_classes >= 2]
     if name not in allowed:
         raise LabError(f"unknown toy2d classification source {name!r}; allowed: {', '.join(allowed)}")
-    n = _check_int("n", n, 1)
-    seed = _check_int("seed", seed, 0)
+    n = _check_int("n", n, 1, MAX_N)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
     return toy2d.get(name).sample(n, seed, labelled=True)
 
 
@@ -99,10 +107,12 @@ def hard_classification(n: int = 4000, d: int = 32, n_classes: int = 10, seed: i
     Measured (seed 0, n=4000, test n=2000): logistic regression about 0.51 test accuracy,
     an sklearn MLP(256, 256) after 20 epochs about 0.72 (other seeds: gaps 0.07 to 0.29).
     """
-    n = _check_int("n", n, 1)
-    d = _check_int("d", d, 1)
-    n_classes = _check_int("n_classes", n_classes, 2)
-    seed = _check_int("seed", seed, 0)
+    n = _check_int("n", n, 1, MAX_N)
+    d = _check_int("d", d, 1, MAX_D)
+    n_classes = _check_int("n_classes", n_classes, 2, MAX_CLASSES)
+    seed = _check_int("seed", seed, 0, MAX_SEED)
+    if n * d > MAX_CELLS:
+        raise LabError(f"n * d = {n * d:_} inputs is too many; allowed: n * d <= {MAX_CELLS:_}")
     _check_split(split)
     if not isinstance(label_noise, (int, float)) or not 0.0 <= label_noise < 1.0:
         raise LabError(f"label_noise must be a number in [0, 1), got {label_noise!r}")

@@ -21,18 +21,22 @@ loads the same data again.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lab.data.images import ImageSource
+from lab.data.toy2d import path_exists
 from lab.errors import LabError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 CHANNELS = (1, 3)
+MAX_SIZE = 1024  # pixels per side after resizing: far above the toy scale, far below an out-of-memory resize
 IDX_IMAGES_MAGIC = 0x00000803  # uint8, 3 dims (N, H, W)
 IDX_LABELS_MAGIC = 0x00000801  # uint8, 1 dim (N,)
 _IDX_RE = re.compile(r"idx3-ubyte(\.gz)?$", re.IGNORECASE)
@@ -51,8 +55,8 @@ def _one_line(e: BaseException) -> str:
 # ----------------------------------------------------------------------------- options
 def _check_options(size, channels):
     if size is not None:
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or int(size) <= 0:
-            raise LabError(f"size must be a positive integer (pixels per side), got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 < int(size) <= MAX_SIZE:
+            raise LabError(f"size must be an integer in 1..{MAX_SIZE} (pixels per side), got {size!r}")
         size = int(size)
     if channels is not None:
         if isinstance(channels, bool) or channels not in CHANNELS:
@@ -63,7 +67,7 @@ def _check_options(size, channels):
 
 def _split_options(path: str, size, channels):
     """``PATH?size=16&channels=1`` -> (PATH, size, channels); the keyword arguments win."""
-    if "?" not in path or Path(path).expanduser().exists():
+    if "?" not in path or path_exists(path, "image path"):
         return path, size, channels
     path, _, query = path.rpartition("?")
     opts = {}
@@ -95,7 +99,7 @@ def load_images(path: str, size: int | None = None, channels: int | None = None)
     if not str(path).strip():
         raise LabError(f"empty image path; allowed: {_ALLOWED}")
     p = Path(path).expanduser()
-    if not p.exists():
+    if not path_exists(p, "image path"):
         raise LabError(f"image path {str(path)!r} does not exist; allowed: {_ALLOWED}")
     p = p.resolve()
     if p.is_dir():
@@ -160,8 +164,8 @@ def _load_folder(root: Path, size, channels) -> ImageSource:
     per_class_nonempty = [(c, fs) for c, fs in per_class if fs]
     if per_class_nonempty:
         if top:
-            raise LabError(f"folder {str(root)!r} has both images at its top level ({top[0].name}, ...) and class "
-                           f"subfolders ({', '.join(c for c, _ in per_class_nonempty)}); use one layout: "
+            raise LabError(f"folder {str(root)!r} has both images at its top level ({top[0].name!r}, ...) and class "
+                           f"subfolders ({', '.join(repr(c) for c, _ in per_class_nonempty)}); use one layout: "
                            "root/<class>/<images> or a flat folder of images")
         empty = [c for c, fs in per_class if not fs]
         if empty:
@@ -180,7 +184,7 @@ def _load_folder(root: Path, size, channels) -> ImageSource:
         h, w = arrays[0].shape[:2]
         for f, a in zip(files, arrays):
             if a.shape[:2] != (h, w):
-                raise LabError(f"images differ in size: {files[0].name} is {w}x{h} but {f.relative_to(root)} is "
+                raise LabError(f"images differ in size: {files[0].name!r} is {w}x{h} but {str(f.relative_to(root))!r} is "
                                f"{a.shape[1]}x{a.shape[0]} (width x height); pass size=N (or images:PATH?size=N) "
                                "to resize all to N x N")
     c = channels or max(a.shape[2] for a in arrays)
@@ -263,6 +267,9 @@ def _to_unit(x: np.ndarray, what: str) -> np.ndarray:
 
 def _layout(x: np.ndarray, what: str) -> np.ndarray:
     """(N,H,W) | (N,H,W,C) | (N,C,H,W) -> (N,C,H,W); channels-last iff the last dim is 1/3 and the second is not."""
+    if x.ndim in (3, 4) and 0 in x.shape[1:]:
+        raise LabError(f"{what} has shape {x.shape}: images with no pixels; allowed: (N, H, W), (N, H, W, C) or "
+                       "(N, C, H, W) with H, W >= 1")
     if x.ndim == 3:
         return x[:, None]
     if x.ndim == 4:
@@ -299,13 +306,13 @@ def _read_npz(p: Path):
             names = z["class_names"] if "class_names" in keys else None
     except LabError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as e:  # zlib: a damaged compressed member
         raise LabError(f"cannot read npz {str(p)!r} (saved with np.savez, no pickled objects): {_one_line(e)}") from None
-    x01 = _to_unit(_layout(x, f"npz x in {p.name}"), f"npz x in {p.name}")
-    y = None if y is None else _labels(y, x01.shape[0], f"npz y in {p.name}")
+    x01 = _to_unit(_layout(x, f"npz x in {p.name!r}"), f"npz x in {p.name!r}")
+    y = None if y is None else _labels(y, x01.shape[0], f"npz y in {p.name!r}")
     if names is not None:
         if names.ndim != 1 or names.dtype.kind not in "US":
-            raise LabError(f"npz class_names in {p.name} must be a 1D array of strings, got dtype {names.dtype} "
+            raise LabError(f"npz class_names in {p.name!r} must be a 1D array of strings, got dtype {names.dtype} "
                            f"shape {names.shape}")
         names = [str(s) for s in names.astype(str)]
     return x01, y, names
@@ -318,7 +325,7 @@ def _read_bytes(p: Path) -> bytes:
             with gzip.open(p, "rb") as f:
                 return f.read()
         return p.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise LabError(f"cannot read IDX file {str(p)!r}: {_one_line(e)}") from None
 
 
@@ -348,7 +355,7 @@ def read_idx(p: "str | Path", magic: int) -> np.ndarray:
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     if any(d <= 0 for d in dims):
         raise LabError(f"IDX file {str(p)!r} has dims {dims}; allowed: positive sizes")
-    need = int(np.prod(dims))
+    need = math.prod(dims)  # Python ints: a huge header cannot wrap around to a small size
     if len(raw) - header != need:
         raise LabError(f"IDX file {str(p)!r} has {len(raw) - header} data bytes but its header dims {dims} need {need}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
@@ -375,7 +382,7 @@ def _read_idx_pair(images_file: Path):
     lf = _labels_file_for(images_file)
     y = None
     if lf is not None:
-        y = _labels(read_idx(lf, IDX_LABELS_MAGIC), x.shape[0], f"IDX labels {lf.name}")
+        y = _labels(read_idx(lf, IDX_LABELS_MAGIC), x.shape[0], f"IDX labels {lf.name!r}")
     return x[:, None].astype(np.float64) / 255.0, y
 
 
@@ -392,6 +399,6 @@ def _pick_train_idx(d: Path, files: list[Path]) -> Path:
         if len(stems) == 1 and plain:
             cands = plain
     if len(cands) != 1:
-        raise LabError(f"folder {str(d)!r} holds IDX image files {', '.join(f.name for f in files)}; cannot pick one "
+        raise LabError(f"folder {str(d)!r} holds IDX image files {', '.join(repr(f.name) for f in files)}; cannot pick one "
                        "train file: pass the path of the images file itself")
     return cands[0]

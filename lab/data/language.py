@@ -27,9 +27,17 @@ import torch
 from lab.errors import LabError
 
 
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise LabError(f"{name} must be an integer >= {low}, got {value!r}")
+#: bounds, so a typo cannot allocate without limit (the transition table has n_states**2 * vocab entries)
+MAX_VOCAB, MAX_STATES, MAX_SEQ_LEN, MAX_TABLE, MAX_TOKENS = 100_000, 4096, 100_000, 5 * 10**7, 10**8
+MAX_SEED = 2**64 - 1
+
+
+def _check_int(name: str, value, low: int, high: int | None = None) -> int:
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
+            or (high is not None and value > high)):
+        allowed = f"an integer >= {low}" + ("" if high is None else f" (at most {high:_})")
+        r = repr(value)
+        raise LabError(f"{name} must be {allowed}, got {r if len(r) <= 60 else r[:57] + '...'}")
     return int(value)
 
 
@@ -43,10 +51,13 @@ class SyntheticLanguage:
     """
 
     def __init__(self, vocab: int = 16, n_states: int = 8, seq_len: int = 32, seed: int = 0):
-        self.vocab = _check_int("vocab", vocab, 4)
-        self.n_states = _check_int("n_states", n_states, 1)
-        self.seq_len = _check_int("seq_len", seq_len, 2)
-        self.seed = _check_int("seed", seed, 0)
+        self.vocab = _check_int("vocab", vocab, 4, MAX_VOCAB)
+        self.n_states = _check_int("n_states", n_states, 1, MAX_STATES)
+        self.seq_len = _check_int("seq_len", seq_len, 2, MAX_SEQ_LEN)
+        self.seed = _check_int("seed", seed, 0, MAX_SEED)
+        if self.n_states**2 * self.vocab > MAX_TABLE:
+            raise LabError(f"n_states**2 * vocab = {self.n_states**2 * self.vocab:_} transition entries is too many; "
+                           f"allowed: <= {MAX_TABLE:_}")
         self.bos = self.vocab
         self.model_vocab = self.vocab + 1
         rng = np.random.default_rng([self.seed, 17])
@@ -71,8 +82,8 @@ class SyntheticLanguage:
     # -- sampling -------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` sequences: a LongTensor (n, seq_len), column 0 is BOS (= ``vocab``)."""
-        n = _check_int("n", n, 1)
-        seed = _check_int("seed", seed, 0)
+        n = _check_int("n", n, 1, max(1, MAX_TOKENS // self.seq_len))
+        seed = _check_int("seed", seed, 0, MAX_SEED)
         g = torch.Generator().manual_seed(seed)
         out = torch.empty(n, self.seq_len, dtype=torch.long)
         out[:, 0] = self.bos

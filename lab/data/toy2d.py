@@ -18,6 +18,32 @@ import torch
 
 from lab.errors import LabError
 
+#: the most samples one ``sample`` call draws (a bound, so a typo cannot allocate without limit)
+MAX_SAMPLES = 10_000_000
+#: seeds torch accepts: any integer in [-2**63, 2**64)
+SEED_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """An integer seed in ``SEED_RANGE`` (numpy integers too, not bools) -> int; anything else: LabError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise LabError(f"{what} must be an integer in [-2**63, 2**64 - 1], got {_short(seed)}")
+    return int(seed)
+
+
+def _short(v, n: int = 60) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+def path_exists(p: "str | Path", what: str = "path") -> bool:
+    """``Path(p).exists()``, but a path the OS cannot even look up (too long, NUL byte) is a one-line LabError."""
+    try:
+        return Path(p).expanduser().exists()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise LabError(f"{what} {_short(str(p))} cannot be used: {' '.join(str(reason).split())}") from None
+
 
 @dataclass
 class GMM:
@@ -155,10 +181,11 @@ class Source:
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | int | None = None, labelled: bool = False):
-        if not isinstance(n, int) or n <= 0:
-            raise LabError(f"n must be a positive integer, got {n!r}")
-        if isinstance(generator, int):
-            generator = torch.Generator().manual_seed(generator)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= MAX_SAMPLES:
+            raise LabError(f"n must be a positive integer (at most {MAX_SAMPLES:_}), got {_short(n)}")
+        n = int(n)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            generator = torch.Generator().manual_seed(check_seed(generator, "generator (a seed)"))
         x, y = self._draw(n, generator)
         x = x.float()
         return (x, y.long()) if labelled else x
@@ -228,15 +255,15 @@ def get(name: str) -> Toy2D:
 def load_points(path: str | Path) -> PointCloud:
     """Load an (N, 2) point cloud from ``.npy`` or ``.csv`` (comma separated, optional header)."""
     p = Path(path)
-    if not p.exists():
-        raise LabError(f"no such file: {p}")
+    if not path_exists(p, "point file"):
+        raise LabError(f"no such file: {_short(str(p), 200)}")
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
             if not isinstance(arr, np.ndarray):  # an .npz archive under an .npy name
                 arr.close()
-                raise LabError(f"{p.name}: expected one array saved with np.save, got an .npz archive")
+                raise LabError(f"{p.name!r}: expected one array saved with np.save, got an .npz archive")
         elif suffix == ".csv":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "input contained no data": reported below as a LabError
@@ -249,9 +276,12 @@ def load_points(path: str | Path) -> PointCloud:
     except LabError:
         raise
     except Exception as e:  # noqa: BLE001 - turned into one clear line
-        raise LabError(f"could not read points from {p}: {e}") from None
+        raise LabError(f"could not read points from {str(p)!r}: {' '.join(str(e).split()) or type(e).__name__}") from None
     if arr.dtype.kind not in "fiu":
-        raise LabError(f"{p.name}: points must be numeric, got dtype {arr.dtype}")
+        raise LabError(f"{p.name!r}: points must be numeric, got dtype {arr.dtype}")
+    if arr.size and arr.dtype.kind == "f" and np.isfinite(arr).all() and np.abs(arr).max() > np.finfo(np.float32).max:
+        raise LabError(f"{p.name!r}: point values beyond the float32 range (|x| up to {np.abs(arr).max():.3g}); "
+                       "allowed: finite values within +-3.4e38")
     return PointCloud(arr.astype(np.float32), name=p.stem, spec=str(p.resolve()))
 
 
