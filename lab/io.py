@@ -94,12 +94,24 @@ def read_json(path) -> Any:
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, written atomically, with a sha256 of its tensors in its metadata (``sha256``), so
+    :func:`load_tensors` can tell a damaged file from a good one."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(clean, tmp, metadata=metadata))
+    meta = {"sha256": _digest(clean), **(metadata or {})}
+    _atomic(Path(path), lambda tmp: save_file(clean, tmp, metadata=meta))
 
 
 def load_tensors(path, device="cpu") -> dict[str, torch.Tensor]:
-    return load_file(str(path), device=str(device))
+    """The tensors of a safetensors file; when the file records a ``sha256`` (everything the lab writes does)
+    it is checked, and a mismatch (a damaged file) is a one-line LabError."""
+    from lab.errors import LabError
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    if "sha256" in meta and _digest(tensors) != meta["sha256"]:
+        raise LabError(f"{path} is damaged: its tensors do not match the sha256 recorded in it")
+    return {k: v.to(device) for k, v in tensors.items()} if str(device) != "cpu" else tensors
 
 
 def save_npz(path, **arrays) -> None:
