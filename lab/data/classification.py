@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lab.errors import LabError
+from lab.errors import LabError, check_int as _check_int
 
 CLASSIFICATION_SPLITS = ("train", "test")
 _HARD_SPLIT_OFFSET = {"train": 1, "test": 2}  # input seeds per split; the labelling function uses offset 0
@@ -32,15 +32,6 @@ def _check_split(split, allowed=CLASSIFICATION_SPLITS) -> str:
 #: bounds, so a typo cannot allocate without limit: points per call, input dimension, classes, and n * d
 MAX_N, MAX_D, MAX_CLASSES, MAX_CELLS = 10_000_000, 1024, 1000, 10**8
 MAX_SEED = 2**64 - 1
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
-            or (high is not None and value > high)):
-        allowed = f"an integer >= {low}" + ("" if high is None else f" (at most {high:_})")
-        r = repr(value)
-        raise LabError(f"{name} must be {allowed}, got {r if len(r) <= 60 else r[:57] + '...'}")
-    return int(value)
 
 
 def digits_classification(split: str = "train", flatten: bool = False):

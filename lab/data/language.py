@@ -24,21 +24,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lab.errors import LabError
+from lab.errors import LabError, check_int as _check_int
 
 
 #: bounds, so a typo cannot allocate without limit (the transition table has n_states**2 * vocab entries)
 MAX_VOCAB, MAX_STATES, MAX_SEQ_LEN, MAX_TABLE, MAX_TOKENS = 100_000, 4096, 100_000, 5 * 10**7, 10**8
 MAX_SEED = 2**64 - 1
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low
-            or (high is not None and value > high)):
-        allowed = f"an integer >= {low}" + ("" if high is None else f" (at most {high:_})")
-        r = repr(value)
-        raise LabError(f"{name} must be {allowed}, got {r if len(r) <= 60 else r[:57] + '...'}")
-    return int(value)
 
 
 class SyntheticLanguage:
