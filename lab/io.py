@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
+
+from lab.errors import LabError
 
 
 def _atomic(path: Path, write) -> None:
@@ -74,8 +76,6 @@ def atomic_write_json(path, obj) -> None:
 
 def read_json(path) -> Any:
     """The JSON value in ``path``; a missing, unreadable or malformed file is a one-line LabError naming it."""
-    from lab.errors import LabError
-
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -104,8 +104,6 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
 def load_tensors(path, device="cpu") -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file; when the file records a ``sha256`` (everything the lab writes does)
     it is checked, and a mismatch (a damaged file) is a one-line LabError."""
-    from lab.errors import LabError
-
     with safe_open(str(path), framework="pt", device="cpu") as f:
         meta = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -201,8 +199,6 @@ def save_state(path_stem, state: dict, pause_point: str | None = None) -> Path:
 
 def load_state(path_stem, device="cpu") -> dict:
     """Read and verify a state file written by :func:`save_state`; any damage is a one-line LabError."""
-    from lab.errors import LabError
-
     path = state_path(path_stem)
     if not path.is_file():
         raise LabError(f"{path} is missing")

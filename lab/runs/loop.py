@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from lab.errors import DivergenceError, LabError
+from lab.io import flatten_state
 from lab.trainable import StepOutput  # noqa: F401 - re-exported
 
 
@@ -164,8 +165,6 @@ NaNGuard = Guard  # the name it had before it looked beyond the loss
 def assert_finite_state(state: dict, step: int) -> None:
     """Raise :class:`~lab.errors.DivergenceError` if any floating tensor in a (nested) state is not finite:
     nets, optimiser moments, EMA shadows. Called before a checkpoint is written."""
-    from lab.io import flatten_state
-
     skel, tensors = flatten_state(state)
     bad = {k for k, t in tensors.items() if t.dtype.is_floating_point and not bool(torch.isfinite(t).all())}
     if not bad:
