@@ -1,4 +1,5 @@
 # Distillation Lab: `make demo` serves the app, `make test` runs every test.
+# `make screenshots` refreshes the README's screenshots in assets/ (`make test` writes its copies to tests/_out/).
 # The environment lives in .venv/ at the repository root.
 #
 # torch: installed FIRST and pinned, so nothing later pulls a multi-GB CUDA build.
@@ -20,7 +21,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 export LAB_NUM_THREADS ?= 1
 
-.PHONY: demo test install chromium zoo bench clean-venv
+.PHONY: demo test screenshots install chromium zoo bench clean-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +48,10 @@ demo: install
 
 test: install chromium
 	$(BIN)/python -m pytest $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
+
+# the browser tests write into assets/ only with LAB_UPDATE_SCREENSHOTS=1 (else into the git-ignored tests/_out/)
+screenshots: install chromium
+	LAB_UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -m browser tests/test_browser.py
 
 zoo: install
 	$(BIN)/lab zoo build

@@ -1,7 +1,7 @@
 """The real Streamlit app in headless Chromium: the Generators page draws its figure.
 
 Screenshots go to tests/_out/ (git-ignored), so `make test` leaves `git status` clean;
-`LAB_UPDATE_SCREENSHOTS=1 make test PYTEST_ARGS="-m browser"` refreshes the README's copies in assets/.
+`make screenshots` (LAB_UPDATE_SCREENSHOTS=1) refreshes the README's copies in assets/.
 """
 from __future__ import annotations
 
