@@ -17,7 +17,10 @@ from safetensors.torch import save_file
 from lab.errors import LabError
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write ``path`` atomically: ``write(tmp)`` fills a temporary file in the same folder, which then replaces
+    ``path`` (readable by all, the folder synced); on any error the temporary file is removed and ``path`` is
+    left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -53,7 +56,7 @@ def atomic_write_text(path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-    _atomic(Path(path), w)
+    atomic_write(Path(path), w)
 
 
 def _json_default(o):
@@ -98,7 +101,7 @@ def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str
     :func:`load_tensors` can tell a damaged file from a good one."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     meta = {"sha256": _digest(clean), **(metadata or {})}
-    _atomic(Path(path), lambda tmp: save_file(clean, tmp, metadata=meta))
+    atomic_write(Path(path), lambda tmp: save_file(clean, tmp, metadata=meta))
 
 
 def load_tensors(path, device="cpu") -> dict[str, torch.Tensor]:
@@ -116,7 +119,7 @@ def save_npz(path, **arrays) -> None:
     def w(tmp):
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **{k: np.asarray(v) for k, v in arrays.items()})
-    _atomic(Path(path), w)
+    atomic_write(Path(path), w)
 
 
 # ---- nested state (optimizer states, RNG states, counters) without pickle ----
@@ -193,7 +196,7 @@ def save_state(path_stem, state: dict, pause_point: str | None = None) -> Path:
             os.fsync(f.fileno())
         pause_here(f"{pause_point}-written" if pause_point else None)
 
-    _atomic(path, w)
+    atomic_write(path, w)
     return path
 
 

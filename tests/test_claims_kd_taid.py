@@ -16,8 +16,8 @@ class _ReverseKL(KDMethod):
 
     name = "reverse-kl-baseline"
 
-    def loss(self, s, t, y, batch, it):
-        r = reverse_kl(flat(s), flat(t), temperature=1.0)
+    def loss(self, student_logits, teacher_logits, y, batch, it):
+        r = reverse_kl(flat(student_logits), flat(teacher_logits), temperature=1.0)
         return r, {"rkl": r}
 
 

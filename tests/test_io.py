@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 from lab.io import (
-    _atomic, atomic_write_json, atomic_write_text, load_state, load_tensors, read_json, save_npz, save_state,
+    atomic_write, atomic_write_json, atomic_write_text, load_state, load_tensors, read_json, save_npz, save_state,
     save_tensors,
 )
 
@@ -52,11 +52,11 @@ def test_overwrite_is_atomic_and_failed_writes_leave_the_old_file(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        _atomic(p, boom)
+        atomic_write(p, boom)
     assert read_json(p) == {"v": 2}
     assert _listing(tmp_path) == ["x.json"]
     with pytest.raises(KeyboardInterrupt):  # also on an interrupt (BaseException)
-        _atomic(p, lambda tmp: (_ for _ in ()).throw(KeyboardInterrupt()))
+        atomic_write(p, lambda tmp: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert _listing(tmp_path) == ["x.json"]
     with pytest.raises(TypeError):
         atomic_write_json(p, {"bad": object()})

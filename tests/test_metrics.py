@@ -10,7 +10,7 @@ import torch
 from lab.data import toy2d
 from lab.errors import LabError
 from lab.metrics import METRICS, energy_distance, evaluate, low_density_share, mmd, mode_stats, noise_floor, sliced_wasserstein
-from lab.metrics.samples import _projections
+from lab.metrics.samples import random_projections
 
 
 def _gauss(n, seed, shift=(0.0, 0.0), scale=1.0):
@@ -40,7 +40,7 @@ def test_swd_of_a_translation(d):
     x = _gauss(300, 3)
     dv = torch.tensor(d)
     sw = sliced_wasserstein(x, x + dv)
-    P = _projections(2, 256, 0)
+    P = random_projections(2, 256, 0)
     exact = float(torch.sqrt(((dv.double() @ P) ** 2).mean()))
     assert sw == pytest.approx(exact, rel=1e-6)
     assert sw == pytest.approx(float(dv.norm()) / math.sqrt(2), rel=0.08)

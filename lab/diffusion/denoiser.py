@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lab.diffusion.process import Process, _bc, get_process
+from lab.diffusion.process import Process, broadcast_coef, get_process
 from lab.errors import LabError
 
 PRED_TYPES = ("x0", "eps", "v")
@@ -25,7 +25,8 @@ class Denoiser(nn.Module):
         #: labels bound for a block of calls (Method.conditioned); an explicit y always wins
         self.bound_y: torch.Tensor | None = None
 
-    def _t(self, t, x):
+    def time_batch(self, t, x):
+        """``t`` (a number, a scalar or a (n,) tensor) as a (n,) tensor on ``x``'s device and dtype."""
         if not torch.is_tensor(t):
             t = torch.tensor(float(t))
         t = t.to(device=x.device, dtype=x.dtype)
@@ -39,15 +40,15 @@ class Denoiser(nn.Module):
                 raise RuntimeError(f"labels are bound for a batch of {self.bound_y.shape[0]} but this call has "
                                    f"{x.shape[0]} samples; pass y explicitly (e.g. the same slice of batch['y'])")
             y = self.bound_y
-        return self.net(x, self._t(t, x), y, **cond)
+        return self.net(x, self.time_batch(t, x), y, **cond)
 
     def x0(self, x, t, y=None, **cond):
-        t = self._t(t, x)
+        t = self.time_batch(t, x)
         c_skip, c_out = self.process.x0_coeffs(t, self.pred)
-        return _bc(c_skip, x) * x + _bc(c_out, x) * self.raw(x, t, y, **cond)
+        return broadcast_coef(c_skip, x) * x + broadcast_coef(c_out, x) * self.raw(x, t, y, **cond)
 
     def eps(self, x, t, y=None, **cond):
-        t = self._t(t, x)
+        t = self.time_batch(t, x)
         out = self.raw(x, t, y, **cond)
         if self.pred == "eps":
             return out
@@ -56,7 +57,7 @@ class Denoiser(nn.Module):
         return self.process.x0_eps_from_v(x, t, out)[1]
 
     def velocity(self, x, t, y=None, **cond):
-        t = self._t(t, x)
+        t = self.time_batch(t, x)
         out = self.raw(x, t, y, **cond)
         if self.pred == "v":
             return out
@@ -67,7 +68,7 @@ class Denoiser(nn.Module):
         return self.process.v_from_x0_eps(t, x0, eps, x)
 
     def score(self, x, t, y=None, **cond):
-        t = self._t(t, x)
+        t = self.time_batch(t, x)
         return self.process.score_from_eps(x, t, self.eps(x, t, y, **cond))
 
     def forward(self, x, t, y=None, **cond):  # the velocity is the ODE's right-hand side

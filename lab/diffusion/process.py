@@ -3,7 +3,7 @@
 All conversions between x0, eps, velocity (dx_t/dt) and score live here and nowhere
 else. Methods ask a :class:`~lab.diffusion.Denoiser` for the quantity they need.
 
-Conventions (see METHOD_NOTES "Conventions to decide once"):
+Conventions (t = 1 is noise, as in diffusers' flow-matching schedulers):
 - ``linear`` (rectified flow / flow matching): alpha = 1 - t, sigma = t,
   velocity v = eps - x0. This is diffusers' FlowMatchEulerDiscreteScheduler with
   sigma = t, and an Euler step is exactly deterministic DDIM.
@@ -19,7 +19,7 @@ import torch
 from lab.errors import LabError
 
 
-def _bc(c: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+def broadcast_coef(c: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-sample coefficient (n,) or scalar against x (n, ...)."""
     if not torch.is_tensor(c):
         return torch.as_tensor(c, dtype=x.dtype, device=x.device)
@@ -50,37 +50,37 @@ class Process:
 
     # --- forward process ----------------------------------------------------
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return _bc(self.alpha(t), x0) * x0 + _bc(self.sigma(t), x0) * eps
+        return broadcast_coef(self.alpha(t), x0) * x0 + broadcast_coef(self.sigma(t), x0) * eps
 
     # --- conversions (one place) -------------------------------------------
     def eps_from_x0(self, x_t, t, x0):
-        return (x_t - _bc(self.alpha(t), x_t) * x0) / _bc(self.sigma(t), x_t).clamp_min(1e-12)
+        return (x_t - broadcast_coef(self.alpha(t), x_t) * x0) / broadcast_coef(self.sigma(t), x_t).clamp_min(1e-12)
 
     def x0_from_eps(self, x_t, t, eps):
-        return (x_t - _bc(self.sigma(t), x_t) * eps) / _bc(self.alpha(t), x_t).clamp_min(1e-12)
+        return (x_t - broadcast_coef(self.sigma(t), x_t) * eps) / broadcast_coef(self.alpha(t), x_t).clamp_min(1e-12)
 
     def v_from_x0_eps(self, t, x0, eps, like):
-        return _bc(self.d_alpha(t), like) * x0 + _bc(self.d_sigma(t), like) * eps
+        return broadcast_coef(self.d_alpha(t), like) * x0 + broadcast_coef(self.d_sigma(t), like) * eps
 
     def x0_eps_from_v(self, x_t, t, v):
         """Solve [alpha sigma; alpha' sigma'] [x0; eps] = [x_t; v]."""
-        a, s = _bc(self.alpha(t), x_t), _bc(self.sigma(t), x_t)
-        da, ds = _bc(self.d_alpha(t), x_t), _bc(self.d_sigma(t), x_t)
+        a, s = broadcast_coef(self.alpha(t), x_t), broadcast_coef(self.sigma(t), x_t)
+        da, ds = broadcast_coef(self.d_alpha(t), x_t), broadcast_coef(self.d_sigma(t), x_t)
         det = a * ds - s * da
         x0 = (ds * x_t - s * v) / det
         eps = (a * v - da * x_t) / det
         return x0, eps
 
     def score_from_eps(self, x_t, t, eps):
-        return -eps / _bc(self.sigma(t), x_t).clamp_min(1e-12)
+        return -eps / broadcast_coef(self.sigma(t), x_t).clamp_min(1e-12)
 
     def eps_from_score(self, x_t, t, score):
-        return -score * _bc(self.sigma(t), x_t)
+        return -score * broadcast_coef(self.sigma(t), x_t)
 
     def ddim_step(self, x_t, t, s, x0):
         """Deterministic DDIM from t to s given the x0 prediction at (x_t, t)."""
         eps = self.eps_from_x0(x_t, t, x0)
-        return _bc(self.alpha(s), x_t) * x0 + _bc(self.sigma(s), x_t) * eps
+        return broadcast_coef(self.alpha(s), x_t) * x0 + broadcast_coef(self.sigma(s), x_t) * eps
 
     def x0_coeffs(self, t: torch.Tensor, pred: str):
         """(c_skip, c_out) with x0_hat = c_skip * x_t + c_out * F for a network F of type ``pred``.

@@ -11,7 +11,7 @@ callbacks, run folders and resume serve it as the step-distillation methods:
     m.history               # the periodic evaluations (best and last epoch both come from here)
 
 Subclasses set ``Config`` (a validated dataclass), ``paper``, ``mechanism`` and implement
-``loss(s, t, y, batch, it) -> (loss, terms)`` on logits, or override ``compute(batch, it)`` when
+``loss(student_logits, teacher_logits, y, batch, it) -> (loss, terms)``, or override ``compute(batch, it)`` when
 they need features. ``targets(batch)`` says what distribution the student is pulled to, without
 training. Extra trainable modules (regressors, projectors, peers) are added with ``add_net(name,
 net, lr)``; ``optimize(loss)`` steps every optimiser.
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.errors import LabError
-from lab.kd.tasks import KDTask, _logits_of, get_task
+from lab.kd.tasks import KDTask, get_task, logits_of
 from lab.nets.classifiers import CLASSIFIERS
 from lab.nets.specs import check_net_spec
 from lab.trainable import StepOutput, Trainable, check, is_num, make_registry
@@ -193,29 +193,31 @@ class KDMethod(Trainable):
     # ---- losses
     def teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return _logits_of(self.teacher(x))
+            return logits_of(self.teacher(x))
 
     def ce(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
-    def plus_ce(self, loss: torch.Tensor, terms: dict, s: torch.Tensor, y: torch.Tensor):
-        """``loss + ce_weight * CE(s, y)`` (term "ce") when the config's ce_weight is positive; else unchanged."""
+    def plus_ce(self, loss: torch.Tensor, terms: dict, student_logits: torch.Tensor, y: torch.Tensor):
+        """``loss + ce_weight * CE(student_logits, y)`` (term "ce") when the config's ce_weight is positive; else
+        unchanged."""
         if self.config.ce_weight > 0:
-            terms["ce"] = self.ce(s, y)
+            terms["ce"] = self.ce(student_logits, y)
             loss = loss + self.config.ce_weight * terms["ce"]
         return loss, terms
 
-    def loss(self, s: torch.Tensor, t: torch.Tensor | None, y: torch.Tensor, batch: dict, it: int):
-        """The training loss from student logits ``s`` and teacher logits ``t`` (both (n, C) or (n, L, V));
-        returns ``(loss, {term: float})``."""
+    def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, y: torch.Tensor, batch: dict,
+             it: int):
+        """The training loss from ``student_logits`` and ``teacher_logits`` (both (n, C) or (n, L, V); the teacher's
+        are None when the method does not need a teacher); returns ``(loss, {term: float})``."""
         raise NotImplementedError
 
     def compute(self, batch: dict, it: int):
         """Forward pass and loss for one batch; returns ``(loss, terms)``. Override when features are needed."""
         x, y = batch["x"], batch["y"]
-        t = self.teacher_logits(x) if (self.teacher is not None and self.needs_teacher) else None
-        s = _logits_of(self.student(x))
-        return self.loss(s, t, y, batch, it)
+        teacher_logits = self.teacher_logits(x) if (self.teacher is not None and self.needs_teacher) else None
+        student_logits = logits_of(self.student(x))
+        return self.loss(student_logits, teacher_logits, y, batch, it)
 
     def optimize(self, loss: torch.Tensor) -> None:
         for o in self._opts.values():
@@ -249,15 +251,16 @@ class KDMethod(Trainable):
     # ---- what the student is pulled to
     def targets(self, batch: dict) -> KDTargets:
         """Default: the teacher's tempered softmax (Hinton). Methods with another target override this."""
-        T = self.config.temperature
+        temperature = self.config.temperature
         with torch.no_grad():
-            s = _logits_of(self.student(batch["x"]))
-            t = self.teacher_logits(batch["x"]) if self.teacher is not None else None
-        s2 = s.reshape(-1, s.shape[-1])
-        tp = torch.softmax(t.reshape(-1, t.shape[-1]) / T, -1) if t is not None else F.one_hot(
-            batch["y"].reshape(-1), s.shape[-1]).float()
-        return KDTargets(target=tp, teacher=tp, student=torch.softmax(s2 / T, -1), labels=batch["y"].reshape(-1),
-                         info={"temperature": T})
+            student_logits = logits_of(self.student(batch["x"]))
+            teacher_logits = self.teacher_logits(batch["x"]) if self.teacher is not None else None
+        n_classes = student_logits.shape[-1]
+        tp = torch.softmax(flat(teacher_logits) / temperature, -1) if teacher_logits is not None \
+            else F.one_hot(batch["y"].reshape(-1), n_classes).float()
+        student = torch.softmax(flat(student_logits) / temperature, -1)
+        return KDTargets(target=tp, teacher=tp, student=student, labels=batch["y"].reshape(-1),
+                         info={"temperature": temperature})
 
     # ---- evaluation
     def teacher_test_logits(self) -> torch.Tensor | None:

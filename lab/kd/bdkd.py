@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.trainable import check, is_num
 
 
@@ -76,15 +76,15 @@ def balanced_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temp
     (1 - w) * KL(p_T || q_S) + w * KL(q_S || p_T), w = sigmoid(gap_scale * (H_T - H_S)) (detached).
 
     Returns (loss, w per row, forward KL per row, reverse KL per row)."""
-    T = float(temperature)
-    log_q = torch.log_softmax(student_logits.float() / T, -1)
-    log_p = torch.log_softmax(teacher_logits.float() / T, -1)
+    temperature = float(temperature)
+    log_q = torch.log_softmax(student_logits.float() / temperature, -1)
+    log_p = torch.log_softmax(teacher_logits.float() / temperature, -1)
     fkl = (log_p.exp() * (log_p - log_q)).sum(-1)
     rkl = (log_q.exp() * (log_q - log_p)).sum(-1)
     with torch.no_grad():
         hs, ht = _entropy(log_q), _entropy(log_p)
         w = torch.sigmoid(float(gap_scale) * (ht - hs))
-    loss = T * T * ((1 - w) * fkl + w * rkl).mean()
+    loss = temperature * temperature * ((1 - w) * fkl + w * rkl).mean()
     return loss, w, fkl, rkl
 
 
@@ -107,10 +107,10 @@ class BDKD(KDMethod):
                 p.requires_grad_(True)
             self.online_teacher = self.add_trainable("online_teacher", net, lr=self.config.teacher_lr or None)
 
-    def loss(self, s, t, y, batch, it):
+    def loss(self, student_logits, teacher_logits, y, batch, it):
         c = self.config
-        ce = self.ce(s, y)
-        kd, w, fkl, rkl = balanced_kl(flat(s), flat(t).detach(), c.temperature, c.gap_scale)
+        ce = self.ce(student_logits, y)
+        kd, w, fkl, rkl = balanced_kl(flat(student_logits), flat(teacher_logits).detach(), c.temperature, c.gap_scale)
         terms = {"ce": ce, "bd": kd, "w_rev": float(w.mean()), "fkl": fkl.mean().detach(),
                  "rkl": rkl.mean().detach()}
         return c.ce_weight * ce + c.kd_weight * kd, terms
@@ -120,27 +120,27 @@ class BDKD(KDMethod):
             return super().compute(batch, it)
         c = self.config
         x, y = batch["x"], batch["y"]
-        t = _logits_of(self.online_teacher(x))
-        s = _logits_of(self.student(x))
-        loss_s, terms = self.loss(s, t.detach(), y, batch, it)
-        T = c.temperature
-        log_pt = torch.log_softmax(flat(t).float() / T, -1)
-        log_qs = torch.log_softmax(flat(s).detach().float() / T, -1)
-        t_kl = T * T * (log_qs.exp() * (log_qs - log_pt)).sum(-1).mean()
-        t_ce = self.ce(t, y)
+        teacher_logits = logits_of(self.online_teacher(x))
+        student_logits = logits_of(self.student(x))
+        loss_s, terms = self.loss(student_logits, teacher_logits.detach(), y, batch, it)
+        temperature = c.temperature
+        log_pt = torch.log_softmax(flat(teacher_logits).float() / temperature, -1)
+        log_qs = torch.log_softmax(flat(student_logits).detach().float() / temperature, -1)
+        t_kl = temperature * temperature * (log_qs.exp() * (log_qs - log_pt)).sum(-1).mean()
+        t_ce = self.ce(teacher_logits, y)
         terms.update({"teacher_ce": t_ce, "teacher_kl": t_kl})
         return loss_s + t_ce + t_kl, terms
 
     def targets(self, batch: dict) -> KDTargets:
         tg = super().targets(batch)
         with torch.no_grad():
-            s = flat(_logits_of(self.student(batch["x"])))
-            t = flat(self.teacher_logits(batch["x"]))
-            _, w, _, _ = balanced_kl(s, t, self.config.temperature, self.config.gap_scale)
+            student_logits = flat(logits_of(self.student(batch["x"])))
+            teacher_logits = flat(self.teacher_logits(batch["x"]))
+            _, w, _, _ = balanced_kl(student_logits, teacher_logits, self.config.temperature, self.config.gap_scale)
         return KDTargets(tg.target, tg.teacher, tg.student, tg.labels,
                          info={**tg.info, "w_rev": w.cpu(), "online": self.config.online})
 
     def teacher_logits(self, x):
         net = self.online_teacher if getattr(self, "online_teacher", None) is not None else self.teacher
         with torch.no_grad():
-            return _logits_of(net(x))
+            return logits_of(net(x))

@@ -45,7 +45,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
 from lab.trainable import check
 
@@ -73,7 +73,7 @@ class _Ensemble(nn.Module):
         self.nets = nn.ModuleList(nets)
 
     def forward(self, x):
-        probs = torch.stack([torch.softmax(_logits_of(n(x)), -1) for n in self.nets]).mean(0)
+        probs = torch.stack([torch.softmax(logits_of(n(x)), -1) for n in self.nets]).mean(0)
         return probs.clamp_min(1e-12).log()
 
 
@@ -133,31 +133,31 @@ class BornAgain(KDMethod):
     # ---- loss
     def previous_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return _logits_of(self.frozen[-1](x))
+            return logits_of(self.frozen[-1](x))
 
     def compute(self, batch, it):
         c = self.config
         x, y = batch["x"], batch["y"]
-        s = _logits_of(self.student(x))
-        ce = self.ce(s, y)
+        student_logits = logits_of(self.student(x))
+        ce = self.ce(student_logits, y)
         if not self.frozen:
             return ce, {"ce": ce, "gen": float(self.generation)}
-        kl = forward_kl(flat(s), flat(self.previous_logits(x)), temperature=c.temperature)
+        kl = forward_kl(flat(student_logits), flat(self.previous_logits(x)), temperature=c.temperature)
         return c.ce_weight * ce + c.kd_weight * kl, {"ce": ce, "kd": kl, "gen": float(self.generation)}
 
     def targets(self, batch) -> KDTargets:
         """Generation 0 is pulled to the labels; later ones to the previous generation's tempered softmax."""
-        T = self.config.temperature
+        temperature = self.config.temperature
         with torch.no_grad():
-            s = torch.softmax(flat(_logits_of(self.student(batch["x"]))) / T, -1)
+            student = torch.softmax(flat(logits_of(self.student(batch["x"]))) / temperature, -1)
         labels = batch["y"].reshape(-1)
         if not self.frozen:
-            onehot = torch.nn.functional.one_hot(labels, s.shape[-1]).float()
-            return KDTargets(target=onehot, teacher=onehot, student=s, labels=labels,
-                             info={"temperature": T, "generation": 0})
-        p = torch.softmax(flat(self.previous_logits(batch["x"])) / T, -1)
-        return KDTargets(target=p, teacher=p, student=s, labels=labels,
-                         info={"temperature": T, "generation": self.generation})
+            onehot = torch.nn.functional.one_hot(labels, student.shape[-1]).float()
+            return KDTargets(target=onehot, teacher=onehot, student=student, labels=labels,
+                             info={"temperature": temperature, "generation": 0})
+        p = torch.softmax(flat(self.previous_logits(batch["x"])) / temperature, -1)
+        return KDTargets(target=p, teacher=p, student=student, labels=labels,
+                         info={"temperature": temperature, "generation": self.generation})
 
     # ---- the ensemble
     def generations_nets(self) -> list[nn.Module]:

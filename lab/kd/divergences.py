@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.losses import generalized_jsd, reverse_kl, skew_forward_kl, skew_reverse_kl, tvd
 from lab.trainable import check, is_num
 
@@ -68,13 +68,13 @@ _SCARCE = {"steps": 1000, "n_train": 200}
 class _DivergenceKD(KDMethod):
     """CE + kd_weight * divergence(student, teacher) at temperature T; subclasses define :meth:`divergence`."""
 
-    def divergence(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def divergence(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, s, t, y, batch, it):
+    def loss(self, student_logits, teacher_logits, y, batch, it):
         c = self.config
-        ce = self.ce(s, y)
-        d = self.divergence(flat(s), flat(t))
+        ce = self.ce(student_logits, y)
+        d = self.divergence(flat(student_logits), flat(teacher_logits))
         return c.ce_weight * ce + c.kd_weight * d, {"ce": ce, self.name: d}
 
 
@@ -84,8 +84,8 @@ class ReverseKL(_DivergenceKD):
     mechanism = "cross-entropy + T^2 * KL(student || teacher): reverse KL, mode-seeking"
     bench_config = dict(_SCARCE)
 
-    def divergence(self, s, t):
-        return reverse_kl(s, t, temperature=self.config.temperature)
+    def divergence(self, student_logits, teacher_logits):
+        return reverse_kl(student_logits, teacher_logits, temperature=self.config.temperature)
 
 
 @dataclass
@@ -107,9 +107,9 @@ class JSD(_DivergenceKD):
                  "beta 0 = forward KL, 1 = reverse KL")
     bench_config = dict(_SCARCE)
 
-    def divergence(self, s, t):
+    def divergence(self, student_logits, teacher_logits):
         c = self.config
-        return generalized_jsd(s, t, beta=c.beta, temperature=c.temperature, normalized=False)
+        return generalized_jsd(student_logits, teacher_logits, beta=c.beta, temperature=c.temperature, normalized=False)
 
 
 SKEW_DIRECTIONS = ("forward", "reverse")
@@ -137,19 +137,19 @@ class SkewKL(_DivergenceKD):
                  "KL(q || alpha q + (1-alpha) p) (reverse), alpha 0.1")
     bench_config = dict(_SCARCE)
 
-    def divergence(self, s, t):
+    def divergence(self, student_logits, teacher_logits):
         c = self.config
         fn = skew_forward_kl if c.direction == "forward" else skew_reverse_kl
-        return fn(s, t, alpha=c.alpha, temperature=c.temperature)
+        return fn(student_logits, teacher_logits, alpha=c.alpha, temperature=c.temperature)
 
     def targets(self, batch: dict) -> KDTargets:
         c = self.config
-        T, a = c.temperature, c.alpha
+        temperature, a = c.temperature, c.alpha
         with torch.no_grad():
-            s = flat(_logits_of(self.student(batch["x"])))
-            t = flat(self.teacher_logits(batch["x"]))
-        p, q = torch.softmax(t / T, -1), torch.softmax(s / T, -1)
-        info = {"temperature": T, "alpha": a, "direction": c.direction}
+            student_logits = flat(logits_of(self.student(batch["x"])))
+            teacher_logits = flat(self.teacher_logits(batch["x"]))
+        p, q = torch.softmax(teacher_logits / temperature, -1), torch.softmax(student_logits / temperature, -1)
+        info = {"temperature": temperature, "alpha": a, "direction": c.direction}
         if c.direction == "reverse":
             target, student = (1 - a) * p + a * q, q
             info["mixture"] = "target = (1 - alpha) * teacher + alpha * student (SRKL pulls q to it)"
@@ -165,5 +165,5 @@ class TVD(_DivergenceKD):
     mechanism = "cross-entropy + total variation 0.5 * sum |p - q| between teacher and student"
     bench_config = dict(_SCARCE)
 
-    def divergence(self, s, t):
-        return tvd(s, t, temperature=self.config.temperature)
+    def divergence(self, student_logits, teacher_logits):
+        return tvd(student_logits, teacher_logits, temperature=self.config.temperature)

@@ -59,9 +59,9 @@ class DKDConfig(KDConfig):
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
               temperature: float = 4.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(TCKD, NCKD), each T^2 * KL(teacher || student) averaged over rows, on logits (n, C) and labels (n,)."""
-    T = float(temperature)
-    s, t = student_logits.float() / T, teacher_logits.float() / T
-    gt = F.one_hot(labels.long(), s.shape[-1]).bool()
+    temperature = float(temperature)
+    z_s, z_t = student_logits.float() / temperature, teacher_logits.float() / temperature
+    gt = F.one_hot(labels.long(), z_s.shape[-1]).bool()
     # binary [p_gt, 1 - p_gt] in log space: log p_gt and log(sum of the rest) via logsumexp
     def binary(z):
         lse = torch.logsumexp(z, -1)
@@ -69,11 +69,11 @@ def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
         log_rest = torch.logsumexp(z.masked_fill(gt, float("-inf")), -1) - lse
         return torch.stack([log_gt, log_rest], -1)
 
-    bs, bt = binary(s), binary(t)
-    tckd = (bt.exp() * (bt - bs)).sum(-1).mean() * T * T
-    ns = torch.log_softmax(s - _MASK * gt, -1)
-    nt = torch.log_softmax(t - _MASK * gt, -1)
-    nckd = (nt.exp() * (nt - ns)).sum(-1).mean() * T * T
+    bs, bt = binary(z_s), binary(z_t)
+    tckd = (bt.exp() * (bt - bs)).sum(-1).mean() * temperature * temperature
+    ns = torch.log_softmax(z_s - _MASK * gt, -1)
+    nt = torch.log_softmax(z_t - _MASK * gt, -1)
+    nckd = (nt.exp() * (nt - ns)).sum(-1).mean() * temperature * temperature
     return tckd, nckd
 
 
@@ -94,10 +94,10 @@ class DKD(KDMethod):
         w = self.config.warmup
         return 1.0 if w == 0 else min((it + 1) / w, 1.0)
 
-    def loss(self, s, t, y, batch, it):
+    def loss(self, student_logits, teacher_logits, y, batch, it):
         c = self.config
-        ce = self.ce(s, y)
-        tckd, nckd = dkd_terms(s, t, y, c.temperature)
+        ce = self.ce(student_logits, y)
+        tckd, nckd = dkd_terms(student_logits, teacher_logits, y, c.temperature)
         w = self.weight(it)
         total = c.ce_weight * ce + w * (c.alpha * tckd + c.beta * nckd)
         return total, {"ce": ce, "tckd": tckd, "nckd": nckd, "warmup": w}

@@ -69,7 +69,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.kd.base import KDConfig, KDMethod, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
 from lab.nets.hooks import FeatureTap, layer_names
 from lab.trainable import check, is_num
@@ -111,9 +111,9 @@ def run_with_features(net: nn.Module, x: torch.Tensor, layers, grad: bool = True
     layers = list(dict.fromkeys(layers))
     if not layers:
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-            return _logits_of(net(x)), {}
+            return logits_of(net(x)), {}
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()), FeatureTap(net, layers, detach=not grad) as tap:
-        out = _logits_of(net(x))
+        out = logits_of(net(x))
         feats = {name: tap[name] for name in layers}
     return out, feats
 
@@ -328,13 +328,13 @@ class FitNets(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t, ft = teacher_features(self, batch, [self.t_layer])
-        s, fs = run_with_features(self.student, x, [self.s_layer])
+        teacher_logits, ft = teacher_features(self, batch, [self.t_layer])
+        student_logits, fs = run_with_features(self.student, x, [self.s_layer])
         if it < self.hint_steps:  # stage 1: the hint alone
             h = self.hint(fs[self.s_layer], ft[self.t_layer])
             return c.hint_weight * h, {"hint": h}
-        ce = self.ce(s, y)
-        kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+        ce = self.ce(student_logits, y)
+        kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
         loss = c.ce_weight * ce + c.kd_weight * kl
         terms = {"ce": ce, "kd": kl}
         if c.stages == "one":
@@ -416,14 +416,14 @@ class AttentionTransfer(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t, ft = teacher_features(self, batch, [b for _, b in self.pairs])
-        s, fs = run_with_features(self.student, x, [a for a, _ in self.pairs])
+        teacher_logits, ft = teacher_features(self, batch, [b for _, b in self.pairs])
+        student_logits, fs = run_with_features(self.student, x, [a for a, _ in self.pairs])
         at = sum(at_loss(fs[a], ft[b], c.p) for a, b in self.pairs)
-        ce = self.ce(s, y)
+        ce = self.ce(student_logits, y)
         loss = c.ce_weight * ce + c.at_weight * at
         terms = {"ce": ce, "at": at}
         if c.kd_weight > 0:
-            kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+            kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
             loss = loss + c.kd_weight * kl
             terms["kd"] = kl
         return loss, terms
@@ -457,9 +457,9 @@ class _EmbedMethod(KDMethod):
                                    "teacher")
 
     def embeddings(self, batch):
-        t, ft = teacher_features(self, batch, [self.t_layer])
-        s, fs = run_with_features(self.student, batch["x"], [self.s_layer])
-        return s, t, embedding(fs[self.s_layer]), embedding(ft[self.t_layer])
+        teacher_logits, ft = teacher_features(self, batch, [self.t_layer])
+        student_logits, fs = run_with_features(self.student, batch["x"], [self.s_layer])
+        return student_logits, teacher_logits, embedding(fs[self.s_layer]), embedding(ft[self.t_layer])
 
 
 @dataclass
@@ -493,10 +493,10 @@ class VKD(_EmbedMethod):
 
     def compute(self, batch, it):
         c, y = self.config, batch["y"]
-        s, t, es, et = self.embeddings(batch)
+        student_logits, teacher_logits, es, et = self.embeddings(batch)
         feat = vkd_loss(self.projector(es), et)
-        ce = self.ce(s, y)
-        kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+        ce = self.ce(student_logits, y)
+        kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
         return c.ce_weight * ce + c.kd_weight * kl + c.feat_weight * feat, {"ce": ce, "kd": kl, "feat": feat}
 
 
@@ -528,14 +528,14 @@ class RKD(_EmbedMethod):
 
     def compute(self, batch, it):
         c, y = self.config, batch["y"]
-        s, t, es, et = self.embeddings(batch)
+        student_logits, teacher_logits, es, et = self.embeddings(batch)
         dist = rkd_distance_loss(es, et)
         angle = rkd_angle_loss(es, et)
-        ce = self.ce(s, y)
+        ce = self.ce(student_logits, y)
         loss = c.ce_weight * ce + c.dist_weight * dist + c.angle_weight * angle
         terms = {"ce": ce, "dist": dist, "angle": angle}
         if c.kd_weight > 0:
-            kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+            kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
             loss = loss + c.kd_weight * kl
             terms["kd"] = kl
         return loss, terms

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.kd.base import KDConfig, KDMethod, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
 from lab.trainable import check
 
@@ -89,10 +89,10 @@ class FunctionMatching(KDMethod):
         x, y = batch["x"], batch["y"]
         xs = self.mix(x) if c.mixup else x
         xt = xs if (c.consistent or not c.mixup) else self.mix(x)
-        t = self.teacher_logits(xt)
-        s = _logits_of(self.student(xs))
-        kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
-        return self.plus_ce(c.kd_weight * kl, {"kd": kl}, s, y)
+        teacher_logits = self.teacher_logits(xt)
+        student_logits = logits_of(self.student(xs))
+        kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
+        return self.plus_ce(c.kd_weight * kl, {"kd": kl}, student_logits, y)
 
 
 __all__ = ["FunctionMatching", "FunctionMatchingConfig"]

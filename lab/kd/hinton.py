@@ -25,12 +25,12 @@ from lab.losses import forward_kl
 
 @register("scratch")
 class Scratch(KDMethod):
-    paper = "baseline: cross-entropy training of the student alone"
+    paper = "none (baseline)"
     mechanism = "cross-entropy with the true labels, no teacher (the equal-compute baseline)"
     needs_teacher = False
 
-    def loss(self, s, t, y, batch, it):
-        ce = self.ce(s, y)
+    def loss(self, student_logits, teacher_logits, y, batch, it):
+        ce = self.ce(student_logits, y)
         return ce, {"ce": ce}
 
 
@@ -41,8 +41,8 @@ class KD(KDMethod):
     #: scarce labels (Hinton's transfer-set setting): 200 labelled digits
     bench_config = {"steps": 1000, "n_train": 200}
 
-    def loss(self, s, t, y, batch, it):
+    def loss(self, student_logits, teacher_logits, y, batch, it):
         c = self.config
-        ce = self.ce(s, y)
-        kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+        ce = self.ce(student_logits, y)
+        kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
         return c.ce_weight * ce + c.kd_weight * kl, {"ce": ce, "kd": kl}

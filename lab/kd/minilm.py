@@ -110,15 +110,15 @@ class MiniLM(KDMethod):
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
         with torch.no_grad():
-            t, t_att, t_val = self.teacher(x, return_attention=True)
-        s, s_att, s_val = self.student(x, return_attention=True)
+            teacher_logits, t_att, t_val = self.teacher(x, return_attention=True)
+        student_logits, s_att, s_val = self.student(x, return_attention=True)
         at = attention_kl(t_att[-1], s_att[-1])
         vr = value_relation_kl(t_val[-1], s_val[-1])
-        ce = self.ce(s, y)
+        ce = self.ce(student_logits, y)
         loss = c.ce_weight * ce + c.attn_weight * at + c.value_weight * vr
         terms = {"ce": ce, "attn": at, "value": vr}
         if c.kd_weight > 0:
-            kl = forward_kl(flat(s), flat(t), temperature=c.temperature)
+            kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
             loss = loss + c.kd_weight * kl
             terms["kd"] = kl
         return loss, terms

@@ -144,14 +144,14 @@ class OFA(KDMethod):
 
     def compute(self, batch, it):
         c, x, y = self.config, batch["x"], batch["y"]
-        t, _ = teacher_features(self, batch, [])
-        s, fs = run_with_features(self.student, x, self.stages)
-        ce = self.ce(s, y)
-        head = ofa_loss(flat(s), flat(t), y, c.gamma, c.temperature)
+        teacher_logits, _ = teacher_features(self, batch, [])
+        student_logits, fs = run_with_features(self.student, x, self.stages)
+        ce = self.ce(student_logits, y)
+        head = ofa_loss(flat(student_logits), flat(teacher_logits), y, c.gamma, c.temperature)
         terms = {"ce": ce, "ofa_head": head}
-        branch = s.new_zeros(())
+        branch = student_logits.new_zeros(())
         for n in self.stages:
-            b = ofa_loss(self.branches[n](fs[n]), flat(t), y, c.gamma, c.temperature)
+            b = ofa_loss(self.branches[n](fs[n]), flat(teacher_logits), y, c.gamma, c.temperature)
             terms[f"ofa_{n}"] = b
             branch = branch + b
         return c.ce_weight * ce + c.kd_weight * head + c.branch_weight * branch, terms

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
 from lab.trainable import check
 
@@ -76,7 +76,7 @@ class DML(KDMethod):
             self.peers.append(self.add_trainable(f"peer{k}", self.new_student()))
 
     def peer_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [_logits_of(p(x)) for p in self.peers]
+        return [logits_of(p(x)) for p in self.peers]
 
     def compute(self, batch, it):
         c = self.config
@@ -96,12 +96,12 @@ class DML(KDMethod):
 
     def targets(self, batch) -> KDTargets:
         """Peer 0 is pulled to the mean of the other peers' (tempered) distributions (plus its labels)."""
-        T = self.config.temperature
+        temperature = self.config.temperature
         with torch.no_grad():
-            ps = [torch.softmax(flat(z) / T, -1) for z in self.peer_logits(batch["x"])]
+            ps = [torch.softmax(flat(z) / temperature, -1) for z in self.peer_logits(batch["x"])]
         others = torch.stack(ps[1:]).mean(0)
         return KDTargets(target=others, teacher=others, student=ps[0], labels=batch["y"].reshape(-1),
-                         info={"temperature": T, "n_peers": len(ps)})
+                         info={"temperature": temperature, "n_peers": len(ps)})
 
     def evaluate_peers(self, split: str = "test") -> list[dict]:
         """The evaluation metrics of every peer (peer 0 is the student)."""

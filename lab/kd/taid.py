@@ -28,7 +28,8 @@ Fidelity notes:
 - the language task is distilled on teacher-forced training sequences (offline data), not on
   student-generated sequences as in some of the paper's settings.
 - the loss is the cross-entropy -sum p_t log q_S (its gradient equals that of KL(p_t || q_S));
-  J for the schedule is this cross-entropy of the step, as written in METHOD_NOTES.
+  J for the schedule is this cross-entropy of the step, as in the official code (SakanaAI/TAID
+  ``src/distil_losses/taid.py``).
 - ``temperature`` (default 1, the paper's) divides both logits before interpolation; ``ce_weight``
   (default 0) adds the usual cross-entropy with the true labels, ``kd_weight`` (default 1) scales
   the TAID term.
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import _logits_of
+from lab.kd.tasks import logits_of
 from lab.trainable import check, is_num
 
 
@@ -76,10 +77,11 @@ class TAIDConfig(KDConfig):
         check(is_num(self.beta) and 0.0 <= self.beta < 1.0, "beta", self.beta, "a float in [0, 1)")
 
 
-def interpolate(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float,
+def interpolate(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t_interp: float,
                 temperature: float = 1.0) -> torch.Tensor:
-    """TAID's target p_t = softmax(((1 - t) * sg(z_S) + t * z_T) / T) (rows over the last dim)."""
-    z = (1.0 - float(t)) * student_logits.detach() + float(t) * teacher_logits.detach()
+    """TAID's target p_t = softmax(((1 - t) * sg(z_S) + t * z_T) / temperature) with t = ``t_interp``, the
+    interpolation parameter (the paper's t; 0 is the student, 1 the teacher), rows over the last dim."""
+    z = (1.0 - float(t_interp)) * student_logits.detach() + float(t_interp) * teacher_logits.detach()
     return torch.softmax(z.float() / temperature, -1)
 
 
@@ -97,19 +99,20 @@ class TAID(KDMethod):
 
     def setup(self) -> None:
         c = self.config
+        #: the interpolation parameter t of the paper (0: the student, 1: the teacher); not a diffusion time
         self.t = float(c.t_start)
         self.m = 0.0
         self.J_prev: float | None = None
         #: (step, t after the step's update, momentum) per training step (``lab.probes.taid.taid_trace``)
         self.t_trace: list[tuple[int, float, float]] = []
 
-    def loss(self, s, t, y, batch, it):
+    def loss(self, student_logits, teacher_logits, y, batch, it):
         c = self.config
-        T = c.temperature
-        p_t = interpolate(flat(s), flat(t), self.t, T)
-        log_q = torch.log_softmax(flat(s).float() / T, -1)
+        temperature = c.temperature
+        p_t = interpolate(flat(student_logits), flat(teacher_logits), self.t, temperature)
+        log_q = torch.log_softmax(flat(student_logits).float() / temperature, -1)
         taid = -(p_t * log_q).sum(-1).mean()
-        return self.plus_ce(c.kd_weight * taid, {"taid": taid}, s, y)
+        return self.plus_ce(c.kd_weight * taid, {"taid": taid}, student_logits, y)
 
     def update_t(self, J: float, step: int) -> float:
         """One schedule update after ``step`` optimiser steps with detached distillation loss ``J``; returns t."""
@@ -133,13 +136,14 @@ class TAID(KDMethod):
         return {"taid/t": self.t, "taid/t_used": t_used, "taid/momentum": self.m}
 
     def targets(self, batch: dict) -> KDTargets:
-        T = self.config.temperature
+        temperature = self.config.temperature
         with torch.no_grad():
-            s = flat(_logits_of(self.student(batch["x"])))
-            t = flat(self.teacher_logits(batch["x"]))
-        return KDTargets(target=interpolate(s, t, self.t, T), teacher=torch.softmax(t / T, -1),
-                         student=torch.softmax(s / T, -1), labels=batch["y"].reshape(-1),
-                         info={"t": self.t, "temperature": T})
+            student_logits = flat(logits_of(self.student(batch["x"])))
+            teacher_logits = flat(self.teacher_logits(batch["x"]))
+        return KDTargets(target=interpolate(student_logits, teacher_logits, self.t, temperature),
+                         teacher=torch.softmax(teacher_logits / temperature, -1),
+                         student=torch.softmax(student_logits / temperature, -1), labels=batch["y"].reshape(-1),
+                         info={"t": self.t, "temperature": temperature})
 
     def extra_state(self) -> dict:
         return {**super().extra_state(), "taid": {"t": self.t, "m": self.m, "J_prev": self.J_prev,

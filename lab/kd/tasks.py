@@ -57,7 +57,7 @@ class KDTask:
         was = net.training
         net.eval()
         try:
-            out = torch.cat([_logits_of(net(x[i:i + batch].to(dev))).cpu() for i in range(0, len(x), batch)])
+            out = torch.cat([logits_of(net(x[i:i + batch].to(dev))).cpu() for i in range(0, len(x), batch)])
         finally:
             net.train(was)
         return out
@@ -84,7 +84,7 @@ class KDTask:
         return out
 
 
-def _logits_of(out):
+def logits_of(out):
     """Networks with ``return_attention`` return tuples; plain calls return logits."""
     return out[0] if isinstance(out, tuple) else out
 
@@ -165,4 +165,4 @@ def get_task(task: "str | KDTask") -> KDTask:
     return _build(task)
 
 
-__all__ = ["KDTask", "get_task", "list_tasks"]
+__all__ = ["KDTask", "get_task", "list_tasks", "logits_of"]

@@ -85,7 +85,8 @@ def entries() -> list[str]:
     return [f"kd/{t}/teacher" for t in SHIPPED_TASKS]
 
 
-def _task_of(entry: str) -> str:
+def task_of(entry: str) -> str:
+    """The task of a KD zoo entry ``kd/TASK/teacher``; a one-line error for any other name."""
     from lab.kd.tasks import list_tasks
 
     parts = entry.strip("/").split("/")
@@ -98,7 +99,7 @@ def _task_of(entry: str) -> str:
 def find(entry: str) -> Path | None:
     from lab.zoo import cache_dir
 
-    task = _task_of(entry)
+    task = task_of(entry)
     for root in (_assets(), cache_dir() / "kd"):
         if (root / task / "teacher" / "model.json").exists():
             return root / task / "teacher"
@@ -118,7 +119,7 @@ def load_teacher(ref, device="cpu", train_if_missing: bool = True, progress: boo
             raise LabError(f"{ref} is neither shipped nor cached; build it with `lab zoo build {ref}`")
         from lab.zoo import cache_dir
 
-        folder = build_teacher(_task_of(str(ref)), cache_dir() / "kd", progress=progress)
+        folder = build_teacher(task_of(str(ref)), cache_dir() / "kd", progress=progress)
     return load_model(folder, device)
 
 
@@ -144,4 +145,4 @@ def build_teacher(task: str, root: Path | None = None, seed: int = 0, progress: 
     return folder
 
 
-__all__ = ["KDModel", "load_model", "load_teacher", "build_teacher", "entries", "find", "SHIPPED_TASKS"]
+__all__ = ["KDModel", "load_model", "load_teacher", "build_teacher", "entries", "find", "task_of", "SHIPPED_TASKS"]

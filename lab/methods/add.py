@@ -5,7 +5,7 @@ Paper: Sauer, Lorenz, Blattmann & Rombach, "Adversarial Diffusion Distillation"
 teacher, is trained with two losses: an adversarial loss (a discriminator tells real
 data from student samples) and a distillation loss (the frozen teacher denoises the
 re-noised student sample and the student regresses onto that, weighted by c(t)).
-Details from METHOD_NOTES ("ADD / LADD").
+Details from the paper (four student timesteps, hinge loss, R1, lambda = 2.5, c(t)).
 
 Mechanism as implemented:
 - Student: a copy of the teacher (a Denoiser with the teacher's prediction type).

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import _bc, get_process
+from lab.diffusion.process import broadcast_coef, get_process
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
@@ -55,7 +55,7 @@ from lab.trainable import StepOutput, check
 def boot_apply(net: nn.Module, z, t, y=None, **cond):
     """g(z, t) = z + (t - 1) u(z, t); the net's own time input is held at 1."""
     u = net(z, torch.ones_like(t), y, s=t, **cond)
-    return z + _bc(t - 1, z) * u, u
+    return z + broadcast_coef(t - 1, z) * u, u
 
 
 @register_generator

@@ -37,8 +37,8 @@ Mechanism as implemented:
 Fidelity notes:
 - The paper's full method adds a distribution-level corrector (re-noised student outputs
   matched to the teacher with an auxiliary velocity network); only the prediction
-  objective evaluated at the student's own states is implemented here (METHOD_NOTES
-  marks the paper's details as reconstructed from summaries).
+  objective evaluated at the student's own states is implemented here (the paper's details
+  are reconstructed from its abstract and summaries, not from its code).
 - The derivative d/ds X is taken by default as a finite difference (``objective="discrete"``):
   X(x_t, t, s) is regressed onto one teacher Heun step from s' = min(s + ds, t) to s,
   started at the map's own (stop-gradient) output X(x_t, t, s'), ds = 1/32. The exact
@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import _bc, get_process
+from lab.diffusion.process import broadcast_coef, get_process
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.nets import jvp
@@ -88,7 +88,7 @@ def map_net_from_teacher(method: Method, extra: str = "s") -> nn.Module:
 def map_apply(net: nn.Module, x, t, s, y=None, **cond):
     """X(x, t, s) = x + (s - t) u(x, t, s)."""
     u = net(x, t, y, s=s, **cond)
-    return x + _bc(s - t, x) * u, u
+    return x + broadcast_coef(s - t, x) * u, u
 
 
 # ---------------------------------------------------------------- generator

@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.process import _bc
+from lab.diffusion.process import broadcast_coef
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.errors import LabError
@@ -96,7 +96,7 @@ def guided_velocity(denoiser: Denoiser, x, t, y, w):
         return v_u
     v_c = denoiser.velocity(x, t, y)
     w = torch.as_tensor(w, dtype=x.dtype, device=x.device)
-    w = _bc(w, v_c) if w.ndim == 1 else w
+    w = broadcast_coef(w, v_c) if w.ndim == 1 else w
     return v_u + w * (v_c - v_u)
 
 
@@ -110,10 +110,10 @@ class _CFG(nn.Module):
         self.pred = "v"
 
     def velocity(self, x, t, y=None, w=None, **cond):
-        return guided_velocity(self.inner, x, self.inner._t(t, x), y, self.w if w is None else w)
+        return guided_velocity(self.inner, x, self.inner.time_batch(t, x), y, self.w if w is None else w)
 
     def x0(self, x, t, y=None, w=None, **cond):
-        t = self.inner._t(t, x)
+        t = self.inner.time_batch(t, x)
         return self.process.x0_eps_from_v(x, t, self.velocity(x, t, y, w))[0]
 
 
@@ -275,10 +275,10 @@ class Guidance(Method):
     def halving_target(self, x_t, t, y, w, n_s: int):
         """Two Euler half-steps of the frozen stage teacher t -> t - 1/(2 n_s) -> s = t - 1/n_s; the
         target velocity makes ONE Euler step of the student land on the same point."""
-        T, dt = self.stage_teacher, 1.0 / n_s
+        stage_teacher, dt = self.stage_teacher, 1.0 / n_s
         mid, s_ = (t - 0.5 * dt).clamp_min(0.0), (t - dt).clamp_min(0.0)
-        z_mid = x_t + self.col((mid - t)) * T.velocity(x_t, t, y, w=w)
-        z_s = z_mid + self.col((s_ - mid)) * T.velocity(z_mid, mid.clamp_min(1e-4), y, w=w)
+        z_mid = x_t + self.col((mid - t)) * stage_teacher.velocity(x_t, t, y, w=w)
+        z_s = z_mid + self.col((s_ - mid)) * stage_teacher.velocity(z_mid, mid.clamp_min(1e-4), y, w=w)
         return (z_s - x_t) / self.col((s_ - t)), z_s
 
     @torch.no_grad()

@@ -18,7 +18,8 @@ Fidelity notes:
   few hundred steps per halving on 2D, starting from ``start_steps`` (default 64).
 - The paper uses a cosine VP schedule; our default teacher is a linear flow, for which a
   DDIM step is exactly an Euler step, so the target equals the average velocity of the two
-  teacher half-steps (see METHOD_NOTES "Progressive distillation on a flow teacher").
+  teacher half-steps (as the progressive baseline of kvfrans/shortcut-models
+  ``baselines/targets_progressive.py``).
 - The default starts from a 64-step DDIM teacher and halves five times (64 -> 2 steps,
   400 steps per halving). The starting step count matters more than the optimiser steps:
   measured on moons, starting from 16 steps the 4-step student stopped at 2.1x the
@@ -95,11 +96,11 @@ class Progressive(Method):
 
     @torch.no_grad()
     def _target(self, x_t, t, n_s):
-        proc, T = self.process, self.stage_teacher
+        proc, stage_teacher = self.process, self.stage_teacher
         dt = 1.0 / n_s
         mid, s = t - 0.5 * dt, (t - dt).clamp_min(0.0)
-        z_mid = proc.ddim_step(x_t, t, mid, T.x0(x_t, t))
-        z_s = proc.ddim_step(z_mid, mid, s, T.x0(z_mid, mid))
+        z_mid = proc.ddim_step(x_t, t, mid, stage_teacher.x0(x_t, t))
+        z_s = proc.ddim_step(z_mid, mid, s, stage_teacher.x0(z_mid, mid))
         ratio = proc.sigma(s) / proc.sigma(t)
         x0_star = (z_s - self.col(ratio) * x_t) / self.col((proc.alpha(s) - ratio * proc.alpha(t)))
         return x0_star, z_s

@@ -3,8 +3,9 @@
 Papers: Lu & Song, "Simplifying, Stabilizing and Scaling Continuous-Time Consistency
 Models" (ICLR 2025) for ``scm``; Zheng et al., "Large Scale Diffusion Distillation via
 Score-Regularized Continuous-Time Consistency" (2025) for ``rcm``. Details of the loss
-from NVlabs/FastGen ``sCM.py`` and the paper's Algorithm 1 (METHOD_NOTES "sCM /
-continuous-time consistency" and "More step-distillation details").
+from NVlabs/FastGen ``fastgen/methods/consistency_model/sCM.py``, NVlabs/Sana
+``train_scripts/train_scm_ladd.py`` and the paper's Algorithm 1; for ``rcm``, the loss weights and
+update schedule of the rCM paper.
 
 sCM trains the consistency function in continuous time: instead of matching the
 student at two adjacent points of a teacher trajectory, it drives the total derivative
@@ -114,7 +115,7 @@ from torch import nn
 
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
-from lab.diffusion.process import LinearFlow, _bc
+from lab.diffusion.process import LinearFlow, broadcast_coef
 from lab.losses import mean_abs, norms, sq_dist
 from lab.nets import jvp
 from lab.methods.base import Method, MethodConfig, Targets, register
@@ -165,7 +166,7 @@ class TrigFlowCM(nn.Module):
             return self.inner(xs, self.time_scale * t, self._y(y, xs))
         sd = self.sigma_d
         s, scale = linear_from_trig(t, sd)
-        x_lin = sd * xs * _bc(scale, xs)
+        x_lin = sd * xs * broadcast_coef(scale, xs)
         out = self.inner(x_lin, s, self._y(y, xs))
         p = self.inner_process
         if self.inner_pred == "v":
@@ -174,16 +175,16 @@ class TrigFlowCM(nn.Module):
             x0, eps = out, p.eps_from_x0(x_lin, s, out)
         else:
             x0, eps = p.x0_from_eps(x_lin, s, out), out
-        return (_bc(torch.cos(t), x0) * sd * eps - _bc(torch.sin(t), x0) * x0) / sd
+        return (broadcast_coef(torch.cos(t), x0) * sd * eps - broadcast_coef(torch.sin(t), x0) * x0) / sd
 
     def f_trig(self, x_trig: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
-        c, s = _bc(torch.cos(t), x_trig), _bc(torch.sin(t), x_trig)
+        c, s = broadcast_coef(torch.cos(t), x_trig), broadcast_coef(torch.sin(t), x_trig)
         return c * x_trig - s * self.sigma_d * self.F(x_trig / self.sigma_d, t, y)
 
     def forward(self, x: torch.Tensor, s: torch.Tensor, y=None, **cond) -> torch.Tensor:
         t = trig_from_linear(s, self.sigma_d)
         _, scale = linear_from_trig(t, self.sigma_d)
-        return self.f_trig(x / _bc(scale, x), t, y)
+        return self.f_trig(x / broadcast_coef(scale, x), t, y)
 
     def spec(self) -> dict:
         return {"type": "trigflow_cm", "inner": self.inner.spec(), "sigma_d": self.sigma_d,

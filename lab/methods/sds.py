@@ -17,9 +17,11 @@ Mechanism as implemented:
   ``batch`` fresh z per step.
 - SDS gradient (DreamFusion eq. 3, network Jacobian dropped): noise each point x to
   x_t = alpha_t x + sigma_t eps with t ~ U[t_min, t_max] (2%-98%), then
-  grad = w(t) (eps_teacher(x_t, t) - eps), w(t) = sigma_t^2 (``weighting="sigma2"``; the
-  METHOD_NOTES choice) or 1; applied as loss = 0.5 |x - sg(x - grad)|^2 so the optimiser
-  sees exactly ``grad`` per point (mean over points; the particle optimiser is Adam).
+  grad = w(t) (eps_teacher(x_t, t) - eps), w(t) = sigma_t^2 (``weighting="sigma2"``, as
+  threestudio's ``weighting_strategy="sds"``, w = 1 - alpha_bar_t, in
+  ``threestudio/models/guidance/stable_diffusion_guidance.py``) or 1; applied as
+  loss = 0.5 |x - sg(x - grad)|^2 so the optimiser sees exactly ``grad`` per point (mean over
+  points; the particle optimiser is Adam).
 - VSD gradient (ProlificDreamer eq. 9): the same with eps replaced by eps_phi(x_t, t),
   a fake score fitted online on ALL particles' detached positions with the ordinary
   flow-matching (denoising) loss, ``fake_updates`` fake steps per particle step, t ~ U(0, 1).

@@ -12,7 +12,7 @@ each stage initialised from the previous one.
 Mechanism as implemented:
 - Map to a boundary: f(x_t, t -> s) = DDIM step from t to s with the student's x0 estimate,
   i.e. alpha(s) x0_hat + sigma(s) eps_hat(x0_hat). For a linear-flow velocity network this
-  is the flow-map form x_t + (s - t) F(x_t, t) (METHOD_NOTES), which meets the boundary
+  is the flow-map form x_t + (s - t) F(x_t, t) (exact DDIM for this flow), which meets the boundary
   condition f(x_s, s -> s) = x_s exactly and is the teacher's own Euler jump at
   initialisation (student initialised from the teacher).
 - Discretise [0, 1] into N intervals (N divisible by every K); draw n, noise data to
@@ -57,7 +57,7 @@ import torch
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult, time_grid
-from lab.diffusion.process import _bc
+from lab.diffusion.process import broadcast_coef
 from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Targets, register
 from lab.methods.consistency import Consistency, ConsistencyConfig
@@ -108,7 +108,7 @@ class SegmentGenerator(Generator):
                     eps = torch.randn(x.shape, generator=g).to(x) if g is not None else torch.randn_like(x)
                     r = proc.alpha(t_next) / proc.alpha(s).clamp_min(1e-12)
                     std = (proc.sigma(t_next) ** 2 - (r * proc.sigma(s)) ** 2).clamp_min(0).sqrt()
-                    x = _bc(r, x) * x + _bc(std, x) * eps
+                    x = broadcast_coef(r, x) * x + broadcast_coef(std, x) * eps
                 if return_trajectory:
                     traj.append(x)
         return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)

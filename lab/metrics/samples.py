@@ -24,7 +24,9 @@ def _t(x) -> torch.Tensor:
     return x
 
 
-def _projections(dim: int, n_proj: int, seed: int) -> torch.Tensor:
+def random_projections(dim: int, n_proj: int, seed: int) -> torch.Tensor:
+    """``n_proj`` random unit directions in ``dim`` dimensions, columns of a (dim, n_proj) float64 tensor, the same
+    for the same seed (the projections of :func:`sliced_wasserstein`)."""
     g = torch.Generator().manual_seed(seed)
     p = torch.randn(dim, n_proj, generator=g, dtype=torch.float64)
     return p / p.norm(dim=0, keepdim=True)
@@ -34,7 +36,7 @@ def sliced_wasserstein(x, y, n_proj: int = 256, seed: int = 0) -> float:
     x, y = _t(x), _t(y)
     if x.shape[1] != y.shape[1]:
         raise LabError(f"sample dimensions differ: {x.shape[1]} vs {y.shape[1]}")
-    P = _projections(x.shape[1], n_proj, seed)
+    P = random_projections(x.shape[1], n_proj, seed)
     px, _ = torch.sort(x @ P, dim=0)
     py, _ = torch.sort(y @ P, dim=0)
     if px.shape[0] != py.shape[0]:

@@ -18,7 +18,8 @@ from lab.errors import LabError
 from lab.metrics import sliced_wasserstein
 
 
-def _np(x):
+def to_numpy(x):
+    """A tensor (detached, on the CPU) or anything array-like as a numpy array."""
     return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
 
 
@@ -53,12 +54,12 @@ def targets(method, t: float = 0.5, n: int = 200, on: str = "auto", lim: float =
     if tg is None:
         tg = method.targets(method.probe_batch(n, t, seed), t=t)
         where = "data"
-    out = pd.DataFrame({"x": _np(tg.x_t[:, 0]), "y": _np(tg.x_t[:, 1]),
-                        "target_x": _np(tg.target[:, 0]), "target_y": _np(tg.target[:, 1])})
+    out = pd.DataFrame({"x": to_numpy(tg.x_t[:, 0]), "y": to_numpy(tg.x_t[:, 1]),
+                        "target_x": to_numpy(tg.target[:, 0]), "target_y": to_numpy(tg.target[:, 1])})
     for k in ("teacher", "student"):
         v = getattr(tg, k)
-        out[f"{k}_x"] = _np(v[:, 0]) if v is not None else np.nan
-        out[f"{k}_y"] = _np(v[:, 1]) if v is not None else np.nan
+        out[f"{k}_x"] = to_numpy(v[:, 0]) if v is not None else np.nan
+        out[f"{k}_y"] = to_numpy(v[:, 1]) if v is not None else np.nan
     out["space"], out["t"], out["on"], out["method"] = tg.space, float(t), where, method.name
     return out
 
@@ -77,7 +78,7 @@ def trajectories(teacher: Generator, student: Generator | None = None, n: int = 
         models.append(("student", student, student_nfe))
     for label, gen, nfe in models:
         res = gen.sample(z=z, nfe=nfe, seed=seed, return_trajectory=True)
-        tr, ts = _np(res.trajectory), _np(res.times)
+        tr, ts = to_numpy(res.trajectory), to_numpy(res.times)
         k_idx, p_idx = np.meshgrid(np.arange(tr.shape[0]), np.arange(tr.shape[1]), indexing="ij")
         rows.append(pd.DataFrame({"model": label, "path": p_idx.ravel(), "k": k_idx.ravel(),
                                   "t": np.repeat(ts[: tr.shape[0]], tr.shape[1]),
@@ -118,7 +119,7 @@ def sample_panels(teacher: Generator, students: dict[str, Generator], source, n:
         t0 = time.perf_counter()
         x = gen.sample(z=z.to(gen.device), nfe=nfe, seed=seed).x
         sec = time.perf_counter() - t0
-        xs = _np(x)
+        xs = to_numpy(x)
         frames.append(pd.DataFrame({"model": label, "nfe": nfe, "x": xs[:, 0], "y": xs[:, 1],
                                     "swd": sliced_wasserstein(x, ref), "swd_floor": floor, "seconds": sec}))
     return pd.concat(frames, ignore_index=True)

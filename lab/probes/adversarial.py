@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from lab.errors import LabError
-from lab.probes import _np, grid
+from lab.probes import grid, to_numpy
 
 
 def decision_field(method, t: float = 0.1, lim: float = 3.0, n: int = 41) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def decision_field(method, t: float = 0.1, lim: float = 3.0, n: int = 41) -> pd.
     x_t = grid(lim, n, device)
     with torch.no_grad():
         logit = fn(x_t, torch.full((x_t.shape[0],), float(t), device=device))
-    out = pd.DataFrame({"x": _np(x_t[:, 0]), "y": _np(x_t[:, 1]), "logit": _np(logit).reshape(-1).astype(np.float64)})
+    out = pd.DataFrame({"x": to_numpy(x_t[:, 0]), "y": to_numpy(x_t[:, 1]), "logit": to_numpy(logit).reshape(-1).astype(np.float64)})
     out["t"], out["method"] = float(t), getattr(method, "name", type(method).__name__)
     return out
 
@@ -54,7 +54,7 @@ def real_and_student(method, t: float = 0.1, n: int = 500, nfe: int = 1, seed: i
     rows = []
     for kind, x in (("real", real), ("student", fake)):
         x_t = proc.add_noise(x, torch.randn(n, 2, generator=g).to(device), tt)
-        rows.append(pd.DataFrame({"x": _np(x_t[:, 0]), "y": _np(x_t[:, 1]), "kind": kind}))
+        rows.append(pd.DataFrame({"x": to_numpy(x_t[:, 0]), "y": to_numpy(x_t[:, 1]), "kind": kind}))
     out = pd.concat(rows, ignore_index=True)
     out["t"] = float(t)
     return out

@@ -65,16 +65,16 @@ def _probs(x, logits: bool, name: str = "probs_or_logits") -> torch.Tensor:
 
 def _check_temperature(temperature) -> float:
     try:
-        T = float(temperature)
+        value = float(temperature)
     except (TypeError, ValueError):
         raise LabError(f"temperature {temperature!r} is not a number; allowed: a finite number > 0") from None
-    if not math.isfinite(T) or T <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise LabError(f"temperature {temperature!r} is invalid; allowed: a finite number > 0")
-    return T
+    return value
 
 
-def _entropy(logits: torch.Tensor, T: float) -> torch.Tensor:
-    logp = torch.log_softmax(logits / T, dim=1)
+def _entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    logp = torch.log_softmax(logits / temperature, dim=1)
     return -(logp.exp() * logp).sum(1)
 
 
@@ -120,10 +120,10 @@ def agreement(student_logits, teacher_logits) -> float:
 def entropy_per_class(teacher_logits, labels, temperature: float = 1.0) -> pd.DataFrame:
     """Mean entropy (nats) of softmax(teacher_logits / temperature), grouped by the true label.
     Columns: class, entropy, count (every class 0..K-1 appears; entropy is NaN for a class with no rows)."""
-    T = _check_temperature(temperature)
+    temperature = _check_temperature(temperature)
     z = _as_2d(teacher_logits, "teacher_logits")
     y = _labels(labels, z.shape[0], z.shape[1])
-    h = _entropy(z, T)
+    h = _entropy(z, temperature)
     k = z.shape[1]
     count = torch.bincount(y, minlength=k).to(torch.float64)
     total = torch.zeros(k, dtype=torch.float64).index_add_(0, y, h)
@@ -132,16 +132,17 @@ def entropy_per_class(teacher_logits, labels, temperature: float = 1.0) -> pd.Da
     return pd.DataFrame({"class": np.arange(k), "entropy": mean, "count": count.numpy().astype(np.int64)})
 
 
-def soft_labels(teacher_logits, T: float = 1.0):
-    """The teacher's soft labels softmax(logits / T). Returns a tensor on the input's device and dtype for a
-    tensor input, a float64 numpy array otherwise."""
-    T = _check_temperature(T)
+def soft_labels(teacher_logits, temperature: float = 1.0, *, T: float | None = None):
+    """The teacher's soft labels softmax(logits / temperature). Returns a tensor on the input's device and dtype
+    for a tensor input, a float64 numpy array otherwise. ``T`` is the former name of ``temperature`` (kept so
+    existing calls work; it wins when given)."""
+    temperature = _check_temperature(temperature if T is None else T)
     if torch.is_tensor(teacher_logits):
         if teacher_logits.dim() != 2 or teacher_logits.shape[1] < 2:
             _as_2d(teacher_logits, "teacher_logits")  # raises the one-line error
         z = teacher_logits if teacher_logits.is_floating_point() else teacher_logits.to(torch.float32)
-        return torch.softmax(z / T, dim=1)
-    return torch.softmax(_as_2d(teacher_logits, "teacher_logits") / T, dim=1).numpy()
+        return torch.softmax(z / temperature, dim=1)
+    return torch.softmax(_as_2d(teacher_logits, "teacher_logits") / temperature, dim=1).numpy()
 
 
 def temperature_sweep(teacher_logits, temperatures: Iterable[float] = (1, 2, 4, 8)) -> pd.DataFrame:
@@ -158,12 +159,12 @@ def temperature_sweep(teacher_logits, temperatures: Iterable[float] = (1, 2, 4, 
         raise LabError("temperatures is empty; allowed: a non-empty list of numbers > 0")
     rows = []
     for temp in temps:
-        T = _check_temperature(temp)
-        logp = torch.log_softmax(z / T, dim=1)
+        temperature = _check_temperature(temp)
+        logp = torch.log_softmax(z / temperature, dim=1)
         p = logp.exp()
         h = -(p * logp).sum(1)
         top1 = p.max(1).values
-        rows.append({"temperature": T, "entropy": float(h.mean()),
+        rows.append({"temperature": temperature, "entropy": float(h.mean()),
                      "normalized_entropy": float(h.mean()) / math.log(z.shape[1]),
                      "top1_prob": float(top1.mean()), "non_argmax_mass": float((1 - top1).mean())})
     return pd.DataFrame(rows)

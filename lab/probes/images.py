@@ -130,7 +130,7 @@ def _x0_fn(gen, nfe: int, cond: dict):
         d = gen.denoiser
 
         def f(x, t, y):
-            tt = d._t(t, x)
+            tt = d.time_batch(t, x)
             v = guided_velocity(d, x, tt, y, float(cond.get("w", gen.w)))
             return d.process.x0_eps_from_v(x, tt, v)[0]
         return f

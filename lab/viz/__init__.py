@@ -9,7 +9,8 @@ COLORS = {"teacher": "#1f77b4", "student": "#d62728", "target": "#2ca02c", "data
 PALETTE = ["#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 
 
-def _square(fig, lim=None):
+def square_axes(fig, lim=None):
+    """Equal x and y scales on ``fig`` (and both axes over [-lim, lim] when ``lim`` is given); returns ``fig``."""
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     if lim is not None:
         fig.update_xaxes(range=[-lim, lim])
@@ -46,7 +47,7 @@ def targets_figure(df: pd.DataFrame, title: str | None = None) -> go.Figure:
     t = df["t"].iloc[0]
     fig.update_layout(title=title or f"{df['method'].iloc[0]}: regression targets at t = {t:.2f} ({space} space, on {df['on'].iloc[0]})",
                       height=520, legend=dict(orientation="h"))
-    return _square(fig)
+    return square_axes(fig)
 
 
 def trajectories_figure(paths: pd.DataFrame, summary: pd.DataFrame | None = None, max_paths: int = 64) -> go.Figure:
@@ -70,7 +71,7 @@ def trajectories_figure(paths: pd.DataFrame, summary: pd.DataFrame | None = None
         fig.add_trace(go.Scatter(x=ends.x, y=ends.y, mode="markers", showlegend=False, marker=dict(color=color, size=5)))
     fig.update_layout(title="Sampling paths from the same noise (t = 1 → 0)", height=560, legend=dict(orientation="h"))
     lim = float(max(paths.x.abs().quantile(0.995), paths.y.abs().quantile(0.995)) * 1.1)
-    return _square(fig, lim)
+    return square_axes(fig, lim)
 
 
 def sample_panels_figure(panels: pd.DataFrame, lim: float | None = None, max_points: int = 1000) -> go.Figure:

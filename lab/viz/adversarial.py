@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.viz import COLORS, _square
+from lab.viz import COLORS, square_axes
 
 
 def decision_field_figure(field: pd.DataFrame, samples: pd.DataFrame | None = None, title: str | None = None,
@@ -28,4 +28,4 @@ def decision_field_figure(field: pd.DataFrame, samples: pd.DataFrame | None = No
     fig.update_layout(title=title or f"{field['method'].iloc[0]}: discriminator logit at t = {t:.2f} (red = fake, blue = real)",
                       height=520, legend=dict(orientation="h"))
     lim = float(max(np.abs(xs).max(), np.abs(ys).max()))
-    return _square(fig, lim)
+    return square_axes(fig, lim)

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.viz import PALETTE, _square
+from lab.viz import PALETTE, square_axes
 
 FIELD_COLORS = {"real": "#1f77b4", "fake": "#d62728", "diff": "#2ca02c"}
 FIELD_NAMES = {"real": "real score (teacher)", "fake": "fake score", "diff": "real - fake (generator push)"}
@@ -59,7 +59,7 @@ def score_field_figure(df: pd.DataFrame, fields=("diff", "real", "fake"), normal
     t = float(df["t"].iloc[0]) if "t" in df and len(df) else float("nan")
     where = df["where"].iloc[0] if "where" in df and len(df) else "grid"
     fig.update_layout(title=title or f"scores at t = {t:.2f} (on the {where})", height=520, legend=dict(orientation="h"))
-    return _square(fig)
+    return square_axes(fig)
 
 
 def fake_score_error_figure(df: pd.DataFrame, column: str = "error_eps", log: bool = True,

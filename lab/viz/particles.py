@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.viz import COLORS, _square
+from lab.viz import COLORS, square_axes
 
 
 def particle_paths_figure(paths: pd.DataFrame, data=None, max_particles: int = 128, title: str | None = None,
@@ -30,7 +30,7 @@ def particle_paths_figure(paths: pd.DataFrame, data=None, max_particles: int = 1
     fig.add_trace(go.Scatter(x=s1.x, y=s1.y, mode="markers", name=f"end (step {last})",
                              marker=dict(color=COLORS["student"], size=5)))
     fig.update_layout(title=title or "particle paths during training", height=520, legend=dict(orientation="h"))
-    return _square(fig, lim)
+    return square_axes(fig, lim)
 
 
 def final_particles_figure(finals: dict, data=None, title: str | None = None, lim: float | None = 3.0) -> go.Figure:
@@ -51,7 +51,7 @@ def final_particles_figure(finals: dict, data=None, title: str | None = None, li
         fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=name,
                                  marker=dict(color=PALETTE[i % len(PALETTE)], size=5)))
     fig.update_layout(title=title or "final particles over the data", height=520, legend=dict(orientation="h"))
-    return _square(fig, lim)
+    return square_axes(fig, lim)
 
 
 def particle_summary_figure(summary: pd.DataFrame, title: str | None = None) -> go.Figure:

@@ -193,9 +193,9 @@ def build_entry(entry: str, root: Path | None = None, progress: bool = True, see
     from lab.runs.loop import ProgressBar, run_to_end
 
     if entry.strip("/").startswith("kd/"):
-        from lab.kd.zoo import _task_of, build_teacher
+        from lab.kd.zoo import build_teacher, task_of
 
-        return build_teacher(_task_of(entry), root / "kd" if root else None, seed, progress, device, steps)
+        return build_teacher(task_of(entry), root / "kd" if root else None, seed, progress, device, steps)
     data, what = _parse(entry)
     if what == "analytic":
         raise LabError("analytic entries have no weights to build")
@@ -311,9 +311,9 @@ def build(selected: list[str] | None = None, root: Path | None = None, force: bo
         todo = [e for e in todo if e not in judges()]
     for e in todo:
         if e.strip("/").startswith("kd/"):
-            from lab.kd.zoo import _task_of
+            from lab.kd.zoo import task_of
 
-            _task_of(e)
+            task_of(e)
         else:
             _parse(e)
         if (root / e / "model.json").exists() and not force:
