@@ -56,7 +56,7 @@ def distributions() -> list[str]:
 
 
 def teacher_entry(name: str) -> str:
-    return f"toy2d/{name}/teacher"
+    return zoo.entry_name("toy2d", name)
 
 
 def zoo_students(name: str) -> list[StudentRef]:
@@ -92,11 +92,10 @@ def load_teacher(name: str):
 
 
 def load_student(source: str, ref: str):
-    if source == "zoo":
-        return zoo.load(ref, train_if_missing=False, progress=False)
-    from lab.diffusion import load_generator
-
-    return load_generator(ref)
+    """A student from the zoo (``source`` "zoo": an entry name, never trained on the spot) or a run folder,
+    by :func:`lab.zoo.resolve` (a run's ``ref`` is always taken as a folder)."""
+    return zoo.resolve(ref if source == "zoo" else Path(ref), kind="generator", train_if_missing=False,
+                       progress=False).model
 
 
 def summary_table(panels):
@@ -118,7 +117,7 @@ DIGITS_METRICS = ("fd", "kid", "accuracy", "precision", "recall", "diversity")
 
 def digits_entry(name: str) -> str:
     """Zoo entry of a digits model: "teacher" or a method of ``zoo.IMAGE_STUDENT_METHODS``."""
-    return f"digits/{name}"
+    return zoo.entry_name("images", "digits", name)
 
 
 def digits_teacher_present() -> bool:

@@ -84,7 +84,7 @@ def run_method(method: str, zoo: bool) -> dict:
                "nfe": {str(k): _metrics(gen, k) for k in native}}
     if zoo and method in lab.zoo.IMAGE_STUDENT_METHODS:
         recipe = {"method": method, "teacher": "digits/teacher", "config": m.config_dict(), "seed": 0}
-        lab.zoo.save_entry(f"digits/{method}", gen, recipe, wall)
+        lab.zoo.save_entry(lab.zoo.entry_name("images", "digits", method), gen, recipe, wall)
     return row
 
 

@@ -34,7 +34,7 @@ def _one_run(name: str, task: str, cfg: dict, seed: int) -> dict:
     import lab
 
     cls = lab.kd.get(name)
-    teacher = f"kd/{task}/teacher" if cls.needs_teacher else None
+    teacher = lab.zoo.entry_name("kd", task) if cls.needs_teacher else None
     m = cls(teacher, task, cfg, seed=seed)
     t0 = time.perf_counter()
     for _ in lab.train(m):

@@ -62,7 +62,7 @@ def teacher(dataset: str, method: str | None = None):
             raise LabError(f"no teacher for {dataset} at {folder}; train it with "
                            f"`lab teacher train --data {FILE_DATA[dataset]} --out {folder}`")
         return Run.open(folder).load_model()
-    entry = lab.zoo.student_teacher(dataset, method) if method else f"toy2d/{dataset}/teacher"
+    entry = lab.zoo.student_teacher(dataset, method) if method else lab.zoo.entry_name("toy2d", dataset)
     return lab.zoo.load(entry, train_if_missing=False)
 
 
@@ -125,7 +125,7 @@ def child(dataset: str, method: str, out: str, seed: int, zoo: bool = False) -> 
     if zoo and method in lab.zoo.student_methods(dataset):
         # the same default student `lab zoo build` would make: ship it
         recipe = {"method": method, "teacher": lab.zoo.student_teacher(dataset, method), "config": m.config_dict(), "seed": seed}
-        lab.zoo.save_entry(f"toy2d/{dataset}/{method}", gen, recipe, wall)
+        lab.zoo.save_entry(lab.zoo.entry_name("toy2d", dataset, method), gen, recipe, wall)
     Path(out).write_text(json.dumps(row))
 
 

@@ -281,8 +281,7 @@ def sample(
     the chunk index: the same file for the same seed, equal to one draw when n fits in one chunk, but
     not above.
     """
-    from lab import zoo
-    from lab.diffusion.generators import load_generator
+    from lab import zoo  # inside: start-up speed (the CLI imports torch and the lab only for commands that need them)
 
     if out.suffix != ".npy":
         fail(f"--out must end in .npy, got {out.name!r}")
@@ -290,13 +289,7 @@ def sample(
         fail(f"--out {out} is a folder; allowed: a .npy file path")
     if out.exists() and not force:
         fail(f"{out} exists; pass --force to overwrite")
-    p = Path(model)
-    if p.is_dir():
-        gen = load_generator(p)
-    elif model.startswith("toy2d/") or zoo.is_image_entry(model):
-        gen = zoo.load(model)
-    else:
-        fail(f"{model!r} is neither a model folder (with model.json) nor a zoo entry; allowed zoo entries: {', '.join(zoo.entries())}")
+    gen = zoo.resolve(model, kind="generator").model
     if label is not None:
         k = max([int(getattr(net, "n_classes", 0) or 0) for net in gen.nets().values()] or [0])
         if not 0 <= label < k:
@@ -375,25 +368,14 @@ def runs_list(root: Path = typer.Option(Path("runs"), help="folder to search for
 @zoo_app.command("list")
 def zoo_list():
     """List zoo entries and where each one is (shipped, cached or missing)."""
-    from lab import zoo
+    from lab import zoo  # inside: start-up speed (the CLI imports torch and the lab only for commands that need them)
 
     for e in zoo.entries():
-        p = zoo.find(e) if not e.endswith("/analytic") else None
-        where = "analytic" if e.endswith("/analytic") else ("shipped" if p and zoo.ASSETS in p.parents else
-                                                              "cached" if p else "missing")
-        typer.echo(f"{e:<32} {where}")
-    from lab.nets.digits_eval import find_eval_net
-
+        typer.echo(f"{e:<32} {zoo.where(e)}")
     for e in zoo.judges():
-        p = find_eval_net(e.split("/")[1])
-        where = "shipped" if p and zoo.ASSETS in p.parents else "cached" if p else "missing"
-        typer.echo(f"{e:<32} {where} (judge for lab.metrics.images)")
-    from lab.kd.zoo import find as kd_find
-
+        typer.echo(f"{e:<32} {zoo.where(e)} (judge for lab.metrics.images)")
     for e in zoo.kd_entries():
-        p = kd_find(e)
-        where = "shipped" if p and zoo.ASSETS in p.parents else "cached" if p else "missing"
-        typer.echo(f"{e:<32} {where} (knowledge-distillation teacher)")
+        typer.echo(f"{e:<32} {zoo.where(e)} (knowledge-distillation teacher)")
 
 
 @zoo_app.command("build")

@@ -244,3 +244,28 @@ def pause_here(point: str | None) -> None:
 
 
 _PAUSE_COUNTS: dict[str, int] = {}
+
+
+# ---------------------------------------------------------------------------------------------- where models live
+# The shipped assets and the user cache are found here, and only here: below every package that reads them (the
+# judges of lab.nets.digits_eval, the KD teachers, lab.zoo, the embedding cache of lab.probes). lab.zoo, which owns
+# the zoo, re-exports them as ``lab.zoo.ASSETS``, ``lab.zoo.cache_dir()`` and ``lab.zoo.entry_name``.
+
+#: the shipped zoo: ``assets/zoo`` next to the ``lab`` package
+ZOO_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "zoo"
+#: the families of zoo entry names (see :func:`zoo_entry_name`)
+ZOO_FAMILIES = ("toy2d", "images", "kd")
+
+
+def cache_root() -> Path:
+    """The user cache: ``$LAB_CACHE``, default ``~/.cache/distillation-lab`` (the one reader of ``LAB_CACHE``)."""
+    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "distillation-lab"))
+
+
+def zoo_entry_name(family: str, dataset: str, model: str = "teacher") -> str:
+    """The zoo entry name (also its folder under the zoo root) of ``model`` on ``dataset``:
+    ``toy2d/8gaussians/dmd`` ("toy2d"), ``digits/teacher`` or the judge ``digits/features`` ("images"),
+    ``kd/digits/teacher`` ("kd")."""
+    if family not in ZOO_FAMILIES:
+        raise LabError(f"unknown zoo family {family!r}; allowed: {', '.join(ZOO_FAMILIES)}")
+    return f"{dataset}/{model}" if family == "images" else f"{family}/{dataset}/{model}"

@@ -159,6 +159,28 @@ def make_registry(kind: str):
     return registry, register, names, get
 
 
+# A method or KD method may be given its teacher as a reference (a zoo entry name, a run/model folder, a diffusers
+# pipeline folder) instead of the loaded model. Resolving references is the zoo's job (lab.zoo.resolve), and the zoo
+# sits above the methods, so they do not import it: lab.zoo installs its resolver here when it is imported (which
+# ``import lab`` always does), and the methods, KD and the diffusers export call :func:`resolve_reference`.
+_MODEL_RESOLVER = None
+
+
+def install_model_resolver(resolver) -> None:
+    """Set the function that turns a model reference into the loaded model (lab.zoo does, on import):
+    ``resolver(ref, device=..., kind=..., **options)`` returning an object with ``.model``."""
+    global _MODEL_RESOLVER
+    _MODEL_RESOLVER = resolver
+
+
+def resolve_reference(ref, kind: str, device=None, **options):
+    """:func:`lab.zoo.resolve` (the installed resolver) of ``ref`` as ``kind`` ("generator", "kd", ...): the
+    loaded model is ``.model``."""
+    if _MODEL_RESOLVER is None:
+        raise LabError(f"cannot resolve the model reference {ref!r}: no resolver installed (import lab first)")
+    return _MODEL_RESOLVER(ref, device=device if device is not None else "cpu", kind=kind, **options)
+
+
 class Trainable:
     name = "trainable"
 

@@ -29,7 +29,7 @@ from lab.viz.calibration import reliability_figure  # noqa: E402
 st.set_page_config(page_title="Knowledge distillation · Distillation Lab", layout="wide")
 
 TASK = "digits"
-TEACHER = f"kd/{TASK}/teacher"
+TEACHER = lab.zoo.entry_name("kd", TASK)
 STEP_OPTIONS = [50, 100, 200, 300, 500, 1000]
 N_TRAIN_OPTIONS = [0, 100, 200, 500]
 CKA_PROBE = 256

@@ -61,6 +61,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.nets.mlp import NETS
+from lab.trainable import resolve_reference
 
 TEACHER_EXPORT_NFE = 50
 EXPORTABLE_KINDS = ("flow", "reflow", "consistency", "onestep_tinit", "guided_flow", "shortcut")
@@ -219,21 +220,13 @@ def load_diffusers_teacher(folder, device=None):
 
 # ============================================================================ export side
 def _resolve_src(src):
-    from lab.diffusion.generators import load_generator
-
-    p = Path(src)
-    if (p / "model.json").exists():
-        return load_generator(p), str(p)
-    from lab import zoo
-
-    try:
-        found = zoo.find(str(src))
-    except LabError as e:
-        raise LabError(f"{src!r} is neither a model folder (with model.json) nor a zoo entry ({e})") from None
-    if found is None:
-        raise LabError(f"zoo entry {src!r} is not built yet (run `lab zoo build --entry {src}` or "
-                       f"`lab sample {src}` first)")
-    return load_generator(found), str(src)
+    """(generator, name) of a model folder or a zoo entry, by :func:`lab.zoo.resolve` (through the hook it installs
+    in lab.trainable: the zoo sits above interop). Zoo entries are never trained here."""
+    r = resolve_reference(src, "generator", "cpu", train_if_missing=False, progress=False)
+    if getattr(r.model, "folder", None) is None:
+        raise LabError(f"{str(src)!r} is not a lab model (a diffusers pipeline?); allowed: a lab model folder "
+                       f"(with model.json) or a zoo entry")
+    return r.model, r.name
 
 
 def _plan(gen, nfe):

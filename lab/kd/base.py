@@ -29,7 +29,7 @@ from lab.errors import LabError
 from lab.kd.tasks import KDTask, get_task, logits_of
 from lab.nets.classifiers import CLASSIFIERS
 from lab.nets.specs import check_net_spec
-from lab.trainable import StepOutput, Trainable, check, is_num, make_registry
+from lab.trainable import StepOutput, Trainable, check, is_num, make_registry, resolve_reference
 
 #: the knowledge-distillation methods by name: ``register("name")`` decorates a KDMethod subclass
 KD_REGISTRY, register, list_methods, get = make_registry("KD method")
@@ -139,10 +139,8 @@ class KDMethod(Trainable):
                            + f"; methods for {self.task.kind}: "
                            + ", ".join(m for m in list_methods() if self.task.kind in KD_REGISTRY[m].kinds))
         self.teacher_ref = teacher if isinstance(teacher, str) else None
-        if isinstance(teacher, str):
-            from lab.kd.zoo import load_teacher
-
-            teacher = load_teacher(teacher, device=self.device)
+        if isinstance(teacher, str):  # a reference: resolved by lab.zoo.resolve (installed hook, no upward import)
+            teacher = resolve_reference(teacher, "kd", self.device).model
         if teacher is None and self.needs_teacher:
             raise LabError(f"{self.name} needs a teacher network (a kd zoo entry such as kd/{self.task.name}/teacher)")
         self.teacher: nn.Module | None = None

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.errors import LabError
+from lab.io import zoo_entry_name
 
 
 def _net(spec_or_net, seed: int, what: str) -> nn.Module:
@@ -218,7 +219,7 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
         for spec in df["spec"]:
             a = []
             for s in train_seeds:
-                m = get("kd")(train_teacher or f"kd/{tk.name}/teacher", tk,
+                m = get("kd")(train_teacher or zoo_entry_name("kd", tk.name), tk,
                               {**(train_config or {}), "steps": train_steps, "student": dict(spec)}, seed=s)
                 for _ in lab.train(m):
                     pass

@@ -1,13 +1,12 @@
-"""KD networks on disk, and the KD teachers of the zoo.
+"""KD networks on disk.
 
 A saved classifier is a folder with ``model.json`` (``{"kind": "classifier", "net": spec, "card": {...}}``)
-and ``weights.safetensors``, both written atomically. ``kd/<task>/teacher`` entries (``lab.zoo.load``
-knows them too) are shipped in ``assets/zoo/kd``; a missing one is trained on the spot from the task's
-teacher recipe (cross-entropy from scratch, with a progress bar) and cached in ``$LAB_CACHE``.
+and ``weights.safetensors``, both written atomically. The KD teachers of the zoo (``kd/<task>/teacher``, shipped
+in ``assets/zoo/kd``, else cached, else trained on the spot from the task's teacher recipe) belong to
+:mod:`lab.zoo`, which finds, builds and resolves them; :func:`load_teacher` hands references to it.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.io import atomic_write_json, save_tensors
+from lab.trainable import resolve_reference
 
 
 class KDModel:
@@ -71,78 +71,13 @@ def load_model(folder, device="cpu") -> nn.Module:
     return net.to(device).eval()
 
 
-def _assets() -> Path:
-    from lab.zoo import ASSETS
-
-    return ASSETS / "kd"
-
-
-#: tasks whose teacher ships in assets/zoo/kd
-SHIPPED_TASKS = ("digits", "hard", "language", "moons")
-
-
-def entries() -> list[str]:
-    return [f"kd/{t}/teacher" for t in SHIPPED_TASKS]
-
-
-def task_of(entry: str) -> str:
-    """The task of a KD zoo entry ``kd/TASK/teacher``; a one-line error for any other name."""
-    from lab.kd.tasks import list_tasks
-
-    parts = entry.strip("/").split("/")
-    if len(parts) != 3 or parts[0] != "kd" or parts[2] != "teacher" or parts[1] not in list_tasks():
-        raise LabError(f"unknown KD zoo entry {entry!r}; allowed: kd/TASK/teacher with TASK one of "
-                       f"{', '.join(list_tasks())} (shipped: {', '.join(entries())})")
-    return parts[1]
-
-
-def find(entry: str) -> Path | None:
-    from lab.zoo import cache_dir
-
-    task = task_of(entry)
-    for root in (_assets(), cache_dir() / "kd"):
-        if (root / task / "teacher" / "model.json").exists():
-            return root / task / "teacher"
-    return None
-
-
 def load_teacher(ref, device="cpu", train_if_missing: bool = True, progress: bool = True) -> nn.Module:
-    """A teacher network from a KD zoo entry (``kd/digits/teacher``) or a saved model folder."""
+    """A teacher network from a KD zoo entry (``kd/digits/teacher``) or a saved model folder, resolved by
+    :func:`lab.zoo.resolve` (through the hook lab.zoo installs: the zoo sits above KD); a network is returned as
+    is (on ``device``, eval mode)."""
     if isinstance(ref, nn.Module):
         return ref.to(device).eval()
-    p = Path(str(ref))
-    if (p / "model.json").exists():
-        return load_model(p, device)
-    folder = find(str(ref))
-    if folder is None:
-        if not train_if_missing:
-            raise LabError(f"{ref} is neither shipped nor cached; build it with `lab zoo build {ref}`")
-        from lab.zoo import cache_dir
-
-        folder = build_teacher(task_of(str(ref)), cache_dir() / "kd", progress=progress)
-    return load_model(folder, device)
+    return resolve_reference(ref, "kd", device, train_if_missing=train_if_missing, progress=progress).model
 
 
-def build_teacher(task: str, root: Path | None = None, seed: int = 0, progress: bool = True, device="cpu",
-                  steps: int | None = None) -> Path:
-    """Train the task's teacher from scratch (its recipe) and save it to ``root/<task>/teacher``."""
-    import lab
-    from lab.kd import get
-    from lab.kd.tasks import get_task
-    from lab.runs.loop import ProgressBar
-
-    tk = get_task(task)
-    cfg = {**tk.teacher_recipe, "student": tk.teacher_net, **({"steps": int(steps)} if steps else {})}
-    m = get("scratch")(None, tk, cfg, seed=seed, device=device)
-    t0 = time.perf_counter()
-    for _ in lab.train(m, callbacks=[ProgressBar(f"kd teacher {task}", disable=not progress)]):
-        pass
-    ev = m.evaluate()
-    folder = Path(root or _assets()) / task / "teacher"
-    card = {"task": task, "recipe": {"trainer": "scratch (cross-entropy)", "config": m.config_dict(), "seed": seed},
-            "train_seconds": round(time.perf_counter() - t0, 1), "metrics": {"test": ev, "train": m.evaluate("train")}}
-    KDModel(m.student, card).save(folder)
-    return folder
-
-
-__all__ = ["KDModel", "load_model", "load_teacher", "build_teacher", "entries", "find", "task_of", "SHIPPED_TASKS"]
+__all__ = ["KDModel", "load_model", "load_teacher"]

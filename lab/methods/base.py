@@ -24,7 +24,7 @@ from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec, spec_for
-from lab.trainable import StepOutput, Trainable, check, make_registry
+from lab.trainable import StepOutput, Trainable, check, make_registry, resolve_reference
 
 #: the distillation methods by name: ``register("name")`` decorates a Method subclass
 REGISTRY, register, list_methods, get_method = make_registry("method")
@@ -106,10 +106,8 @@ class Method(Trainable):
         super().__init__(seed, device)
         self.use_config(config)
         config = self.config
-        if isinstance(teacher, str):
-            from lab.zoo import load as zoo_load
-
-            teacher = zoo_load(teacher, device=self.device)
+        if isinstance(teacher, str):  # a reference: resolved by lab.zoo.resolve (installed hook, no upward import)
+            teacher = resolve_reference(teacher, "generator", self.device).model
         if not isinstance(teacher, FlowGenerator):
             raise LabError(f"{self.name} needs a diffusion/flow teacher (a FlowGenerator), got {type(teacher).__name__}")
         self.teacher_gen = teacher.to(self.device).eval()

@@ -17,7 +17,6 @@ average-pooled to 8x8 first, so one net serves both data sets.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -25,12 +24,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import lab
 from lab.errors import LabError
-from lab.io import atomic_write_json, load_tensors, read_json, save_tensors
+from lab.io import ZOO_ASSETS, atomic_write_json, cache_root, load_tensors, read_json, save_tensors
 
 KINDS = ("features", "classifier")
-ASSETS = Path(lab.__file__).resolve().parents[1] / "assets" / "zoo" / "digits"
+#: the shipped judges (the zoo entries ``digits/features`` and ``digits/classifier``)
+ASSETS = ZOO_ASSETS / "digits"
 SIZES = (8, 16)
 #: training recipe of each kind (seed differs so the two judges share nothing)
 RECIPES = {
@@ -211,7 +210,8 @@ def save_eval_net(net: nn.Module, folder, card: dict | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "distillation-lab")) / "zoo" / "digits"
+    """Where judges trained on the spot are cached: the zoo's cache (``$LAB_CACHE/zoo``), folder ``digits``."""
+    return cache_root() / "zoo" / "digits"
 
 
 def find_eval_net(kind: str) -> Path | None:

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from lab.errors import LabError
+from lab.io import cache_root
 
 METHODS = ("pca", "umap")
 #: UMAP settings that are not arguments of embed_2d (part of the cache key)
@@ -30,7 +31,7 @@ UMAP_SETTINGS = {"min_dist": 0.1, "metric": "euclidean", "init": "pca", "n_epoch
 
 def default_cache_dir() -> Path:
     """Where UMAP embeddings are cached: ``$LAB_CACHE/embeddings`` (default ``~/.cache/distillation-lab``)."""
-    return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "distillation-lab")) / "embeddings"
+    return cache_root() / "embeddings"
 
 
 def blas_threads():

@@ -9,42 +9,20 @@ import json
 import time
 from pathlib import Path
 
+from lab import zoo
 from lab.errors import DivergenceError, LabError
 from lab.runs.loop import EMA, Checkpoint, Guard, ProgressBar, Recorder, train
 from lab.runs.run import Run
 
 
 def resolve_teacher(ref: str, device="cpu", data: str | None = None):
-    """A zoo entry name, a model folder or a diffusers pipeline folder -> (generator, data spec).
+    """A zoo entry name, a model folder or a diffusers pipeline folder -> (generator, data spec), by
+    :func:`lab.zoo.resolve` (kind "teacher").
 
     ``data`` overrides the data the teacher's card names (a diffusers pipeline has no card, so it is
     required there)."""
-    from lab import zoo
-    from lab.diffusion.generators import load_generator
-
-    p = Path(ref)
-    if (p / "model_index.json").exists():
-        from lab.interop.diffusers import load_diffusers_teacher
-
-        if not data:
-            raise LabError(f"{p} is a diffusers pipeline; say which data it models with --data (e.g. digits, images:PATH)")
-        return load_diffusers_teacher(p, device), data
-    if (p / "model.json").exists():
-        gen = load_generator(p, device)
-        data = data or gen.card.get("data")
-        if not data:
-            raise LabError(f"{p}/model.json has no card.data; cannot tell which data the teacher models")
-        return gen, data
-    if zoo.is_image_entry(ref):
-        if not ref.endswith("/teacher"):
-            raise LabError(f"{ref!r} is a student; give a teacher entry (e.g. digits/teacher)")
-        return zoo.load(ref, device=device), data or ref.split("/")[0]
-    if ref.startswith("toy2d/"):
-        if not ref.endswith(("/teacher", "/analytic")):
-            raise LabError(f"{ref!r} is a student; give a teacher entry (toy2d/NAME/teacher or toy2d/NAME/analytic)")
-        return zoo.load(ref, device=device), "toy2d:" + ref.split("/")[1]
-    teachers = [e for e in zoo.entries() if e.endswith(("/teacher", "/analytic"))]
-    raise LabError(f"teacher {ref!r} is neither a model folder nor a zoo teacher; allowed zoo teachers: {', '.join(teachers)}")
+    r = zoo.resolve(ref, device, kind="teacher", data=data)
+    return r.model, r.data
 
 
 def built_nets(trainable) -> dict:
@@ -119,7 +97,7 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
 
 
 def default_kd_teacher(task: str) -> str:
-    return f"kd/{task}/teacher"
+    return zoo.entry_name("kd", task)
 
 
 def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int | None = None,
