@@ -30,7 +30,7 @@ LAYERS = [
     ["interop"],
     ["metrics", "losses", "diffusion", "nets", "data"],
     ["trainable"],
-    ["io", "errors", "__init__"],
+    ["io", "errors", "version", "__init__"],
 ]
 
 

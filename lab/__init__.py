@@ -8,6 +8,24 @@ Public API (used by the CLI, the app and the notebooks):
     for state in lab.distill(method, steps=500): ...
     student = method.generator()
     student.sample(1000, nfe=2, seed=0).x
+
+Layers (import direction; ``bench/import_graph.py``'s ``LAYERS``, held by ``tests/test_import_graph.py``).
+A package imports only packages on its own line or below it, never one above, and no two packages import
+each other, directly or through others. Highest first:
+
+    cli, __main__                                  (surfaces; app/, notebooks/ and bench/ sit above lab)
+    viz
+    probes
+    zoo, runs
+    methods, kd
+    interop
+    metrics, losses, diffusion, nets, data
+    trainable
+    io, errors, version, lab/__init__ itself
+
+``lab/__init__`` imports everything. ``lab.zoo`` installs its
+resolver into ``lab.trainable`` so that lower layers (methods, kd, runs) resolve model references by
+``lab.trainable.resolve_reference`` without importing the zoo.
 """
 import os as _os
 
@@ -30,6 +48,6 @@ from lab.methods import Method, Targets, get_method, list_methods, register
 from lab.runs.loop import distill, train
 from lab import data, diffusion, kd, metrics, probes, runs, viz, zoo  # noqa: E402
 
-__version__ = "0.1.0"
+from lab.version import __version__  # noqa: E402
 __all__ = ["LabError", "load", "Method", "Targets", "get_method", "list_methods", "register", "distill", "train",
            "data", "diffusion", "kd", "metrics", "probes", "runs", "viz", "zoo"]

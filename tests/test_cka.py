@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lab.errors import LabError
-from lab.probes import similarity as S
+from lab.metrics import similarity as S
 from lab.probes.similarity import cka_matrix, linear_cka, minibatch_cka, rbf_cka
 
 D = 50

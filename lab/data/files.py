@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lab.data.images import ImageSource
-from lab.data.toy2d import path_exists
+from lab.data.source import ImageSource, path_exists
 from lab.errors import LabError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

@@ -18,51 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab.data.toy2d import Source
+from lab.data.files import load_images
+from lab.data.source import SPLITS, ImageSource, Source  # noqa: F401  (re-exported: ImageSource, SPLITS lived here)
 from lab.errors import LabError
-
-SPLITS = ("train", "test", "all")
-
-
-class ImageSource(Source):
-    """A finite labelled image set (N, C, H, W) in [-1, 1], resampled with replacement."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None, name: str, spec: str, n_classes: int | None = None,
-                 class_names: list[str] | None = None):
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.ndim != 4:
-            raise LabError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
-        if x.shape[0] < 2:
-            raise LabError(f"need at least 2 images, got {x.shape[0]}")
-        if not torch.isfinite(x).all():
-            raise LabError("images contain NaN or infinite values")
-        labelled = y is not None
-        y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else torch.as_tensor(y, dtype=torch.long)
-        if y.shape != (x.shape[0],):
-            raise LabError(f"labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-        if labelled and int(y.min()) < 0:
-            raise LabError("labels must be integers >= 0")
-        self.x, self.y, self.name, self.spec = x, y, name, spec
-        self.n_classes = int(n_classes) if n_classes is not None else (int(y.max()) + 1 if labelled else 0)
-        self.class_names = class_names or [str(k) for k in range(self.n_classes)]
-        self.shape = tuple(x.shape[1:])
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def _draw(self, n, g):
-        idx = torch.randint(0, self.x.shape[0], (n,), generator=g)
-        return self.x[idx], self.y[idx]
-
-    def all(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.x, self.y
-
-    def split(self, which: str) -> "ImageSource":
-        """The same images (a finite set has no separate split unless its loader made one)."""
-        if which not in SPLITS:
-            raise LabError(f"unknown split {which!r}; allowed: {', '.join(SPLITS)}")
-        return self
-
 
 @functools.lru_cache(maxsize=None)
 def _digits_arrays():
@@ -117,7 +75,5 @@ def resolve_image(spec: str) -> ImageSource:
     if head in DATASETS:
         return DATASETS[head](rest or "train")
     if head == "images":
-        from lab.data.files import load_images
-
         return load_images(rest)
     raise LabError(f"bad image data spec {spec!r}; allowed: {', '.join(DATASETS)}, NAME:test, images:PATH")

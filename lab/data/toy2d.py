@@ -16,34 +16,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from lab.data.source import MAX_SAMPLES, SEED_RANGE, Source, check_seed, path_exists  # noqa: F401  (re-exported)
+from lab.data.source import short_repr as _short
+from lab.data import images
 from lab.errors import LabError
-
-#: the most samples one ``sample`` call draws (a bound, so a typo cannot allocate without limit)
-MAX_SAMPLES = 10_000_000
-#: seeds torch accepts: any integer in [-2**63, 2**64)
-SEED_RANGE = (-(2**63), 2**64 - 1)
-
-
-def check_seed(seed, what: str = "seed") -> int:
-    """An integer seed in ``SEED_RANGE`` (numpy integers too, not bools) -> int; anything else: LabError."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
-        raise LabError(f"{what} must be an integer in [-2**63, 2**64 - 1], got {_short(seed)}")
-    return int(seed)
-
-
-def _short(v, n: int = 60) -> str:
-    r = repr(v)
-    return r if len(r) <= n else r[: n - 3] + "..."
-
-
-def path_exists(p: "str | Path", what: str = "path") -> bool:
-    """``Path(p).exists()``, but a path the OS cannot even look up (too long, NUL byte) is a one-line LabError."""
-    try:
-        return Path(p).expanduser().exists()
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise LabError(f"{what} {_short(str(p))} cannot be used: {' '.join(str(reason).split())}") from None
-
 
 @dataclass
 class GMM:
@@ -167,33 +143,6 @@ def _pinwheel(n, g, arms=5):
     return x, y
 
 
-class Source:
-    """A 2D data source. Subclasses implement ``_draw(n, generator) -> (x, y)``."""
-
-    name: str = "source"
-    n_classes: int = 0
-    #: the shape of one sample: (2,) for points, (C, H, W) for images
-    shape: tuple = (2,)
-    gmm: GMM | None = None
-    spec: str = ""
-
-    def _draw(self, n: int, g: torch.Generator | None):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def sample(self, n: int, generator: torch.Generator | int | None = None, labelled: bool = False):
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n <= MAX_SAMPLES:
-            raise LabError(f"n must be a positive integer (at most {MAX_SAMPLES:_}), got {_short(n)}")
-        n = int(n)
-        if generator is not None and not isinstance(generator, torch.Generator):
-            generator = torch.Generator().manual_seed(check_seed(generator, "generator (a seed)"))
-        x, y = self._draw(n, generator)
-        x = x.float()
-        return (x, y.long()) if labelled else x
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.spec}>"
-
-
 class Toy2D(Source):
     def __init__(self, name: str, fn: Callable, n_classes: int, gmm: GMM | None = None, description: str = ""):
         self.name, self._fn, self.n_classes, self.gmm = name, fn, n_classes, gmm
@@ -290,8 +239,6 @@ def resolve(spec: "str | Source") -> Source:
     if isinstance(spec, Source):
         return spec
     spec = str(spec)
-    from lab.data import images
-
     if images.is_image_spec(spec):
         return images.resolve_image(spec)
     if spec.startswith("toy2d:"):

@@ -71,6 +71,7 @@ from lab.errors import LabError
 from lab.kd.base import KDConfig, KDMethod, flat, register
 from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
+from lab.metrics.similarity import linear_cka
 from lab.nets.hooks import FeatureTap, layer_names
 from lab.trainable import check, is_num
 
@@ -158,10 +159,8 @@ def _probe_shapes(m: KDMethod, layers_s, layers_t):
 
 def feature_cka(student: nn.Module, teacher: nn.Module, x: torch.Tensor, student_layer: str, teacher_layer: str,
                 debiased: bool = False) -> float:
-    """Linear CKA (``lab.probes.linear_cka``) between a student layer and a teacher layer on inputs ``x``
+    """Linear CKA (``lab.metrics.similarity.linear_cka``) between a student layer and a teacher layer on inputs ``x``
     (features flattened per example; both nets in eval mode, no gradients)."""
-    from lab.probes import linear_cka
-
     check_layer(student, student_layer, "student_layer", "student")
     check_layer(teacher, teacher_layer, "teacher_layer", "teacher")
     was = student.training, teacher.training

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from lab.errors import LabError
+from lab.metrics.calibration import agreement, ece
 
 
 @dataclass
@@ -66,8 +67,6 @@ class KDTask:
     def evaluate(self, net, split: str = "test", teacher_logits: torch.Tensor | None = None) -> dict:
         """Metrics of ``net`` on a split: acc, nll, ece (and kl_truth for the language task; agreement with
         the teacher when ``teacher_logits`` for the same split are given)."""
-        from lab.probes.calibration import agreement, ece
-
         if split not in ("train", "test"):
             raise LabError(f"unknown split {split!r}; allowed: train, test")
         x, y = (self.x_test, self.y_test) if split == "test" else (self.x_train, self.y_train)

@@ -8,6 +8,7 @@ already is a ``unet`` spec.
 from lab.errors import LabError
 from lab.nets.mlp import TimeMLP, build_net, net_spec
 from lab.nets.unet import UNet, default_unet_spec
+from lab.nets import diffusers_unet  # noqa: E402,F401  registers diffusers_unet with build_net
 from lab.nets import classifiers  # noqa: E402,F401  registers clf_mlp, clf_cnn, clf_vit, tiny_lm with build_net
 from lab.nets.specs import DIFFUSION_TYPES, check_net_spec  # noqa: E402
 

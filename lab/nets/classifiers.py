@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lab.errors import LabError
+from lab.nets.registry import NETS
+from lab.nets.specs import check_net_spec
 
 
 def _positive(**kw):
@@ -257,8 +259,6 @@ CLASSIFIERS = {"clf_mlp": MLPClassifier, "clf_cnn": CNNClassifier, "clf_vit": Ti
 
 def build_classifier(spec: dict) -> nn.Module:
     """Rebuild a network from its ``spec()`` (a JSON dict with ``type`` one of clf_mlp, clf_cnn, clf_vit, tiny_lm)."""
-    from lab.nets.specs import check_net_spec
-
     spec = check_net_spec(spec, "net", types=CLASSIFIERS, default_type=None)
     return CLASSIFIERS[spec.pop("type")](**spec)
 
@@ -268,14 +268,7 @@ def param_count(net: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad or not trainable_only)
 
 
-def _register() -> None:
-    from lab.nets import mlp
-
-    for kind in CLASSIFIERS:
-        mlp.NETS.setdefault(kind, lambda _kind=kind, **kw: build_classifier({"type": _kind, **kw}))
-
-
-_register()
+NETS.update(CLASSIFIERS)  # build_net builds classifiers too (build_net validates the spec first)
 
 __all__ = ["MLPClassifier", "CNNClassifier", "TinyViT", "TinyLM", "Attention", "Block", "build_classifier",
            "param_count", "CLASSIFIERS"]

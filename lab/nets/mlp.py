@@ -1,12 +1,15 @@
 """A time-conditioned MLP for 2D (optionally class-conditioned, optionally with extra scalar inputs)."""
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 
 from lab.errors import LabError
+from lab.nets.registry import NETS
+from lab.nets.specs import check_net_spec
 
 
 class FourierTime(nn.Module):
@@ -71,25 +74,11 @@ class TimeMLP(nn.Module):
                 "n_classes": self.n_classes, "extra": list(self.extra)}
 
 
-def _unet(**kw):
-    from lab.nets.unet import UNet
-
-    return UNet(**kw)
-
-
-def _diffusers_unet(**kw):
-    from lab.interop.diffusers import DiffusersUNet
-
-    return DiffusersUNet(**kw)
-
-
-NETS = {"mlp": TimeMLP, "unet": _unet, "diffusers_unet": _diffusers_unet}
+NETS["mlp"] = TimeMLP
 
 
 def build_net(spec: dict, path: str = "net") -> nn.Module:
     """The network of ``spec`` (validated first by :func:`lab.nets.specs.check_net_spec`; ``path`` names it)."""
-    from lab.nets.specs import check_net_spec
-
     spec = check_net_spec(spec, path)
     kind = spec.pop("type")
     if "extra" in spec:
@@ -97,11 +86,7 @@ def build_net(spec: dict, path: str = "net") -> nn.Module:
     try:
         return NETS[kind](**spec)
     except TypeError as e:
-        import inspect
-
-        from lab.nets.unet import UNet
-
-        allowed = [p for p in inspect.signature(UNet if kind == "unet" else NETS[kind]).parameters]
+        allowed = [p for p in inspect.signature(NETS[kind]).parameters]
         raise LabError(f"bad options for network type {kind!r}: {e}; allowed: {', '.join(allowed)}") from None
 
 

@@ -19,6 +19,7 @@ import inspect
 import math
 
 from lab.errors import LabError
+from lab.nets.registry import NETS
 
 #: allowed range of each integer size (per item for lists of sizes)
 BOUNDS: dict[str, tuple[int, int]] = {
@@ -47,19 +48,7 @@ DIFFUSION_TYPES = ("mlp", "unet")
 
 def _constructor(kind: str):
     """The class (or function) whose signature lists the options of network type ``kind``."""
-    from lab.nets.mlp import NETS
-
-    if kind == "unet":
-        from lab.nets.unet import UNet
-
-        return UNet
-    if kind == "diffusers_unet":
-        from lab.interop.diffusers import DiffusersUNet
-
-        return DiffusersUNet
-    from lab.nets.classifiers import CLASSIFIERS
-
-    return CLASSIFIERS.get(kind, NETS[kind])
+    return NETS[kind]
 
 
 def net_params(kind: str) -> dict[str, inspect.Parameter] | None:
@@ -148,8 +137,6 @@ def check_net_spec(spec, path: str = "net", types=None, default_type: str | None
     spec without one (None: ``type`` is required); ``complete``: fill in the constructor defaults of the
     options left out (except the data's: :data:`DATA_KEYS`), with ``type`` first.
     """
-    from lab.nets.mlp import NETS
-
     allowed = list(types if types is not None else NETS)
     if not isinstance(spec, dict):
         raise LabError(f"invalid {path}={short_repr(spec)}; allowed: a JSON object (a network spec, e.g. "

@@ -18,6 +18,7 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.nets.mlp import FourierTime
+from lab.nets.registry import NETS
 
 TIME_SCALE = 1000.0
 
@@ -99,3 +100,6 @@ class UNet(nn.Module):
                 "layers_per_block": self.layers_per_block, "norm_num_groups": self.norm_num_groups,
                 "attention": self.attention, "n_classes": self.n_classes, "extra": list(self.extra),
                 "out_channels": self.out_channels, "mid_attention": self.mid_attention}
+
+
+NETS["unet"] = UNet

@@ -130,8 +130,8 @@ def panel_summary(panels: pd.DataFrame) -> pd.DataFrame:
 
 
 # similarity and calibration probes (knowledge distillation, issue 5)
-from lab.probes.calibration import agreement, ece, entropy_per_class, reliability, soft_labels, temperature_sweep  # noqa: E402
-from lab.probes.similarity import cka_matrix, linear_cka, minibatch_cka, rbf_cka  # noqa: E402
+from lab.metrics.calibration import agreement, ece, entropy_per_class, reliability, soft_labels, temperature_sweep  # noqa: E402
+from lab.metrics.similarity import cka_matrix, linear_cka, minibatch_cka, rbf_cka  # noqa: E402
 
 __all__ = ["grid", "targets", "trajectories", "panel_nfes", "sample_panels", "panel_summary", "linear_cka", "rbf_cka",
            "minibatch_cka", "cka_matrix", "ece", "reliability", "agreement", "entropy_per_class", "soft_labels",

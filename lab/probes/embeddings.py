@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,8 @@ import torch
 
 from lab.errors import LabError
 from lab.io import cache_root
+from lab.metrics.similarity import blas_threads  # noqa: F401  (re-exported: tests use probes.embeddings.blas_threads)
+from lab.probes.kd import features
 
 METHODS = ("pca", "umap")
 #: UMAP settings that are not arguments of embed_2d (part of the cache key)
@@ -32,19 +33,6 @@ UMAP_SETTINGS = {"min_dist": 0.1, "metric": "euclidean", "init": "pca", "n_epoch
 def default_cache_dir() -> Path:
     """Where UMAP embeddings are cached: ``$LAB_CACHE/embeddings`` (default ``~/.cache/distillation-lab``)."""
     return cache_root() / "embeddings"
-
-
-def blas_threads():
-    """A context limiting numpy's BLAS/OpenMP pools to ``$LAB_NUM_THREADS`` threads when it is set (torch's own
-    limit does not reach them; on busy cores a 2-thread SVD ran 30x slower than a 1-thread one)."""
-    from contextlib import nullcontext
-
-    n = os.environ.get("LAB_NUM_THREADS")
-    if not n:
-        return nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=max(1, int(n)))
 
 
 def _as_features(features) -> np.ndarray:
@@ -158,8 +146,6 @@ def teacher_student_embeddings(teacher, student, x, y, layer_t: str, layer_s: st
     (labels ``y``): a tidy DataFrame with columns model ("teacher"/"student"), layer, index, x, y, label. With
     ``align`` the student's embedding is rotated/reflected and scaled onto the teacher's (orthogonal
     Procrustes; distances within it are unchanged up to scale)."""
-    from lab.probes.kd import features
-
     labels = (y.detach().cpu().numpy() if torch.is_tensor(y) else np.asarray(y)).reshape(-1)
     if len(labels) != len(x):
         raise LabError(f"y must hold one label per input: got {len(labels)} labels for {len(x)} inputs")

@@ -25,7 +25,7 @@ import torch
 
 from lab.errors import LabError
 from lab.nets.hooks import FeatureTap, layer_names
-from lab.probes.similarity import cka_matrix
+from lab.metrics.similarity import blas_threads, cka_matrix
 from lab.runs.loop import Callback, LoopState, train
 
 METRICS = ("acc", "nll", "ece", "agree", "kl_truth")
@@ -75,8 +75,6 @@ def _cka_table(ft: dict, fs: dict, debiased: bool, grams_t: dict | None = None) 
     """Long CKA table from feature dicts. Biased linear CKA goes through each layer's centred Gram matrix once
     (<K_c, L_c>_F / (||K_c||_F ||L_c||_F), the same value as ``linear_cka``) instead of once per layer pair;
     ``grams_t`` reuses the teacher's (a frozen teacher's features do not change during training)."""
-    from lab.probes.embeddings import blas_threads
-
     with blas_threads():
         return _cka_table_unlimited(ft, fs, debiased, grams_t)
 
@@ -152,8 +150,6 @@ class CKATracker(Callback):
         if self._teacher_feats is None:  # the teacher is frozen: its features (and Gram matrices) once per run
             self._teacher_feats = features(method.teacher, self._x,
                                            _layers(method.teacher, self.teacher_layers, "teacher"))
-            from lab.probes.embeddings import blas_threads
-
             with blas_threads():
                 self._teacher_grams = (None if self.debiased else
                                        {k: _centred_gram(v) for k, v in self._teacher_feats.items()})
@@ -230,7 +226,7 @@ def reliability_tables(methods: Mapping, n_bins: int = 15, include_teacher: bool
     """{run: reliability table of its student on the test split} (``lab.probes.calibration.reliability``), plus
     ``"teacher"`` first (the first run that has one) when ``include_teacher``. On the language task the rows are
     token positions."""
-    from lab.probes.calibration import reliability
+    from lab.metrics.calibration import reliability
 
     methods = _check_methods(methods)
     out = {}

@@ -9,19 +9,21 @@ import json
 import time
 from pathlib import Path
 
-from lab import zoo
 from lab.errors import DivergenceError, LabError
+from lab.io import zoo_entry_name
 from lab.runs.loop import EMA, Checkpoint, Guard, ProgressBar, Recorder, train
 from lab.runs.run import Run
+from lab.trainable import resolve_reference
 
 
 def resolve_teacher(ref: str, device="cpu", data: str | None = None):
     """A zoo entry name, a model folder or a diffusers pipeline folder -> (generator, data spec), by
-    :func:`lab.zoo.resolve` (kind "teacher").
+    :func:`lab.zoo.resolve` (kind "teacher"; reached through :func:`lab.trainable.resolve_reference`, which
+    ``lab.zoo`` installs, so runs does not import the zoo that trains its assets with :mod:`lab.runs.loop`).
 
     ``data`` overrides the data the teacher's card names (a diffusers pipeline has no card, so it is
     required there)."""
-    r = zoo.resolve(ref, device, kind="teacher", data=data)
+    r = resolve_reference(ref, "teacher", device, data=data)
     return r.model, r.data
 
 
@@ -97,7 +99,7 @@ def distill_run(method: str, teacher: str, out, steps: int | None = None, config
 
 
 def default_kd_teacher(task: str) -> str:
-    return zoo.entry_name("kd", task)
+    return zoo_entry_name("kd", task)
 
 
 def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int | None = None,
