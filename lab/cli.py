@@ -130,7 +130,7 @@ CHECKPOINT_HELP = "steps between checkpoints (default: the lab's, time-based: ev
 @app.command()
 def methods():
     """List the registered methods: name, family, mechanism and paper."""
-    from lab.methods import REGISTRY
+    from lab.methods import REGISTRY  # lazy: loaded only when this command runs
 
     for name in sorted(REGISTRY):
         d = REGISTRY[name].describe()
@@ -151,8 +151,8 @@ def teacher_train(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Train a flow-matching teacher on named or user data."""
-    from lab.runs.recipes import train_teacher_run
-    from lab.trainable import resolve_device
+    from lab.runs.recipes import train_teacher_run  # lazy: loaded only when this command runs
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
     run = train_teacher_run(data, out, steps, seed, resolve_device(device), progress=not quiet,
                             config=_json(config, "--config"), ema=ema, **_checkpointing(checkpoint_every))
@@ -181,8 +181,8 @@ def distill(
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Distil a teacher with a method into a run folder, or resume one."""
-    from lab.runs.recipes import distill_run, resume_run
-    from lab.trainable import resolve_device
+    from lab.runs.recipes import distill_run, resume_run  # lazy: loaded only when this command runs
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
     if resume is not None:
         given = [n for n, v in (("--method", method), ("--teacher", teacher), ("--out", out), ("--data", data),
@@ -210,7 +210,7 @@ def distill(
 @kd_app.command("list")
 def kd_list():
     """List the knowledge-distillation methods and tasks."""
-    from lab.kd import KD_REGISTRY, list_tasks
+    from lab.kd import KD_REGISTRY, list_tasks  # lazy: loaded only when this command runs
 
     for name in sorted(KD_REGISTRY):
         d = KD_REGISTRY[name].describe()
@@ -234,12 +234,12 @@ def kd_run_cmd(
 ):
     """Distil a teacher classifier / language model into a student (a run folder; resume with
     `lab distill --resume DIR`)."""
-    from lab.runs.recipes import kd_run
-    from lab.trainable import resolve_device
+    from lab.runs.recipes import kd_run  # lazy: loaded only when this command runs
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
     run = kd_run(method, task, out, teacher, steps, _json(config, "--config"), seed, resolve_device(device),
                  progress=not quiet, **_checkpointing(checkpoint_every))
-    from lab.io import read_json
+    from lab.io import read_json  # lazy: loaded only when this command runs
 
     summ = read_json(run.folder / "model.json")["card"].get("summary", {})
     shown = {k: round(v, 4) for k, v in summ.items() if k.startswith("last/") and k != "last/it"}
@@ -253,7 +253,7 @@ def kd_eval(
     split: str = typer.Option("test", help="train or test"),
 ):
     """Accuracy, NLL, ECE (and KL to the true language) of a saved classifier / language model."""
-    from lab.kd import get_task, load_model
+    from lab.kd import get_task, load_model  # lazy: loaded only when this command runs
 
     net = load_model(model)
     m = get_task(task).evaluate(net, split)
@@ -305,7 +305,7 @@ def _write_npy(out: Path, chunks, n: int) -> None:
     in the same folder, renamed into place when complete (an existing file is replaced only then)."""
     import tempfile
 
-    from numpy.lib.format import open_memmap
+    from numpy.lib.format import open_memmap  # lazy: numpy only for --npy output
 
     tmp = None
     try:
@@ -347,7 +347,7 @@ def export(
     """Export an image generator as a diffusers pipeline folder (save_pretrained)."""
     if format != "diffusers":
         fail(f"unknown --format {format!r}; allowed: diffusers")
-    from lab.interop.diffusers import export_pipeline
+    from lab.interop.diffusers import export_pipeline  # lazy: diffusers export only for this command
 
     try:
         p = export_pipeline(src, out, nfe=nfe, label=label, w=w, overwrite=overwrite)
@@ -359,7 +359,7 @@ def export(
 @runs_app.command("list")
 def runs_list(root: Path = typer.Option(Path("runs"), help="folder to search for runs")):
     """List run folders under ROOT."""
-    from lab.runs.run import list_runs
+    from lab.runs.run import list_runs  # lazy: loaded only when this command runs
 
     df = list_runs(root)
     typer.echo("no runs found" if df.empty else df.to_string(index=False))
@@ -385,7 +385,7 @@ def zoo_build(
     quiet: bool = typer.Option(False),
 ):
     """Train the shipped zoo entries into assets/zoo (existing ones are kept unless --force)."""
-    from lab import zoo
+    from lab import zoo  # lazy: loaded only when this command runs
 
     built = zoo.build(entry or None, force=force, progress=not quiet)
     typer.echo(f"built {len(built)} entr{'y' if len(built) == 1 else 'ies'}: {', '.join(built) or 'none (all present)'}")
@@ -411,13 +411,13 @@ def _click_exceptions() -> list:
     vendors one as ``typer._click``) and the click package."""
     mods = []
     try:
-        from typer._click import exceptions as vendored
+        from typer._click import exceptions as vendored  # lazy: typer's vendored click may be absent; tried at call time
 
         mods.append(vendored)
     except ImportError:
         pass
     try:
-        import click.exceptions as plain
+        import click.exceptions as plain  # lazy: fallback when typer vendors no click
 
         mods.append(plain)
     except ImportError:
@@ -438,7 +438,7 @@ def _error(msg, code: int) -> int:
 def run(argv: Optional[List[str]] = None) -> int:
     """Run ``lab`` with the arguments ``argv`` (default: ``sys.argv[1:]``); return its exit code (see the
     module docstring), having printed any failure as one ``error:`` line."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError  # lazy: only to recognise safetensors errors at the top level
 
     exits = (typer.Exit, *_classes("Exit"))
     try:

@@ -92,5 +92,39 @@ def test_control_clean_fake_package_passes(tmp_path, monkeypatch):
     assert (m["upward_imports"], m["package_cycles"], m["module_cycle_members"]) == (0, [], [])
 
 
+def _uncommented_function_imports(lab: Path) -> list[str]:
+    """``file:line`` of each ``lab.*`` import inside a function under ``lab`` with no ``#`` comment on its line or
+    the line above."""
+    files = sorted(lab.rglob("*.py"))
+    modules = {graph.module_name(p) for p in files}
+    bad = []
+    for p in files:
+        lines = p.read_text().splitlines()
+        for _, in_func, line in graph.imports(p, modules):
+            here = lines[line - 1]
+            above = lines[line - 2] if line > 1 else ""
+            if in_func and "#" not in here and not above.lstrip().startswith("#"):
+                bad.append(f"{p.relative_to(graph.ROOT)}:{line}")
+    return sorted(set(bad))
+
+
+def test_function_level_imports_say_why():
+    bad = _uncommented_function_imports(graph.LAB)
+    assert bad == [], "lab.* imports inside functions without a comment saying why:\n" + "\n".join(bad)
+
+
+def test_control_uncommented_function_import_is_caught(tmp_path, monkeypatch):
+    lab = _fake_lab(tmp_path, {
+        "__init__.py": "",
+        "errors.py": "",
+        "a.py": "def f():\n    from lab.errors import E\n",
+        "b.py": "def g():\n    from lab.errors import E  # lazy: reason\n",
+        "c.py": "def h():\n    # late: reason\n    from lab import errors\n",
+    })
+    monkeypatch.setattr(graph, "ROOT", tmp_path)
+    monkeypatch.setattr(graph, "LAB", lab)
+    assert _uncommented_function_imports(lab) == ["lab/a.py:2"]
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

@@ -39,7 +39,7 @@ def digits_classification(split: str = "train", flatten: bool = False):
 
     The split is the one of :class:`lab.data.images.Digits` (train 1437, test 360 images).
     """
-    from lab.data.images import Digits
+    from lab.data.images import Digits  # lazy: digits data only for the digits task
 
     src = Digits(_check_split(split, CLASSIFICATION_SPLITS + ("all",)))
     x = src.x.clone()
@@ -48,7 +48,7 @@ def digits_classification(split: str = "train", flatten: bool = False):
 
 def toy2d_classification(name: str = "moons", n: int = 2000, seed: int = 0):
     """A labelled 2D toy source: ``x`` (n, 2), ``y`` (n,) in 0..n_classes-1."""
-    from lab.data import toy2d
+    from lab.data import toy2d  # lazy: toy2d only for the toy task
 
     allowed = [k for k, src in toy2d.DATASETS.items() if src.n_classes >= 2]
     if name not in allowed:

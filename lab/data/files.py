@@ -194,7 +194,7 @@ def _load_folder(root: Path, size, channels) -> ImageSource:
 
 def _read_image(f: Path, size, channels) -> np.ndarray:
     """One image file -> (H, W, C) float64 in [0, 1]; C = channels, or the file's own (1 gray, 3 color)."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL only needed for image files
 
     try:
         with Image.open(f) as img:
@@ -237,7 +237,7 @@ def _set_channels(x01: np.ndarray, channels) -> np.ndarray:
 
 def _resize_float(x01: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize (Pillow, the same filter as for image files) of (N, C, H, W) floats to size x size."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL only needed for image files
 
     out = np.empty((*x01.shape[:2], size, size), dtype=np.float32)
     for i in range(x01.shape[0]):

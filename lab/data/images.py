@@ -24,8 +24,8 @@ from lab.errors import LabError
 
 @functools.lru_cache(maxsize=None)
 def _digits_arrays():
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.datasets import load_digits  # lazy: heavy import (sklearn), keeps `import lab` fast
+    from sklearn.model_selection import train_test_split  # lazy: heavy import (sklearn), keeps `import lab` fast
 
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0) * 2.0 - 1.0  # (1797, 8, 8) in [-1, 1]

@@ -437,7 +437,7 @@ def load_generator(folder, device="cpu") -> Generator:
 
 
 def analytic_generator(gmm, process="linear", solver="euler") -> FlowGenerator:
-    from lab.diffusion.analytic import analytic_teacher
+    from lab.diffusion.analytic import analytic_teacher  # late: analytic imports lab.diffusion, whose __init__ imports this module (cycle)
 
     return FlowGenerator(analytic_teacher(gmm, process), solver)
 

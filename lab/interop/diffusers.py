@@ -79,11 +79,11 @@ def load_diffusers_teacher(folder, device=None):
     diffusers pipeline folder whose unet is a ``UNet2DModel`` and whose scheduler is one of
     DDPMScheduler, DDIMScheduler (epsilon / v_prediction / sample) or FlowMatchEulerDiscreteScheduler.
     Weights must be safetensors (no pickle)."""
-    import diffusers
+    import diffusers  # lazy: heavy import (diffusers), keeps `import lab` fast
 
-    from lab.diffusion.denoiser import Denoiser
-    from lab.diffusion.generators import FlowGenerator
-    from lab.io import read_json
+    from lab.diffusion.denoiser import Denoiser  # lazy: only needed when loading a diffusers teacher
+    from lab.diffusion.generators import FlowGenerator  # lazy: only needed when loading a diffusers teacher
+    from lab.io import read_json  # lazy: only needed when loading a diffusers teacher
 
     folder = Path(folder)
     mi = folder / "model_index.json"
@@ -168,7 +168,7 @@ def _plan(gen, nfe):
 
 def _folded_unet(net, label, cond):
     """A plain UNet2DModel computing ``net(x, t, label, **cond)`` (the condition folded into a bias)."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # lazy: heavy import (diffusers), keeps `import lab` fast
 
     config = {k: v for k, v in dict(net.unet.config).items() if not k.startswith("_")}
     config["class_embed_type"] = None
@@ -199,10 +199,10 @@ def export_pipeline(src, out, nfe: int | None = None, label: int | None = None, 
     nothing the export did not write), never the source model folder, a folder inside it or one
     containing it. Anything else is refused with a LabError and left untouched.
     """
-    from diffusers import DDPMPipeline, FlowMatchEulerDiscreteScheduler
+    from diffusers import DDPMPipeline, FlowMatchEulerDiscreteScheduler  # lazy: heavy import (diffusers), keeps `import lab` fast
 
-    from lab.diffusion.process import LinearFlow
-    from lab.nets.unet import TIME_SCALE, UNet
+    from lab.diffusion.process import LinearFlow  # lazy: only needed for export
+    from lab.nets.unet import TIME_SCALE, UNet  # lazy: only needed for export
 
     gen, src_name = _resolve_src(src)
     out = Path(out)

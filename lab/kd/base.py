@@ -163,7 +163,7 @@ class KDMethod(Trainable):
         return dict(self.config.student or self.task.student_net)
 
     def new_student(self, spec: dict | None = None) -> nn.Module:
-        from lab.nets.classifiers import build_classifier
+        from lab.nets.classifiers import build_classifier  # lazy: classifier nets only needed to build a student
 
         return build_classifier(spec or self.student_spec())
 
@@ -295,7 +295,7 @@ class KDMethod(Trainable):
 
     def model(self):
         """The trained student as a saveable :class:`lab.kd.zoo.KDModel`."""
-        from lab.kd.zoo import KDModel
+        from lab.kd.zoo import KDModel  # late: lab.kd/__init__ imports base before zoo (package cycle)
 
         card = {"method": self.name, "task": self.task.name, "history": [dict(r) for r in self.history]}
         if self.history:

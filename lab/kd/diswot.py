@@ -53,7 +53,7 @@ from lab.io import zoo_entry_name
 
 
 def _net(spec_or_net, seed: int, what: str) -> nn.Module:
-    from lab.nets.classifiers import build_classifier
+    from lab.nets.classifiers import build_classifier  # lazy: classifier nets only needed for candidates
 
     if isinstance(spec_or_net, nn.Module):
         return spec_or_net
@@ -143,7 +143,7 @@ def score(teacher, student_spec, x_batch: torch.Tensor, y_batch: torch.Tensor, s
 
 def default_candidates(task: str = "digits") -> dict[str, dict]:
     """Eight MLP/CNN students of varied width and depth for an image task (``digits``)."""
-    from lab.kd.tasks import get_task
+    from lab.kd.tasks import get_task  # lazy: tasks only needed for the default candidates
 
     tk = get_task(task)
     if tk.kind != "classify":
@@ -162,7 +162,7 @@ def default_candidates(task: str = "digits") -> dict[str, dict]:
 
 def kendall_tau(scores, accuracies) -> tuple[float, float]:
     """Kendall's tau (and its p-value) between proxy scores and measured accuracies (``scipy.stats.kendalltau``)."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # lazy: heavy import (scipy), keeps `import lab` fast
 
     a, b = np.asarray(scores, float), np.asarray(accuracies, float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
@@ -184,10 +184,10 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
     ``train_seeds``) and the frame gets an ``acc`` column and ``attrs["kendall_tau"]``,
     ``attrs["kendall_p"]``. Rows are sorted by ``total`` (best first) with a ``rank`` column.
     """
-    import pandas as pd
+    import pandas as pd  # lazy: pandas only needed for the search table
 
-    from lab.kd.tasks import get_task
-    from lab.nets.classifiers import param_count
+    from lab.kd.tasks import get_task  # lazy: only needed for the search
+    from lab.nets.classifiers import param_count  # lazy: only needed for the search
 
     tk = get_task(task)
     if tk.kind != "classify":
@@ -212,8 +212,8 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
                      "spec": spec if isinstance(spec, dict) else net.spec()})
     df = pd.DataFrame(rows)
     if train_steps:
-        import lab
-        from lab.kd.base import get
+        import lab  # lazy: lab.train only when the search trains
+        from lab.kd.base import get  # lazy: KD methods only when the search trains
 
         accs = []
         for spec in df["spec"]:

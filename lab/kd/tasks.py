@@ -89,7 +89,7 @@ def logits_of(out):
 
 
 def _digits():
-    from lab.data.classification import digits_classification
+    from lab.data.classification import digits_classification  # lazy: each task loads only its own data
 
     xtr, ytr = digits_classification("train")
     xte, yte = digits_classification("test")
@@ -101,7 +101,7 @@ def _digits():
 
 
 def _hard():
-    from lab.data.classification import hard_classification
+    from lab.data.classification import hard_classification  # lazy: each task loads only its own data
 
     xtr, ytr = hard_classification(n=4000, d=32, n_classes=10, seed=0, split="train")
     xte, yte = hard_classification(n=2000, d=32, n_classes=10, seed=0, split="test")
@@ -113,7 +113,7 @@ def _hard():
 
 
 def _toy(name: str):
-    from lab.data.classification import toy2d_classification
+    from lab.data.classification import toy2d_classification  # lazy: each task loads only its own data
 
     xtr, ytr = toy2d_classification(name, n=2000, seed=1)
     xte, yte = toy2d_classification(name, n=1000, seed=2)
@@ -126,7 +126,7 @@ def _toy(name: str):
 
 
 def _language():
-    from lab.data.language import SyntheticLanguage
+    from lab.data.language import SyntheticLanguage  # lazy: each task loads only its own data
 
     lang = SyntheticLanguage(vocab=16, n_states=8, seq_len=32, seed=0)
     tr, te = lang.sample(16384, seed=1), lang.sample(256, seed=2)
@@ -142,7 +142,7 @@ TASK_BUILDERS = {"digits": _digits, "hard": _hard, "language": _language}
 
 
 def list_tasks() -> list[str]:
-    from lab.data import toy2d
+    from lab.data import toy2d  # lazy: toy2d datasets only needed to list tasks
 
     toys = [k for k, s in toy2d.DATASETS.items() if s.n_classes >= 2]
     return list(TASK_BUILDERS) + toys

@@ -239,7 +239,7 @@ class Method(Trainable):
     def snapshot(self, n: int = 512, t: float = 0.5) -> dict:
         """Internals worth keeping during training: the student's samples at its smallest native NFE
         from fixed noise, and the regression targets at time t on fixed inputs."""
-        from lab.diffusion.generators import make_noise
+        from lab.diffusion.generators import make_noise  # lazy: only needed for snapshots
 
         gen = self.generator()
         nfe = min(gen.native_nfe) if gen.native_nfe else 1

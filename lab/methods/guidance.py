@@ -84,7 +84,7 @@ from lab.trainable import StepOutput, check, is_num
 
 def is_class_conditional(denoiser: Denoiser) -> bool:
     """True when the denoiser's network takes a class label (analytic GMM posterior or a net with n_classes)."""
-    from lab.diffusion.analytic import GMMPosterior
+    from lab.diffusion.analytic import GMMPosterior  # lazy: analytic GMM only for this check
 
     return isinstance(denoiser.net, GMMPosterior) or int(getattr(denoiser.net, "n_classes", 0) or 0) > 0
 

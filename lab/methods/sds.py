@@ -135,7 +135,7 @@ class ParticleGenerator(Generator):
             else:
                 n = z.shape[0] if z is not None else n
                 if n is None:
-                    from lab.errors import LabError
+                    from lab.errors import LabError  # inside: no cycle or cost; could be top-level
 
                     raise LabError("give either n (number of samples) or z (the noise)")
                 pts = self.net.x.detach()
@@ -337,7 +337,7 @@ class VSDParticles(SDS):
         use_teacher = c.fake_init == "teacher" or (c.fake_init == "auto" and self.student_from_teacher())
         if use_teacher:
             if not self.student_from_teacher():
-                from lab.errors import LabError
+                from lab.errors import LabError  # inside: no cycle or cost; could be top-level
 
                 raise LabError("fake_init='teacher' needs a trained teacher network; this teacher is analytic "
                                "(allowed here: auto, fresh)")

@@ -46,7 +46,7 @@ def _blas_threads(fn):
 
 @functools.lru_cache(maxsize=None)
 def _default_net(kind: str, device: str):
-    from lab.nets.digits_eval import load_eval_net
+    from lab.nets.digits_eval import load_eval_net  # lazy: eval net only when none is given
 
     return load_eval_net(kind, device=device)
 
@@ -201,7 +201,7 @@ def _check_data(data) -> str:
 
 @functools.lru_cache(maxsize=None)
 def _reference(data: str, n_ref: int | None, seed: int):
-    from lab.data.images import Digits
+    from lab.data.images import Digits  # lazy: digits data only for the reference
 
     te = Digits("test", 8 if data == "digits" else 16)
     x, y = te.x, te.y
@@ -239,7 +239,7 @@ def image_metrics(x, y=None, data: str = "digits", n_ref: int | None = None, see
 
 @functools.lru_cache(maxsize=None)
 def _noise_floor(data: str, n: int | None, seed: int) -> tuple:
-    from lab.data.images import Digits
+    from lab.data.images import Digits  # lazy: digits data only for the noise floor
 
     tr = Digits("train", 8 if data == "digits" else 16)
     x, y = tr.x, tr.y

@@ -41,7 +41,7 @@ def widen(net, extra: list[str]):
     """
     import copy
 
-    import torch
+    import torch  # inside: local to widen (torch is loaded by lab anyway)
 
     spec = net_spec(net)
     old = list(spec.get("extra", []))
@@ -74,8 +74,8 @@ def jvp(fn, primals: tuple, tangents: tuple, double_backward: bool = False):
     way for diffusers UNets, whose group norm has no working forward-mode rule on CPU (torch 2.13)
     and whose fused attention kernels have none at all. Attention runs on its math kernel either way.
     """
-    import torch
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    import torch  # inside: local to jvp (torch is loaded by lab anyway)
+    from torch.nn.attention import SDPBackend, sdpa_kernel  # inside: attention kernels only needed for jvp
 
     with sdpa_kernel(SDPBackend.MATH):
         if double_backward:

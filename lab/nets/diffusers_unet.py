@@ -24,7 +24,7 @@ class DiffusersUNet(nn.Module):
 
     def __init__(self, unet_config: dict, schedule: dict):
         super().__init__()
-        from diffusers import UNet2DModel
+        from diffusers import UNet2DModel  # lazy: heavy import (diffusers), keeps `import lab` fast
 
         self.unet_config = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
         self.schedule = dict(schedule)

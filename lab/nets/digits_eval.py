@@ -133,7 +133,7 @@ def _augment(x: torch.Tensor, g: torch.Generator, shift: int, noise_prob: float,
 @torch.no_grad()
 def test_accuracy(net: nn.Module, device=None) -> float:
     """Accuracy of ``net`` on the digits TEST split (360 images)."""
-    from lab.data.images import Digits
+    from lab.data.images import Digits  # lazy: digits data only when testing the eval net
 
     te = Digits("test")
     device = next(net.parameters()).device if device is None else torch.device(device)
@@ -152,7 +152,7 @@ def train_eval_net(kind: str, seed: int | None = None, steps: int | None = None,
     when None), so the same seed gives the same weights. Returns the net in eval mode with a
     ``card`` (recipe, test accuracy, training time).
     """
-    from lab.data.images import Digits
+    from lab.data.images import Digits  # lazy: digits data only when training the eval net
 
     _check_kind(kind)
     r = dict(RECIPES[kind])
@@ -173,7 +173,7 @@ def train_eval_net(kind: str, seed: int | None = None, steps: int | None = None,
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=r["steps"], pct_start=0.1)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: progress bar only while training
         bar = tqdm(total=r["steps"], desc=f"digits {kind} net")
     t0, c0 = time.perf_counter(), time.process_time()
     # dropout masks come from the global RNG: fork it so training is deterministic and leaves no trace

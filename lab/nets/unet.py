@@ -43,7 +43,7 @@ class UNet(nn.Module):
                  norm_num_groups: int = 8, attention: bool = False, n_classes: int = 0, extra: tuple[str, ...] = (),
                  out_channels: int | None = None, mid_attention: bool = True):
         super().__init__()
-        from diffusers import UNet2DModel
+        from diffusers import UNet2DModel  # lazy: heavy import (diffusers), keeps `import lab` fast
 
         chans = tuple(int(c) for c in block_out_channels)
         if len(chans) < 2 or any(c % norm_num_groups for c in chans):

@@ -106,7 +106,7 @@ def sample_panels(teacher: Generator, students: dict[str, Generator], source, n:
     One row per point: model, nfe, x, y; plus per-panel columns swd (to fresh data), swd_floor
     and seconds (wall-clock time to sample).
     """
-    from lab.metrics import noise_floor
+    from lab.metrics import noise_floor  # inside: no cycle; lab.metrics is already imported at the top
 
     ref = source.sample(n, torch.Generator().manual_seed(seed + 777))
     floor = noise_floor(source, n)

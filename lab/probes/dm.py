@@ -101,7 +101,7 @@ def score_field(method, t: float = 0.5, lim: float = 3.0, n: int = 21) -> pd.Dat
     predictions), t, where = "grid".
     """
     _check(method)
-    from lab.probes import grid
+    from lab.probes import grid  # inside: no cycle (lab.probes does not import dm); could be top-level
 
     x_t = grid(lim, n, _device(method))
     tt = _tvec(t, x_t.shape[0], x_t.device)

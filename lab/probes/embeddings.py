@@ -53,7 +53,7 @@ def _as_features(features) -> np.ndarray:
 
 
 def _pca(a: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # lazy: heavy import (sklearn), keeps `import lab` fast
 
     k = min(2, a.shape[1], a.shape[0])
     z = PCA(n_components=k, svd_solver="full", random_state=seed).fit_transform(a)
@@ -65,7 +65,7 @@ def _pca(a: np.ndarray, seed: int) -> np.ndarray:
 def exact_knn(a: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
     """(indices, distances) of shape (n, n_neighbors): each row starts with the point itself (distance 0), then
     its n_neighbors - 1 exact nearest other points (scikit-learn), the layout UMAP's ``precomputed_knn`` expects."""
-    from sklearn.neighbors import NearestNeighbors
+    from sklearn.neighbors import NearestNeighbors  # lazy: heavy import (sklearn), keeps `import lab` fast
 
     nn = NearestNeighbors(n_neighbors=n_neighbors - 1).fit(a)
     d, i = nn.kneighbors()  # no query: each point's neighbours other than itself
@@ -85,7 +85,7 @@ def _umap(a: np.ndarray, seed: int, n_neighbors: int) -> np.ndarray:
     import warnings
 
     try:
-        import umap
+        import umap  # lazy: heavy import (umap), keeps `import lab` fast
     except ImportError:
         raise LabError("method='umap' needs umap-learn (pip install -e '.[notebooks]'); allowed without it: "
                        "method='pca'") from None
@@ -123,7 +123,7 @@ def embed_2d(features, method: str = "pca", seed: int = 0, cache_dir=None, n_nei
             return f["embedding"]
     with blas_threads():
         z = _umap(a, seed, k)
-    from lab.io import save_npz
+    from lab.io import save_npz  # inside: no cycle; lab.io is already imported at the top
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npz(path, embedding=z, params=np.asarray(json.dumps(params)))
@@ -132,7 +132,7 @@ def embed_2d(features, method: str = "pca", seed: int = 0, cache_dir=None, n_nei
 
 def _procrustes(ref: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Rotate/reflect (and rescale) z onto ref around their means (orthogonal Procrustes); the shape of z is kept."""
-    from scipy.linalg import orthogonal_procrustes
+    from scipy.linalg import orthogonal_procrustes  # lazy: heavy import (scipy), keeps `import lab` fast
 
     zc, rc = z - z.mean(0), ref - ref.mean(0)
     r, _ = orthogonal_procrustes(zc, rc)

@@ -125,7 +125,7 @@ def _x0_fn(gen, nfe: int, cond: dict):
             return d.x0(x, t, y, w=w)
         return f
     if kind == "cfg":
-        from lab.methods.guidance import guided_velocity
+        from lab.methods.guidance import guided_velocity  # lazy: guidance only for guided sampling
 
         d = gen.denoiser
 
@@ -239,7 +239,7 @@ def guidance_grid(gen: Generator, ws=(0.0, 1.0, 2.0, 4.0), labels=None, nfe: int
         raise LabError(f"ws must be a non-empty list of finite guidance weights, got {ws!r}")
     if n_classes_of(gen) < 1:
         raise LabError(f"guidance_grid needs a class-conditional generator (n_classes >= 1), got an unconditional {kind!r}")
-    from lab.methods.guidance import CFGGenerator
+    from lab.methods.guidance import CFGGenerator  # lazy: guidance only for the guidance grid
 
     y = _to(_labels(gen, labels, n), gen)
     z = make_noise(n, shape, seed).to(gen.device)

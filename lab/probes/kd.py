@@ -226,7 +226,7 @@ def reliability_tables(methods: Mapping, n_bins: int = 15, include_teacher: bool
     """{run: reliability table of its student on the test split} (``lab.probes.calibration.reliability``), plus
     ``"teacher"`` first (the first run that has one) when ``include_teacher``. On the language task the rows are
     token positions."""
-    from lab.metrics.calibration import reliability
+    from lab.metrics.calibration import reliability  # inside: no cycle; calibration is light, could be top-level
 
     methods = _check_methods(methods)
     out = {}

@@ -21,10 +21,10 @@ def path_error(gen: Generator, teacher, n: int = 512, seed: int = 0, points: int
     DataFrame with columns t, kind, error, teacher_spread (mean distance of the teacher's
     state from its own mean, a scale for the errors).
     """
-    import pandas as pd
+    import pandas as pd  # inside: local to this probe (pandas is loaded by lab anyway)
 
-    from lab.diffusion.generators import make_noise
-    from lab.diffusion.samplers import ode_sample
+    from lab.diffusion.generators import make_noise  # inside: local to this probe; no cycle
+    from lab.diffusion.samplers import ode_sample  # inside: local to this probe; no cycle
 
     if fine_steps % points:
         raise ValueError(f"fine_steps ({fine_steps}) must be a multiple of points ({points})")

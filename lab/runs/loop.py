@@ -88,7 +88,7 @@ class ProgressBar(Callback):
         self.desc, self.every, self.disable, self.bar = desc, every, disable, None
 
     def on_start(self, trainable, total):
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: progress bar only when shown
 
         self.bar = tqdm(total=total, initial=trainable.it, desc=self.desc or getattr(trainable, "name", "train"),
                         disable=self.disable, leave=False, dynamic_ncols=True)
@@ -266,7 +266,7 @@ class Recorder(Callback):
             self.run.write_metrics(self.rows)
 
     def frame(self):
-        import pandas as pd
+        import pandas as pd  # lazy: pandas only for the frame
 
         return pd.DataFrame(self.rows)
 

@@ -66,8 +66,8 @@ def _restore_callbacks(cbs, states: dict):
 def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
                       overwrite=False, config: dict | None = None, ema: float | None = None,
                       checkpoint_every: int | None = None):
-    from lab.diffusion.train import TeacherConfig, TeacherTraining
-    from lab.trainable import config_from_dict
+    from lab.diffusion.train import TeacherConfig, TeacherTraining  # lazy: each recipe loads only what it runs
+    from lab.trainable import config_from_dict  # lazy: each recipe loads only what it runs
 
     _check_ema(ema)
     cfg = config_from_dict(TeacherConfig, {**(config or {}), **({"steps": steps} if steps else {})})
@@ -82,7 +82,7 @@ def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, d
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
                 device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None,
                 checkpoint_every: int | None = None):
-    from lab.methods import get_method
+    from lab.methods import get_method  # lazy: each recipe loads only what it runs
 
     cls = get_method(method)
     _check_ema(ema)
@@ -106,7 +106,7 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
            config: dict | None = None, seed: int = 0, device="cpu", progress=True, overwrite=False, ema=None,
            checkpoint_every: int | None = None):
     """Knowledge distillation into a run folder: the student classifier / language model is saved there."""
-    from lab.kd import get, get_task
+    from lab.kd import get, get_task  # lazy: each recipe loads only what it runs
 
     cls = get(method)
     tk = get_task(task)
@@ -130,15 +130,15 @@ def _build(cfg: dict, device):
     kind = cfg.get("kind", "distill")
     try:
         if kind == "teacher":
-            from lab.diffusion.train import TeacherConfig, TeacherTraining
-            from lab.trainable import config_from_dict
+            from lab.diffusion.train import TeacherConfig, TeacherTraining  # lazy: each recipe loads only what it runs
+            from lab.trainable import config_from_dict  # lazy: each recipe loads only what it runs
 
             tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"],
                                  device=device)
             return tr, {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"],
                         "ema": cfg.get("ema")}, tr.data.spec
         if kind == "kd":
-            from lab.kd import get
+            from lab.kd import get  # lazy: each recipe loads only what it runs
 
             cls = get(cfg["method"])
             tr = cls(cfg["teacher"] if cls.needs_teacher else None, cfg["task"], cfg["config"], seed=cfg["seed"],
@@ -146,7 +146,7 @@ def _build(cfg: dict, device):
             return tr, {"method": cfg["method"], "teacher": cfg["teacher"], "task": cfg["task"],
                         "config": cfg["config"], "seed": cfg["seed"]}, cfg["task"]
         if kind == "distill":
-            from lab.methods import get_method
+            from lab.methods import get_method  # lazy: each recipe loads only what it runs
 
             gen, data = resolve_teacher(cfg["teacher"], device, cfg.get("data"))
             tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=device)

@@ -205,7 +205,7 @@ class Run:
         return (self.folder / "model.json").exists()
 
     def load_model(self, device="cpu"):
-        from lab.diffusion.generators import load_generator
+        from lab.diffusion.generators import load_generator  # lazy: generators only when loading the model
 
         return load_generator(self.folder, device)
 

@@ -35,7 +35,7 @@ def particle_paths_figure(paths: pd.DataFrame, data=None, max_particles: int = 1
 
 def final_particles_figure(finals: dict, data=None, title: str | None = None, lim: float | None = 3.0) -> go.Figure:
     """Final particles of one or more methods (``{"sds": paths_or_array, ...}``) over the data."""
-    from lab.viz import PALETTE
+    from lab.viz import PALETTE  # inside: no cycle (lab.viz does not import this module); could be top-level
 
     fig = go.Figure()
     if data is not None:

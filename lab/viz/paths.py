@@ -6,7 +6,7 @@ __all__ = ["path_error_figure"]
 
 def path_error_figure(df):
     """Plotly figure of :func:`lab.probes.paths.path_error`: error against time, one line per kind."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly only for this figure
 
     fig = go.Figure()
     for kind, part in df.groupby("kind", sort=False):
