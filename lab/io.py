@@ -89,11 +89,11 @@ def read_json(path) -> Any:
     except OSError as e:
         raise LabError(f"{path} cannot be read ({e.strerror or type(e).__name__})") from None
     except UnicodeDecodeError:
-        raise LabError(f"{path} is not UTF-8 text, so not JSON") from None
+        raise LabError(f"{path} is not valid JSON (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise LabError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
     except RecursionError:
-        raise LabError(f"{path} nests JSON too deeply") from None
+        raise LabError(f"{path} is not valid JSON (nested too deeply)") from None
 
 
 def save_tensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

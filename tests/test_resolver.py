@@ -68,8 +68,7 @@ def test_analytic_teacher():
 
 def test_digits_image_entries():
     for entry in (zoo.entry_name("images", "digits"), zoo.entry_name("images", "digits", "consistency")):
-        if not shipped(entry):
-            pytest.skip(f"{entry} is not shipped")
+        assert shipped(entry), f"{entry} is not shipped in assets/zoo"
         r = zoo.resolve(entry, train_if_missing=False)
         assert r.kind == "generator" and r.data == "digits"
         same_weights(r.model, zoo.load(entry, train_if_missing=False))
@@ -95,8 +94,7 @@ def test_kd_teacher_entry():
 
 def test_judge_entry():
     entry = zoo.entry_name("images", "digits", "features")
-    if not shipped(entry):
-        pytest.skip(f"{entry} is not shipped")
+    assert shipped(entry), f"{entry} is not shipped in assets/zoo"
     r = zoo.resolve(entry)
     assert r.kind == "judge"
     from lab.nets.digits_eval import load_eval_net

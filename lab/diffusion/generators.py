@@ -17,7 +17,6 @@ with memory flat in n (``lab sample`` writes them to disk as they come).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import nn
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.samplers import SOLVERS, SampleResult, consistency_sample, heun_steps_for_nfe, ode_sample, time_grid
 from lab.errors import LabError
-from lab.io import atomic_write_json, load_tensors, save_tensors
+from lab.io import atomic_write_json, load_tensors, read_json, save_tensors
 from lab.nets import build_net, check_net_spec, net_spec
 from lab.nets.specs import short_repr
 
@@ -304,18 +303,9 @@ def read_model_json(folder, what: str = "model folder") -> dict:
         raise LabError(f"{folder} is not a model folder (no model.json)")
     if not mj.is_file():
         raise LabError(f"{mj} is not a file; allowed: a JSON object")
-    try:
-        if mj.stat().st_size > MAX_MODEL_JSON_BYTES:
-            raise LabError(f"{mj} is {mj.stat().st_size} bytes; allowed: at most {MAX_MODEL_JSON_BYTES} bytes")
-        spec = json.loads(mj.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise LabError(f"{mj} is not valid JSON (not UTF-8 text)") from None
-    except json.JSONDecodeError as e:
-        raise LabError(f"{mj} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    except RecursionError:
-        raise LabError(f"{mj} is not valid JSON (nested too deeply)") from None
-    except OSError as e:
-        raise LabError(f"cannot read {mj}: {e.strerror or one_line(e)}") from None
+    if mj.stat().st_size > MAX_MODEL_JSON_BYTES:
+        raise LabError(f"{mj} is {mj.stat().st_size} bytes; allowed: at most {MAX_MODEL_JSON_BYTES} bytes")
+    spec = read_json(mj)  # a missing, unreadable or malformed file is a one-line LabError
     if not isinstance(spec, dict):
         raise LabError(f"{mj} holds {_JSON_TYPES.get(type(spec), type(spec).__name__)}; allowed: a JSON object "
                        f"with kind, nets/net and card")
