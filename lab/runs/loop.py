@@ -147,6 +147,8 @@ class Guard(Callback):
         if self.check_params and hasattr(state.trainable, "nets"):
             for name, net in state.trainable.nets().items():
                 for pname, p in net.named_parameters():
+                    if not p.requires_grad:  # frozen (a teacher, a target copy): training cannot make it diverge
+                        continue
                     if not bool(torch.isfinite(p).all()):
                         raise DivergenceError(step, f"parameter {name}.{pname}", "is not finite")
                     if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
