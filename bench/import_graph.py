@@ -30,7 +30,7 @@ LAYERS = [
     ["interop"],
     ["metrics", "losses", "diffusion", "nets", "data"],
     ["trainable"],
-    ["io", "errors", "version", "__init__"],
+    ["io", "config", "errors", "version", "__init__"],
 ]
 
 

@@ -21,7 +21,7 @@ each other, directly or through others. Highest first:
     interop
     metrics, losses, diffusion, nets, data
     trainable
-    io, errors, version, lab/__init__ itself
+    io, config, errors, version, lab/__init__ itself
 
 ``lab/__init__`` imports everything. ``lab.zoo`` installs its
 resolver into ``lab.trainable`` so that lower layers (methods, kd, runs) resolve model references by

@@ -6,17 +6,13 @@ captures all of it for exact resume.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from lab.config import check, config_from_dict, is_num  # noqa: F401 - re-exported for configs not yet declared
 from lab.errors import LabError
 
 
@@ -47,90 +43,6 @@ def resolve_device(device: "str | torch.device | None") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LabError(f"device {device!r} requested but CUDA is not available; allowed here: auto, cpu")
     return dev
-
-
-def is_num(v) -> bool:
-    """A real number for a config field: int or float, not bool."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def check(cond: bool, field: str, value, allowed: str) -> None:
-    """Config validation: one line naming the field, its bad value and what is allowed."""
-    if not cond:
-        raise LabError(f"invalid {field}={value!r}; allowed: {allowed}")
-
-
-def _short(v, n: int = 60) -> str:
-    r = repr(v)
-    return r if len(r) <= n else r[: n - 3] + "..."
-
-
-def _coerce(cls, name: str, v):
-    """``v`` checked against the annotation of field ``name`` of the config dataclass ``cls``: a bool field
-    takes a bool, an int field an integer, a float field a finite number (an integer becomes a float), a str
-    field a string, a dict field an object; anything else (tuples, unions, Optional) is left to the class's
-    own ``__post_init__`` checks."""
-    ann = _hints(cls).get(name)
-    if v is None and ann is not None and _optional(ann):
-        return v
-    base = _strip_optional(ann)
-    bad = None
-    if base is bool and not isinstance(v, bool):
-        bad = "true or false"
-    elif base is int and (isinstance(v, bool) or not isinstance(v, int)):
-        bad = "an integer"
-    elif base is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            bad = "a number"
-        else:
-            try:
-                v = float(v)
-            except OverflowError:
-                v = float("inf")
-            if not math.isfinite(v):
-                bad = "a finite number"
-    elif base is str and not isinstance(v, str):
-        bad = "a string"
-    elif base is dict and not isinstance(v, dict):
-        bad = "a JSON object"
-    if bad:
-        raise LabError(f"invalid {name}={_short(v)} for {cls.__name__}; allowed: {bad}")
-    return v
-
-
-@functools.lru_cache(maxsize=None)
-def _hints_cached(cls):
-    try:
-        return typing.get_type_hints(cls)
-    except Exception:  # noqa: BLE001 - an annotation we cannot resolve is simply not type-checked here
-        return {}
-
-
-def _hints(cls) -> dict:
-    return _hints_cached(cls)
-
-
-def _optional(ann) -> bool:
-    return typing.get_origin(ann) in (typing.Union, types.UnionType) and type(None) in typing.get_args(ann)
-
-
-def _strip_optional(ann):
-    if typing.get_origin(ann) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ann) if a is not type(None)]
-        return args[0] if len(args) == 1 else None
-    return typing.get_origin(ann) or ann
-
-
-def config_from_dict(cls, d: dict | None):
-    """An instance of the config dataclass ``cls`` from a dict of its fields: unknown keys and values of the
-    wrong kind are one-line LabErrors naming the field and what is allowed (the class checks ranges)."""
-    d = dict(d or {})
-    names = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted((k for k in d if k not in names), key=str)
-    if bad:
-        raise LabError(f"unknown config field(s) {', '.join(_short(k, 40) for k in bad[:5])}"
-                       f"{' ...' if len(bad) > 5 else ''} for {cls.__name__}; allowed: {', '.join(sorted(names))}")
-    return cls(**{k: _coerce(cls, k, v) for k, v in d.items()})
 
 
 def make_registry(kind: str):

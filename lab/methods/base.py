@@ -24,7 +24,8 @@ from lab.diffusion.generators import FlowGenerator, Generator
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec, spec_for
-from lab.trainable import StepOutput, Trainable, check, make_registry, resolve_reference
+from lab.config import Config, param
+from lab.trainable import StepOutput, Trainable, make_registry, resolve_reference
 
 #: the distillation methods by name: ``register("name")`` decorates a Method subclass
 REGISTRY, register, list_methods, get_method = make_registry("method")
@@ -48,19 +49,17 @@ class Targets:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class MethodConfig:
-    steps: int = 2000
-    batch: int = 512
-    lr: float = 1e-3
-    student_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 256, "depth": 4, "t_dim": 32})
+def _diffusion_net(spec, name):
+    return check_net_spec(spec, name, DIFFUSION_TYPES, complete=True)
 
-    def __post_init__(self):
-        check(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "an integer >= 1")
-        check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
-        check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a positive float")
-        check(isinstance(self.student_net, dict), "student_net", self.student_net, "a JSON object (network spec)")
-        self.student_net = check_net_spec(self.student_net, "student_net", DIFFUSION_TYPES, complete=True)
+
+@dataclass
+class MethodConfig(Config):
+    steps: int = param(2000, ge=1)
+    batch: int = param(512, ge=2)
+    lr: float = param(1e-3, gt=0)
+    student_net: dict = param({"type": "mlp", "hidden": 256, "depth": 4, "t_dim": 32}, spec=_diffusion_net,
+                              note="network spec")
 
 
 class Method(Trainable):
