@@ -12,7 +12,7 @@ from lab.metrics import low_density_share, mode_stats
 from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
 
 N = 4000
-STEPS, LR = 200, 4e-4  # measured: see lab/methods/dmd2.py fidelity notes
+STEPS, LR = 200, 4e-4  # measured: see lab/methods/distribution_matching/dmd2.py fidelity notes
 
 
 

@@ -11,8 +11,8 @@ import torch
 import lab
 from lab.data.toy2d import PointCloud, Source
 from lab.diffusion import make_noise
-from lab.methods.boot import BootGenerator
-from lab.methods.flowmap import FlowMapGenerator
+from lab.methods.flow_map.boot import BootGenerator
+from lab.methods.flow_map.flowmap import FlowMapGenerator
 from lab.probes.paths import path_error as path_error_probe
 from lab.viz.paths import path_error_figure
 from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py

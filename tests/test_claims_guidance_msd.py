@@ -4,7 +4,7 @@ Song et al. 2024), plus shape tests of their probe and figures.
 Every comparison is between numbers measured here, on the same noise and the same reference;
 nothing is compared against a stored number. Both methods need a class-conditional teacher:
 the exact Gaussian-mixture teacher (labels = components) and, for MSD, its grouped variant
-(each label a pair of opposite modes, ``lab.methods.msd.grouped_teacher``).
+(each label a pair of opposite modes, ``lab.methods.distribution_matching.msd.grouped_teacher``).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import lab
 from lab.data import toy2d
 from lab.diffusion import make_noise
 from lab.errors import LabError
-from lab.methods.msd import grouped_teacher, matched_single_student, n_params
+from lab.methods.distribution_matching.msd import grouped_teacher, matched_single_student, n_params
 from lab.metrics import low_density_share, sliced_wasserstein
 from lab.probes.guidance import guidance_sweep, student_split
 from lab.viz.guidance import guidance_sweep_figure, guidance_sweep_lines, student_split_figure

@@ -61,7 +61,7 @@ def test_sid_fake_params_untouched_by_generator_loss():
 
 
 def test_vsd_lora_fake_starts_equal_to_the_teacher_and_trains_only_the_adapter():
-    from lab.methods.vsd import LoRALinear
+    from lab.methods.distribution_matching.vsd import LoRALinear
 
     teacher = lab.zoo.load("toy2d/8gaussians/teacher", train_if_missing=False)
     cfg = {"steps": 3, "batch": 32, "lora_rank": 2}

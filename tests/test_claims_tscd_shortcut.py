@@ -88,7 +88,7 @@ def test_shortcut_one_model_serves_1_2_4_8_steps(env):
 
     Not asserted: a strictly falling SWD 1 > 2 > 4 > 8. Near this teacher's SWD floor (about 0.09)
     neighbouring step counts are within training noise (seed 0: 0.103/0.081/0.075/0.086; seed 1:
-    0.106/0.106/0.087/0.085; see the fidelity notes of lab/methods/shortcut.py).
+    0.106/0.106/0.087/0.085; see the fidelity notes of lab/methods/flow_map/shortcut.py).
     """
     t = env["teacher"]
     m = _train("shortcut", t, {})
@@ -125,7 +125,7 @@ def test_segment_probe_and_viz(tmp_path):
 
 
 def test_tscd_k1_is_consistency_distillation():
-    """K = 1: TSCD's loss, targets and first update are those of lab.methods.consistency, bit for bit."""
+    """K = 1: TSCD's loss, targets and first update are those of lab.methods.consistency.consistency, bit for bit."""
     tiny = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}, "steps": 3, "n_intervals": 8}
     a = lab.get_method("tscd")("toy2d/8gaussians/analytic", "8gaussians", {**tiny, "segments": 1}, seed=3)
     b = lab.get_method("consistency")("toy2d/8gaussians/analytic", "8gaussians", tiny, seed=3)

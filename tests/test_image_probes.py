@@ -178,7 +178,7 @@ def test_guidance_grid_flow_teacher_endpoints(gens):
 
 
 def test_guidance_grid_guided_student_and_errors(gens):
-    from lab.methods.guidance import GuidedFlowGenerator
+    from lab.methods.trajectory.guidance import GuidedFlowGenerator
 
     st = GuidedFlowGenerator(Denoiser(tiny_unet(3, extra=("w",)), "linear", "v"), w=2.0)
     gg = guidance_grid(st, ws=(0.0, 4.0), nfe=2, n=3, labels=[7, 8, 9])

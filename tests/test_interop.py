@@ -69,7 +69,7 @@ def test_export_teacher_matches_our_sampler(teacher, tmp_path, nfe, label):
 
 
 def test_export_one_step_students(teacher, tmp_path):
-    from lab.methods.sid import NoisyInputOneStepGenerator
+    from lab.methods.distribution_matching.sid import NoisyInputOneStepGenerator
 
     gen, _ = teacher
     flow_net, one_net = gen.denoiser.net, tiny_net(1, n_classes=10)
@@ -109,7 +109,7 @@ def test_export_multistep_consistency_renoises_like_ours(teacher, tmp_path):
 
 
 def test_export_folds_w_and_refuses(teacher, tmp_path):
-    from lab.methods.guidance import CFGGenerator, GuidedFlowGenerator
+    from lab.methods.trajectory.guidance import CFGGenerator, GuidedFlowGenerator
 
     gen, folder = teacher
     student = GuidedFlowGenerator(Denoiser(tiny_net(2, n_classes=10, extra=("w",)), "linear", "v"), w=2.0)
@@ -120,7 +120,7 @@ def test_export_folds_w_and_refuses(teacher, tmp_path):
     im = pipe_images(out, 4, 2, seed=1)
     assert (im - ref).abs().max() < 1e-4 and (at_default_w - ref).abs().max() > 1e-3
     # a shortcut student: its step size d = 1/nfe is folded in
-    from lab.methods.shortcut import ShortcutGenerator
+    from lab.methods.flow_map.shortcut import ShortcutGenerator
 
     short = ShortcutGenerator(Denoiser(tiny_net(4, n_classes=10, extra=("d",)), "linear", "v"))
     short.save(tmp_path / "short")
@@ -153,7 +153,7 @@ def test_cli_export(teacher, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from lab.cli import app
-    from lab.methods.guidance import CFGGenerator
+    from lab.methods.trajectory.guidance import CFGGenerator
 
     gen, folder = teacher
     runner = CliRunner()

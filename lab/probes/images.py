@@ -125,7 +125,7 @@ def _x0_fn(gen, nfe: int, cond: dict):
             return d.x0(x, t, y, w=w)
         return f
     if kind == "cfg":
-        from lab.methods.guidance import guided_velocity  # lazy: guidance only for guided sampling
+        from lab.methods.trajectory.guidance import guided_velocity  # lazy: guidance only for guided sampling
 
         d = gen.denoiser
 
@@ -220,7 +220,7 @@ def guidance_grid(gen: Generator, ws=(0.0, 1.0, 2.0, 4.0), labels=None, nfe: int
 
     - a class-conditional ``flow`` teacher: classifier-free guidance v = v_u + w (v_c - v_u) (w = 0 is the
       unconditional model, w = 1 the conditional one), ``nfe`` Euler steps of two passes each (the
-      ``cfg`` sampler of lab.methods.guidance; the teacher's own solver is not used);
+      ``cfg`` sampler of lab.methods.trajectory.guidance; the teacher's own solver is not used);
     - a ``cfg`` generator: the same, with its denoiser;
     - a ``guided_flow`` student (w-conditioned): ``nfe`` Euler steps of one pass, w given as a condition.
 
@@ -239,7 +239,7 @@ def guidance_grid(gen: Generator, ws=(0.0, 1.0, 2.0, 4.0), labels=None, nfe: int
         raise LabError(f"ws must be a non-empty list of finite guidance weights, got {ws!r}")
     if n_classes_of(gen) < 1:
         raise LabError(f"guidance_grid needs a class-conditional generator (n_classes >= 1), got an unconditional {kind!r}")
-    from lab.methods.guidance import CFGGenerator  # lazy: guidance only for the guidance grid
+    from lab.methods.trajectory.guidance import CFGGenerator  # lazy: guidance only for the guidance grid
 
     y = _to(_labels(gen, labels, n), gen)
     z = make_noise(n, shape, seed).to(gen.device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lab.diffusion.generators import Generator
-from lab.methods.flowmap import FlowMapGenerator, map_apply
+from lab.methods.flow_map.flowmap import FlowMapGenerator, map_apply
 
 __all__ = ["path_error"]
 

@@ -58,7 +58,7 @@ from torch import nn
 from lab.diffusion.denoiser import Denoiser
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.sid import LR_DECAYS, NoisyInputOneStepGenerator, decay_lr
+from lab.methods.distribution_matching.sid import LR_DECAYS, NoisyInputOneStepGenerator, decay_lr
 from lab.trainable import StepOutput, check, is_num
 
 FAKE_INITS = ("lora", "copy")

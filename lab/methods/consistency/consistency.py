@@ -25,7 +25,7 @@ Fidelity notes:
 - For a velocity-predicting flow teacher the parameterisation reduces to
   f = x_t - t * F (c_skip = 1, c_out = -t), which is the teacher's own x0 estimate at
   initialisation (the flow-map form x_t + (s - t) F at s = 0, one Euler jump of the flow;
-  see :mod:`lab.methods.tscd`).
+  see :mod:`lab.methods.consistency.tscd`).
 - Loss: pseudo-Huber sqrt(d^2 + c^2) - c with c = 0.03 (as in improved consistency
   training and LCM) instead of the paper's L2/LPIPS; ``loss="l2"`` gives the paper's L2.
   Measured on moons (1-step SWD, teacher at 50 steps 0.031): defaults of the paper's

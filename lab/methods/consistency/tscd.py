@@ -20,7 +20,7 @@ Mechanism as implemented:
   f_theta(x_{t_{n+1}}, t_{n+1} -> b) onto the target network's f_{theta^-}(x_hat_{t_n}, t_n -> b),
   where b = floor(n K / N) / K is the lower boundary of the segment of t_{n+1}; when t_n = b
   the target is x_hat_{t_n} itself (boundary condition). Loss measured at the boundary.
-- K = 1 is exactly consistency distillation (``lab.methods.consistency``): b = 0 and the
+- K = 1 is exactly consistency distillation (``lab.methods.consistency.consistency``): b = 0 and the
   map is the x0 estimate. This class subclasses it and reuses its teacher step and EMA.
 - ``segments``: a single K (int) or a tuple of stages (e.g. (8, 4, 2, 1)); ``steps`` are
   split evenly over the stages, the target network is reset to the student at each stage
@@ -60,7 +60,7 @@ from lab.diffusion.samplers import SampleResult, time_grid
 from lab.diffusion.process import broadcast_coef
 from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Targets, register
-from lab.methods.consistency import Consistency, ConsistencyConfig
+from lab.methods.consistency.consistency import Consistency, ConsistencyConfig
 from lab.trainable import StepOutput, check
 
 

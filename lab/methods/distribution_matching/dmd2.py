@@ -72,7 +72,7 @@ from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
 from lab.errors import LabError
 from lab.methods.base import MethodConfig, register
-from lab.methods.dmd import DMD
+from lab.methods.distribution_matching.dmd import DMD
 from lab.trainable import StepOutput, check, is_num
 
 

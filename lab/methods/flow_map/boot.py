@@ -48,7 +48,7 @@ from lab.diffusion.process import broadcast_coef, get_process
 from lab.diffusion.samplers import SampleResult, time_grid
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.flowmap import map_net_from_teacher
+from lab.methods.flow_map.flowmap import map_net_from_teacher
 from lab.trainable import StepOutput, check
 
 

@@ -69,7 +69,7 @@ from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.guidance import is_class_conditional
+from lab.methods.trajectory.guidance import is_class_conditional
 from lab.nets import build_net
 from lab.nets.mlp import NETS
 from lab.trainable import StepOutput, check

@@ -1,0 +1,1 @@
+"""Adversarial methods (see README.md)."""

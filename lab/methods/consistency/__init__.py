@@ -1,0 +1,1 @@
+"""Consistency methods (see README.md)."""

@@ -1,0 +1,1 @@
+"""Distribution matching methods (see README.md)."""

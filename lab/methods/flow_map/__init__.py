@@ -1,0 +1,1 @@
+"""Flow map methods (see README.md)."""

@@ -1,0 +1,1 @@
+"""Score distillation methods (see README.md)."""

@@ -1,0 +1,1 @@
+"""Trajectory methods (see README.md)."""
