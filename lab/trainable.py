@@ -6,6 +6,7 @@ captures all of it for exact resume.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,13 @@ def resolve_device(device: "str | torch.device | None") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LabError(f"device {device!r} requested but CUDA is not available; allowed here: auto, cpu")
     return dev
+
+
+def cosine_decay(frac: float, floor: float = 0.0) -> float:
+    """The cosine learning-rate factor at fraction ``frac`` of training (clipped to [0, 1]): 1 at the start,
+    ``floor`` at the end (Loshchilov & Hutter, SGDR, without restarts)."""
+    frac = min(max(float(frac), 0.0), 1.0)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def make_registry(kind: str):

@@ -133,8 +133,7 @@ class _OneStep(Generator):
     def nets(self):
         return {"denoiser": self.denoiser.net}
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         return SampleResult(self.denoiser.x0(z, 0.9, y), None, torch.tensor([0.9, 0.0]), 1)
 
 

@@ -83,12 +83,32 @@ def chunk_seed(seed: int | None, index: int) -> int | None:
 
 
 class Generator:
+    """A trained sampler: networks plus the rule that turns noise into samples.
+
+    A subclass declares what it saves and implements :meth:`sample_from`; the base validates the NFE, draws
+    the noise once (or takes ``z``), saves and loads:
+
+    - ``denoisers``: the attributes holding a :class:`Denoiser` (saved as networks of those names; one left
+      None is optional and not saved); the first one's process and prediction go into model.json;
+    - ``spec_fields``: plain attributes written to model.json and passed back to ``__init__`` on load (the
+      constructor's parameters carry the same names);
+    - ``default_nfe``: the NFE of a ``sample()`` call that gives none.
+
+    A generator with other networks (particles, routers, guidance wrappers) overrides :meth:`nets`,
+    :meth:`extra_spec` and :meth:`from_spec`.
+    """
+
     kind = "generator"
     native_nfe: tuple[int, ...] = ()
     dim: int | tuple = 2
+    denoisers: tuple[str, ...] = ()
+    spec_fields: tuple[str, ...] = ()
+    default_nfe: int = 1
 
     def nets(self) -> dict[str, nn.Module]:
-        raise NotImplementedError
+        if not self.denoisers:
+            raise NotImplementedError(f"{type(self).__name__} declares no denoisers; override nets()")
+        return {k: getattr(self, k).net for k in self.denoisers if getattr(self, k) is not None}
 
     @property
     def device(self):
@@ -117,18 +137,33 @@ class Generator:
                     return tuple(s)
         return tuple(self.dim) if isinstance(self.dim, (tuple, list)) else (int(self.dim),)
 
-    def _noise(self, n, z, seed):
+    def noise(self, n=None, z=None, seed=0) -> torch.Tensor:
+        """The starting noise: ``z`` on this generator's device, else n draws from ``seed``."""
         if z is not None:
             return z.to(self.device)
         if n is None:
             raise LabError("give either n (number of samples) or z (the noise)")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise LabError(f"n must be a positive integer, got {n!r}")
         return make_noise(n, self.shape, seed, self.device)
 
-    def _check_nfe(self, nfe):
-        if not isinstance(nfe, int) or nfe < 1:
+    @staticmethod
+    def check_nfe(nfe) -> None:
+        if not isinstance(nfe, int) or isinstance(nfe, bool) or nfe < 1:
             raise LabError(f"nfe must be a positive integer, got {nfe!r}")
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond) -> SampleResult:
+    def sample(self, n=None, nfe=None, seed=0, z=None, y=None, return_trajectory=False, **cond) -> SampleResult:
+        """``n`` samples (or one per row of the noise ``z``) in ``nfe`` network evaluations (default
+        ``default_nfe``); ``seed`` seeds the noise and any randomness of the sampler; ``y``: class labels of a
+        conditional generator."""
+        nfe = self.default_nfe if nfe is None else nfe
+        self.check_nfe(nfe)
+        return self.sample_from(self.noise(n, z, seed), nfe, seed=seed, y=y, return_trajectory=return_trajectory,
+                                **cond)
+
+    def sample_from(self, z: torch.Tensor, nfe: int, *, seed=0, y=None, return_trajectory=False,
+                    **cond) -> SampleResult:
+        """The samples from noise ``z`` (already on the device) in ``nfe`` evaluations (already validated)."""
         raise NotImplementedError
 
     def sample_chunks(self, n: int, nfe: int = 1, seed: int | None = 0, chunk: int = 4096, y=None,
@@ -159,7 +194,22 @@ class Generator:
             yield x  # outside no_grad: the caller's grad mode is its own between chunks
 
     def extra_spec(self) -> dict:
-        return {}
+        out = {}
+        if self.denoisers:
+            d = getattr(self, self.denoisers[0])
+            out = {"process": d.process.name, "pred": d.pred}
+        return {**out, **{k: getattr(self, k) for k in self.spec_fields}}
+
+    @classmethod
+    def from_spec(cls, spec: dict, nets: dict):
+        """The generator of a model.json ``spec`` with its loaded networks ``nets``."""
+        if not cls.denoisers:
+            raise NotImplementedError(f"{cls.__name__} declares no denoisers; override from_spec()")
+        kw = {k: Denoiser(nets[k], spec["process"], spec["pred"]) if k in nets else None for k in cls.denoisers}
+        kw.update({k: spec[k] for k in cls.spec_fields if k in spec})
+        if spec.get("native_nfe"):  # else the constructor's default
+            kw["native_nfe"] = tuple(spec["native_nfe"])
+        return cls(**kw)
 
     def spec(self) -> dict:
         return {"kind": self.kind, "native_nfe": list(self.native_nfe), **self.extra_spec(),
@@ -182,29 +232,18 @@ class FlowGenerator(Generator):
     """A denoiser sampled by an ODE solver (teachers; progressive students with ``ddim``)."""
 
     kind = "flow"
+    denoisers = ("denoiser",)
+    spec_fields = ("solver",)
 
     def __init__(self, denoiser: Denoiser, solver: str = "euler", native_nfe=(), dim=2):
         if solver not in SOLVERS:
             raise LabError(f"unknown solver {solver!r}; allowed: {', '.join(SOLVERS)}")
         self.denoiser, self.solver, self.native_nfe, self.dim = denoiser, solver, tuple(native_nfe), dim
 
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "solver": self.solver}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        d = Denoiser(nets["denoiser"], spec["process"], spec["pred"])
-        return cls(d, spec.get("solver", "euler"), spec.get("native_nfe", ()), spec.get("dim", 2))
-
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, solver=None, **cond):
-        self._check_nfe(nfe)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, solver=None, **cond):
         solver = solver or self.solver
         steps = heun_steps_for_nfe(nfe) if solver == "heun" else nfe
-        return ode_sample(self.denoiser, self._noise(n, z, seed), steps, solver, y=y,
-                          return_trajectory=return_trajectory, **cond)
+        return ode_sample(self.denoiser, z, steps, solver, y=y, return_trajectory=return_trajectory, **cond)
 
 
 @register_generator
@@ -212,27 +251,16 @@ class ConsistencyGenerator(Generator):
     """A consistency function f(x_t, t) = c_skip(t) x_t + c_out(t) F(x_t, t), sampled multistep."""
 
     kind = "consistency"
+    denoisers = ("denoiser",)
 
     def __init__(self, denoiser: Denoiser, native_nfe=(1, 2, 4), dim=2):
         self.denoiser, self.native_nfe, self.dim = denoiser, tuple(native_nfe), dim
-
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("native_nfe", (1, 2, 4)))
 
     @staticmethod
     def times(nfe: int) -> torch.Tensor:
         return time_grid(nfe)[:-1]  # 1, (k-1)/k, ..., 1/k
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         g = torch.Generator().manual_seed(int(seed) + 1_000_003) if seed is not None else None
         with torch.no_grad():
             return consistency_sample(lambda x, t: self.denoiser.x0(x, t, y, **cond), self.denoiser.process, z,
@@ -244,29 +272,14 @@ class ReflowGenerator(Generator):
     """A rectified (reflowed) flow sampled with Euler, plus a distilled one-step map used at nfe = 1."""
 
     kind = "reflow"
+    denoisers = ("flow", "one_step")
 
     def __init__(self, flow: Denoiser, one_step: Denoiser | None, native_nfe=(1, 2, 4), dim=2):
         self.flow, self.one_step, self.native_nfe, self.dim = flow, one_step, tuple(native_nfe), dim
 
-    def nets(self):
-        nets = {"flow": self.flow.net}
-        if self.one_step is not None:
-            nets["one_step"] = self.one_step.net
-        return nets
-
-    def extra_spec(self):
-        return {"process": self.flow.process.name, "pred": self.flow.pred}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        flow = Denoiser(nets["flow"], spec["process"], spec["pred"])
-        one = Denoiser(nets["one_step"], spec["process"], spec["pred"]) if "one_step" in nets else None
-        return cls(flow, one, spec.get("native_nfe", (1, 2, 4)))
-
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         d = self.one_step if (nfe == 1 and self.one_step is not None) else self.flow
-        return ode_sample(d, self._noise(n, z, seed), nfe, "euler", y=y, return_trajectory=return_trajectory, **cond)
+        return ode_sample(d, z, nfe, "euler", y=y, return_trajectory=return_trajectory, **cond)
 
 
 #: the largest model.json read (a real one is a few kB; a diffusers teacher's about 30 kB)

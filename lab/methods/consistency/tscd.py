@@ -90,10 +90,8 @@ class SegmentGenerator(Generator):
         return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("native_nfe", (1,)),
                    spec.get("gamma", 0.0))
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, gamma=None, **cond):
-        self._check_nfe(nfe)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, gamma=None, **cond):
         gamma = self.gamma if gamma is None else float(gamma)
-        z = self._noise(n, z, seed)
         g = torch.Generator().manual_seed(int(seed) + 1_000_003) if seed is not None else None
         ts = time_grid(nfe, device=z.device).to(z.dtype)
         proc = self.denoiser.process

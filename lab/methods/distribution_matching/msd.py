@@ -191,9 +191,7 @@ class RoutedGenerator(Generator):
                 x[m] = d.x0(z[m], ones[m], local[m])
         return x
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         if y is None:  # no labels: draw them uniformly, reproducibly from the seed
             g = torch.Generator().manual_seed(int(seed or 0) + 17)
             y = torch.randint(0, len(self.route), (z.shape[0],), generator=g)

@@ -102,9 +102,7 @@ class NoisyInputOneStepGenerator(Generator):
         t = torch.full((z.shape[0],), self.t_init, device=z.device, dtype=z.dtype)
         return self.denoiser.x0(self.t_init * z, t, y, **cond)
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         with torch.no_grad():
             x = self.apply(z, y, **cond)
         times = torch.tensor([self.t_init, 0.0])

@@ -84,9 +84,7 @@ class BootGenerator(Generator):
         return boot_apply(self.net, z, t, y, **cond)[0]
 
     @torch.no_grad()
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         ts = time_grid(nfe, device=z.device).to(z.dtype)
         traj = [z]
         for t in ts[1:]:  # nfe = 1: just g(z, 0)

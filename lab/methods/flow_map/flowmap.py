@@ -118,9 +118,8 @@ class FlowMapGenerator(Generator):
         return map_apply(self.net, z, torch.ones_like(t), t, y, **cond)[0]
 
     @torch.no_grad()
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        x = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
+        x = z
         ts = time_grid(nfe, device=x.device).to(x.dtype)
         traj = [x]
         for i in range(nfe):

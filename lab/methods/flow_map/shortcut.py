@@ -85,9 +85,7 @@ class ShortcutGenerator(Generator):
         return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("native_nfe", (1, 2, 4, 8)),
                    spec.get("d_min", 1 / 64))
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         ts = time_grid(nfe, device=z.device).to(z.dtype)
         d = max(1.0 / nfe, self.d_min)
         x, traj = z, [z]

@@ -127,17 +127,12 @@ class ParticleGenerator(Generator):
         param = spec.get("param", "particles")
         return cls(nets[param], param, spec.get("native_nfe", (1,)))
 
-    def sample(self, n=None, nfe=1, seed=0, z=None, y=None, return_trajectory=False, **cond):
-        self._check_nfe(nfe)
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
         with torch.no_grad():
             if self.param == "generator":
-                x = _residual_gen(self.net, self._noise(n, z, seed))
+                x = _residual_gen(self.net, z)
             else:
-                n = z.shape[0] if z is not None else n
-                if n is None:
-                    from lab.errors import LabError  # inside: no cycle or cost; could be top-level
-
-                    raise LabError("give either n (number of samples) or z (the noise)")
+                n = z.shape[0]  # the particles themselves, as many as the noise has rows
                 pts = self.net.x.detach()
                 if n <= pts.shape[0]:
                     x = pts[:n].clone()

@@ -141,10 +141,10 @@ class CFGGenerator(Generator):
         return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("w", 2.0),
                    spec.get("native_nfe", ()), spec.get("dim", 2))
 
-    def sample(self, n=None, nfe=2, seed=0, z=None, y=None, return_trajectory=False, w=None, **cond):
-        self._check_nfe(nfe)
+    default_nfe = 2
+
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, w=None, **cond):
         steps = max(1, nfe // 2)
-        z = self._noise(n, z, seed)
         y = None if y is None else torch.as_tensor(y, device=z.device).long()
         res = ode_sample(_CFG(self.denoiser, self.w if w is None else w), z, steps, "euler", y=y,
                          return_trajectory=return_trajectory)
@@ -171,9 +171,9 @@ class GuidedFlowGenerator(Generator):
         return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("w", 2.0),
                    spec.get("native_nfe", (1, 2, 4, 8)), spec.get("dim", 2))
 
-    def sample(self, n=None, nfe=4, seed=0, z=None, y=None, return_trajectory=False, w=None, **cond):
-        self._check_nfe(nfe)
-        z = self._noise(n, z, seed)
+    default_nfe = 4
+
+    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, w=None, **cond):
         y = None if y is None else torch.as_tensor(y, device=z.device).long()
         w = torch.full((z.shape[0],), float(self.w if w is None else w), device=z.device)
         return ode_sample(self.denoiser, z, nfe, "euler", y=y, return_trajectory=return_trajectory, w=w)
