@@ -92,6 +92,17 @@ class Method(Trainable):
     handles_labels: bool = False
     #: share of null labels in the batches of a class-conditional teacher
     label_dropout: float = 0.1
+    # ---- what the zoo ships and the benchmarks run (lab.zoo and bench/ derive their lists from these)
+    #: the zoo's 2D students of this method: "all" (one per zoo dataset), "showcase" (the app's default
+    #: dataset only) or "" (none; a `lab distill` away)
+    zoo_points: str = ""
+    #: the method needs a class-conditional teacher (the zoo distils it from the exact analytic mixture)
+    needs_conditional_teacher: bool = False
+    #: config overrides for an 8x8 digits student (the zoo's and bench/digits.py's recipe); None: the
+    #: bench's short fixed budget
+    digits_recipe: dict | None = None
+    #: the zoo ships this method's digits student (built with ``digits_recipe``)
+    zoo_digits: bool = False
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)

@@ -156,6 +156,7 @@ class ADD(Method):
     family = "step distillation / adversarial"
     mechanism = "few-step student from the teacher: hinge GAN loss on re-noised samples + c(t)-weighted teacher x̂0 regression"
     paper = "Sauer et al. 2023, Adversarial Diffusion Distillation"
+    zoo_points = "showcase"
     tiny = {**Method.tiny, "disc_hidden": 32, "disc_depth": 2}
 
     def setup(self):

@@ -70,6 +70,9 @@ class Consistency(Method):
     family = "step distillation / trajectory"
     mechanism = "map adjacent points of the teacher's ODE trajectory to the same origin (EMA target net)"
     paper = "Song et al. 2023, Consistency Models"
+    zoo_points = "all"
+    digits_recipe = {"steps": 600, "batch": 64, "lr": 1e-4, "n_intervals": 18, "target_ema": 0.95}
+    zoo_digits = True
 
     def setup(self):
         net = self.new_student_net()

@@ -251,6 +251,7 @@ class SCM(Method):
     family = "step distillation / trajectory"
     mechanism = "continuous-time consistency: drive df/dt along the teacher's PF-ODE to zero (JVP, TrigFlow)"
     paper = "Lu & Song 2025, Simplifying, Stabilizing and Scaling Continuous-Time Consistency Models"
+    zoo_points = "showcase"
     tiny = {**Method.tiny, "warmup": 4}
 
     def setup(self):

@@ -138,6 +138,9 @@ class TSCD(Consistency):
     family = "step distillation / trajectory"
     mechanism = "consistency distillation inside K time segments: map x_t to its segment's start, K jumps to sample"
     paper = "Ren et al. 2024, Hyper-SD: Trajectory Segmented Consistency Model (TSCD); Zheng et al. 2024, TCD"
+    zoo_points = "showcase"
+    digits_recipe = None
+    zoo_digits = False
     tiny = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}, "segments": [4, 2],
             "n_intervals": 8}
 

@@ -76,6 +76,10 @@ class DMD(Method):
     family = "step distillation / distribution matching"
     mechanism = "one-step generator pushed by (real score - fake score) of its own samples, plus a regression loss"
     paper = "Yin et al. 2024, One-step Diffusion with Distribution Matching Distillation"
+    zoo_points = "showcase"
+    digits_recipe = {"steps": 900, "batch": 32, "lr": 5e-5, "lr_fake": 1e-4, "reg_weight": 1.0, "n_pairs": 1024,
+                     "pair_steps": 25}
+    zoo_digits = True
 
     def setup(self):
         c = self.config

@@ -124,6 +124,9 @@ class DMD2(DMD):
     mechanism = ("generator pushed by (real score - fake score) of its own samples, no regression loss, "
                  "fake score updated several times per generator step, optional GAN head, backward-simulated multistep")
     paper = "Yin et al. 2024, Improved Distribution Matching Distillation for Fast Image Synthesis (NeurIPS)"
+    zoo_points = "showcase"
+    digits_recipe = None
+    zoo_digits = False
     tiny = {**DMD.tiny, "fake_updates": 2, "gan_weight": 0.01, "gen_steps": 2, "disc_hidden": 8}
 
     def setup(self):

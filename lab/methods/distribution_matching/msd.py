@@ -231,6 +231,8 @@ class MSD(Method):
     family = "step distillation / multi-student"
     mechanism = "classes split among K small one-step students (each regresses the teacher's ODE map for its classes); a router picks the student"
     paper = "Song et al. 2024, Multi-student Diffusion Distillation for Better One-step Generators"
+    zoo_points = "showcase"
+    needs_conditional_teacher = True
     tiny = {"batch": 64, "n_students": 2, "n_pairs": 256, "pair_steps": 4,
             "student_net": {"type": "mlp", "hidden": 16, "depth": 2, "t_dim": 8}}
 

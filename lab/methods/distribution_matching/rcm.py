@@ -50,6 +50,7 @@ class RCM(SCM):
     family = "step distillation / trajectory + distribution matching"
     mechanism = "sCM plus a DMD reverse-divergence regulariser on the student's 1-step samples (online fake score)"
     paper = "Zheng et al. 2025, Large Scale Diffusion Distillation via Score-Regularized Continuous-Time Consistency"
+    zoo_points = "showcase"
     tiny = {**SCM.tiny, "dmd_start": 2}
 
     def setup(self):

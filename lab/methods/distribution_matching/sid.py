@@ -148,6 +148,7 @@ class SiD(Method):
     family = "step distillation / distribution matching"
     mechanism = "one-step generator trained with the score-identity (Fisher divergence) loss, gradients through both scores' inputs"
     paper = "Zhou et al. 2024, Score identity Distillation: Exponentially Fast Distillation of Pretrained Diffusion Models for One-Step Generation"
+    zoo_points = "showcase"
 
     def setup(self):
         c = self.config

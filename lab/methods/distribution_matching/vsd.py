@@ -135,6 +135,7 @@ class VSD(Method):
     mechanism = "one-step generator pushed by w(t)(eps_teacher - eps_fake) at its noised samples; the fake score is a LoRA of the teacher"
     paper = ("Wang et al. 2023, ProlificDreamer (Variational Score Distillation); "
              "Nguyen & Tran 2024, SwiftBrush: One-Step Text-to-Image Diffusion Model with Variational Score Distillation")
+    zoo_points = "showcase"
 
     def setup(self):
         c = self.config

@@ -113,6 +113,7 @@ class Boot(Method):
     family = "step distillation / data-free"
     mechanism = "g(z, t) predicts the teacher's ODE state from noise; g(z, t - dt) regressed onto one teacher step from g(z, t)"
     paper = "Gu et al. 2023, BOOT: Data-free Distillation of Denoising Diffusion Models with Bootstrapping"
+    zoo_points = "showcase"
 
     def setup(self):
         self.net = map_net_from_teacher(self)

@@ -164,6 +164,7 @@ class FlowMap(Method):
     mechanism = ("flow map X(x_t,t,s) trained from prior noise only: d/ds X must equal the teacher's velocity "
                  "at the map's own output (Lagrangian self-distillation)")
     paper = "Tong et al. 2025, Flow Map Distillation Without Data"
+    zoo_points = "showcase"
 
     def setup(self):
         self.net = map_net_from_teacher(self)

@@ -132,6 +132,7 @@ class Shortcut(Method):
     family = "step distillation / self-consistency"
     mechanism = "one step-size-conditioned net: smallest step regresses the teacher's velocity, a 2d step = two d steps"
     paper = "Frans et al. 2024, One Step Diffusion via Shortcut Models"
+    zoo_points = "showcase"
     tiny = {"batch": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}, "max_steps": 8}
 
     def setup(self):

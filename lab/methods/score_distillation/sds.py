@@ -183,6 +183,7 @@ class SDS(Method):
     family = "score distillation (optimisation)"
     mechanism = "particles (or a tiny generator) pushed by w(t)(eps_teacher(x_t) - eps): mode seeking"
     paper = "Poole et al. 2022, DreamFusion: Text-to-3D using 2D Diffusion (score distillation sampling)"
+    zoo_points = "showcase"
     tiny = {"batch": 64, "n_particles": 64, "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
 
     def setup(self):

@@ -230,6 +230,11 @@ class Guidance(Method):
     family = "guidance distillation"
     mechanism = "one w-conditioned student regresses the classifier-free-guided teacher v_u + w (v_c - v_u): 1 pass per step"
     paper = "Meng et al. 2023, On Distillation of Guided Diffusion Models"
+    zoo_points = "showcase"
+    needs_conditional_teacher = True
+    digits_recipe = {"steps": 400, "batch": 32, "lr": 1e-4, "start_steps": 4, "halvings": 2, "halving_steps": 100,
+                     "n_traj": 256, "traj_steps": [2, 4, 8]}
+    zoo_digits = True
     tiny = {"batch": 64, "n_traj": 64, "halvings": 1, "start_steps": 2, "halving_steps": 10,
             "student_net": {"type": "mlp", "hidden": 32, "depth": 2, "t_dim": 16}}
 

@@ -63,6 +63,9 @@ class Progressive(Method):
     family = "step distillation / trajectory"
     mechanism = "two teacher DDIM steps become one student step; repeat the halving"
     paper = "Salimans & Ho 2022, Progressive Distillation for Fast Sampling of Diffusion Models"
+    zoo_points = "all"
+    digits_recipe = {"steps": 600, "batch": 64, "lr": 1e-4, "start_steps": 16, "halvings": 3}
+    zoo_digits = True
 
     def setup(self):
         c = self.config

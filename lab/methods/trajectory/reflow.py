@@ -74,6 +74,9 @@ class Reflow(Method):
     family = "step distillation / straightening"
     mechanism = "retrain on (noise, teacher sample) couplings so paths straighten, then distil to one step"
     paper = "Liu et al. 2023, Flow Straight and Fast: Rectified Flow (+ Lee et al. 2024 one-round reflow)"
+    zoo_points = "all"
+    digits_recipe = {"steps": 800, "batch": 64, "lr": 1e-4, "n_pairs": 2048, "pair_steps": 25}
+    zoo_digits = False  # two networks, 8 MB: bench-only
 
     def setup(self):
         self.linear = LinearFlow()
