@@ -109,8 +109,8 @@ class Trainable:
         self.device = resolve_device(device)
         self.rng = torch.Generator().manual_seed(self.seed)
         self.it = 0
-        self._nets: dict[str, nn.Module] = {}
-        self._opts: dict[str, torch.optim.Optimizer] = {}
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     def use_config(self, config) -> None:
         """Set ``self.config`` from an instance of ``self.Config``, a dict of its fields or None (the defaults),
@@ -135,13 +135,13 @@ class Trainable:
     # ---- nets and optimisers
     def add_net(self, name: str, net: nn.Module, lr: float | None = None, **opt_kwargs) -> nn.Module:
         net = net.to(self.device)
-        self._nets[name] = net
+        self.networks[name] = net
         if lr is not None:
-            self._opts[name] = torch.optim.Adam(net.parameters(), lr=lr, **opt_kwargs)
+            self.optimizers[name] = torch.optim.Adam(net.parameters(), lr=lr, **opt_kwargs)
         return net
 
     def nets(self) -> dict[str, nn.Module]:
-        return dict(self._nets)
+        return dict(self.networks)
 
     def ema_nets(self) -> dict[str, nn.Module]:
         """Networks an evaluation EMA should average (default: none)."""
@@ -157,8 +157,8 @@ class Trainable:
             "it": self.it,
             "rng": self.rng.get_state(),
             "torch_rng": torch.get_rng_state(),
-            "nets": {k: n.state_dict() for k, n in self._nets.items()},
-            "opts": {k: o.state_dict() for k, o in self._opts.items()},
+            "nets": {k: n.state_dict() for k, n in self.networks.items()},
+            "opts": {k: o.state_dict() for k, o in self.optimizers.items()},
             "extra": self.extra_state(),
         }
 
@@ -168,8 +168,8 @@ class Trainable:
         self.rng.set_state(sd["rng"])
         torch.set_rng_state(sd["torch_rng"])
         for k, s in sd["nets"].items():
-            if k not in self._nets:
+            if k not in self.networks:
                 raise LabError(f"checkpoint has network {k!r} that this {self.name} does not define")
-            self._nets[k].load_state_dict(s)
+            self.networks[k].load_state_dict(s)
         for k, s in sd["opts"].items():
-            self._opts[k].load_state_dict(s)
+            self.optimizers[k].load_state_dict(s)

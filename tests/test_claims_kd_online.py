@@ -47,7 +47,7 @@ def test_function_matching_refuses_bad_switches_and_the_language_task():
 # ------------------------------------------------------------------ mechanisms
 def test_dml_peers_differ_and_each_gets_only_its_own_gradient():
     m = get("dml")(None, "digits", {"steps": 4, "batch": 16, "n_peers": 3}, seed=0)
-    assert len(m.peers) == 3 and m.peers[0] is m.student and set(m._opts) == {"student", "peer1", "peer2"}
+    assert len(m.peers) == 3 and m.peers[0] is m.student and set(m.optimizers) == {"student", "peer1", "peer2"}
     x = m.task.x_train[:16]
     zs = m.peer_logits(x)
     assert not torch.allclose(zs[0], zs[1])  # different initialisations

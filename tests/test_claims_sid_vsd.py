@@ -54,7 +54,7 @@ def test_sid_fake_params_untouched_by_generator_loss():
     y = m.generate(b["z"])
     m._freeze_fake(True)
     loss = m._loss(y, b["t"], b["eps"])[0].mean()
-    m._opt_step("generator", loss)
+    m.opt_step("generator", loss)
     m._freeze_fake(False)
     assert all(p.grad is None for p in m.fake.net.parameters())
     assert all(torch.equal(a, p) for a, p in zip(before, m.fake.net.parameters()))

@@ -195,7 +195,7 @@ def test_divergence_stops_with_one_line_and_never_saves_a_bad_state(tmp_path):
 
     class LR(Callback):
         def on_step(self, state):
-            lr_seen.append(state.trainable._opts["student"].param_groups[0]["lr"])
+            lr_seen.append(state.trainable.optimizers["student"].param_groups[0]["lr"])
 
     orig = recipes._callbacks
     with pytest.MonkeyPatch.context() as mp:
@@ -258,7 +258,7 @@ def test_a_checkpoint_with_inf_optimiser_state_is_never_written(tmp_path, monkey
     before = _hashes(folder)
     m = recipes._build(run.config, "cpu")[0]
     m.load_state_dict(run.load_checkpoint()["trainable"])
-    opt = m._opts["student"]
+    opt = m.optimizers["student"]
     next(iter(opt.state.values()))["exp_avg_sq"].fill_(float("inf"))
     with run:
         with pytest.raises(DivergenceError, match=r"opts\.student\.state"):

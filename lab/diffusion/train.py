@@ -66,7 +66,7 @@ class TeacherTraining(Trainable):
         torch.manual_seed(self.seed)
         self.net = self.add_net("denoiser", build_net(spec), lr=c.lr)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self._opts["denoiser"], lambda i: 0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(i, c.steps) / c.steps)).item()))
+            self.optimizers["denoiser"], lambda i: 0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(i, c.steps) / c.steps)).item()))
         self.denoiser = Denoiser(self.net, get_process(c.process), c.pred)
 
     def sample_batch(self, it):
@@ -87,7 +87,7 @@ class TeacherTraining(Trainable):
         out = self.denoiser.raw(x_t, t, batch["y"])
         target = {"v": proc.v_from_x0_eps(t, x0, eps, x0), "eps": eps, "x0": x0}[c.pred]
         loss = sq_dist(out, target).mean()
-        opt = self._opts["denoiser"]
+        opt = self.optimizers["denoiser"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:

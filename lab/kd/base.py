@@ -170,7 +170,7 @@ class KDMethod(Trainable):
     def add_optimizer(self, name: str, net: nn.Module, lr: float | None = None) -> None:
         """An AdamW optimiser (the config's lr and weight decay) over ``net``'s parameters, checkpointed as ``name``."""
         params = [p for p in net.parameters() if p.requires_grad]
-        self._opts[name] = torch.optim.AdamW(params, lr=lr or self.config.lr, weight_decay=self.config.weight_decay)
+        self.optimizers[name] = torch.optim.AdamW(params, lr=lr or self.config.lr, weight_decay=self.config.weight_decay)
 
     def add_trainable(self, name: str, net: nn.Module, lr: float | None = None) -> nn.Module:
         """Add an extra trained module (regressor, projector, peer) with its own optimiser."""
@@ -218,10 +218,10 @@ class KDMethod(Trainable):
         return self.loss(student_logits, teacher_logits, y, batch, it)
 
     def optimize(self, loss: torch.Tensor) -> None:
-        for o in self._opts.values():
+        for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
         loss.backward()
-        for o in self._opts.values():
+        for o in self.optimizers.values():
             o.step()
 
     def after_step(self, batch: dict, it: int, loss: float, terms: dict) -> dict:
@@ -229,7 +229,7 @@ class KDMethod(Trainable):
         return {}
 
     def step(self, batch: dict, it: int) -> StepOutput:
-        for net in self._nets.values():
+        for net in self.networks.values():
             net.train()
         loss, terms = self.compute(batch, it)
         if not torch.isfinite(loss):

@@ -165,7 +165,7 @@ class Method(Trainable):
     def denoisers(self) -> list:
         """Every denoiser of the method, and any network that takes bound labels itself (``bound_y``)."""
         out = [v for v in vars(self).values() if isinstance(v, Denoiser)]
-        out += [n for n in self._nets.values() if hasattr(n, "bound_y") and not isinstance(n, Denoiser)]
+        out += [n for n in self.networks.values() if hasattr(n, "bound_y") and not isinstance(n, Denoiser)]
         return out
 
     def conditioned(self, y: torch.Tensor | None):
@@ -271,15 +271,15 @@ class Method(Trainable):
         x = x.detach()
         x_t = self.process.add_noise(x, eps, t)
         loss = sq_dist(self.fake.velocity(x_t, t), self.process.v_from_x0_eps(t, x, eps, x)).mean()
-        self._opt_step(name, loss)
+        self.opt_step(name, loss)
         return loss.item()
 
-    def _opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
-        opt = self._opts[name]
+    def opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
+        opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip:
-            torch.nn.utils.clip_grad_norm_(self._nets[name].parameters(), clip)
+            torch.nn.utils.clip_grad_norm_(self.networks[name].parameters(), clip)
         opt.step()
 
     def config_dict(self) -> dict:

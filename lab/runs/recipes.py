@@ -222,7 +222,7 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
         new_cfg["built"] = built_nets(tr)
         recipe["config"] = new_cfg["config"]
     fresh = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
-             for n, o in getattr(tr, "_opts", {}).items()}
+             for n, o in getattr(tr, "optimizers", {}).items()}
     if ckpt is not None:
         try:
             tr.load_state_dict(ckpt["trainable"])
@@ -234,7 +234,7 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
                            f"{' with these overrides' if overrides else ''} ({first[:200]})") from None
     if overrides:  # the optimisers' hyperparameters (lr, betas, weight decay) follow the new config
         for n, groups in fresh.items():
-            for g, h in zip(tr._opts[n].param_groups, groups):
+            for g, h in zip(tr.optimizers[n].param_groups, groups):
                 g.update(h)
     cbs = _callbacks(run, tr, cfg.get("ema"), progress, ckpt_every=checkpoint_every)
     if ckpt is not None:

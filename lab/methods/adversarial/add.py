@@ -241,7 +241,7 @@ class ADD(Method):
                     r1 = g.pow(2).sum(-1).mean()
                     loss_d = loss_d + 0.5 * c.r1 * r1
                     metrics["r1"] = r1.item()
-                self._opt_step("discriminator", loss_d)
+                self.opt_step("discriminator", loss_d)
             losses["disc"] = loss_d.item()
             metrics["d_real"], metrics["d_fake"] = d_real.mean().item(), d_fake.mean().item()
         # student step
@@ -267,9 +267,9 @@ class ADD(Method):
         f = 0.5 * (1 + math.cos(math.pi * min(it, self.total_steps) / self.total_steps)) if c.lr_decay else 1.0
         w = min(1.0, (it + 1) / c.warmup) if c.warmup > 0 else 1.0
         for name, lr0 in (("student", c.lr * w), ("discriminator", c.lr_disc)):
-            for gr in self._opts[name].param_groups:
+            for gr in self.optimizers[name].param_groups:
                 gr["lr"] = lr0 * f
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         if self.ema_student is not None:
             with torch.no_grad():
                 for pe, ps in zip(self.ema_student.net.parameters(), self.student.net.parameters()):

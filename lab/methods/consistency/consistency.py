@@ -87,7 +87,7 @@ class Consistency(Method):
         return batch
 
     @torch.no_grad()
-    def _teacher_step(self, x, t, s):
+    def teacher_step(self, x, t, s):
         v = self.teacher.velocity(x, t)
         x_s = x + self.col((s - t)) * v
         if self.config.solver == "heun":
@@ -98,7 +98,7 @@ class Consistency(Method):
 
     @torch.no_grad()
     def _target(self, x_t, t, s):
-        x_s = self._teacher_step(x_t, t, s)
+        x_s = self.teacher_step(x_t, t, s)
         x0 = self.target.x0(x_s, s)
         # boundary condition f(x, 0) = x for every parameterisation (pred='x0' has c_skip(0) = 0, c_out(0) = 1)
         return torch.where(self.col((s <= 0)), x_s, x0), x_s
@@ -129,7 +129,7 @@ class Consistency(Method):
         d2 = sq_dist(pred, target)
         per = pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2
         loss = per.mean()
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         with torch.no_grad():  # target network: EMA of the student
             mu = self.config.target_ema
             for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):

@@ -270,7 +270,7 @@ class SCM(Method):
         self.add_net("logvar", self.logvar, lr=c.lr if c.adaptive else None)
 
     def _lowpass_time(self, net):
-        """Zero the first-layer weights on the high-frequency time features (frozen at 0 by ``_student_opt``)."""
+        """Zero the first-layer weights on the high-frequency time features (frozen at 0 by ``step_student``)."""
         self._time_mask = None
         if not (self.config.time_cutoff > 0 and isinstance(net, TimeMLP)):
             return
@@ -345,10 +345,10 @@ class SCM(Method):
                    "mse": per.mean().item()}
         return loss, metrics
 
-    def _student_opt(self, loss):
+    def step_student(self, loss):
         names = ["student"] + (["logvar"] if self.config.adaptive else [])
         for n in names:
-            self._opts[n].zero_grad(set_to_none=True)
+            self.optimizers[n].zero_grad(set_to_none=True)
         loss.backward()
         if self._time_mask is not None and self._time_mask[0].grad is not None:
             w, mask = self._time_mask
@@ -356,14 +356,14 @@ class SCM(Method):
         if self.config.clip:
             torch.nn.utils.clip_grad_norm_(self.cm.parameters(), self.config.clip)
         for n in names:
-            self._opts[n].step()
+            self.optimizers[n].step()
 
-    def _set_lr(self, it):
+    def set_lr(self, it):
         """Cosine decay of every optimiser's learning rate (a function of it alone, so resume is exact)."""
         if self.config.lr_schedule == "constant":
             return
         f = 0.5 * (1.0 + math.cos(math.pi * min(it, self.config.steps) / self.config.steps))
-        for name, opt in self._opts.items():
+        for name, opt in self.optimizers.items():
             for group in opt.param_groups:
                 group.setdefault("base_lr", group["lr"])
                 group["lr"] = group["base_lr"] * f
@@ -377,13 +377,13 @@ class SCM(Method):
         return sq_dist(self.cm.F(x_trig / self.sigma_d, t), target).mean()
 
     def step(self, batch, it):
-        self._set_lr(it)
+        self.set_lr(it)
         if it < self.config.pretrain:
             loss = self.pretrain_loss(batch)
-            self._student_opt(loss)
+            self.step_student(loss)
             return StepOutput(losses={"pretrain": loss.item()}, stage="pretrain")
         loss, metrics = self.scm_loss(batch, it)
-        self._student_opt(loss)
+        self.step_student(loss)
         return StepOutput(losses={"scm": loss.item()}, metrics=metrics, stage="scm")
 
     def targets(self, batch, t=None) -> Targets:

@@ -160,7 +160,7 @@ class TSCD(Consistency):
 
     @torch.no_grad()
     def _seg_target(self, x_t, t, s, b):
-        x_s = self._teacher_step(x_t, t, s)
+        x_s = self.teacher_step(x_t, t, s)
         mapped = segment_map(self.target, x_s, s, b)
         return torch.where(self.col((s <= b)), x_s, mapped), x_s
 
@@ -204,7 +204,7 @@ class TSCD(Consistency):
         d2 = sq_dist(pred, target)
         per = pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2
         loss = per.mean()
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         with torch.no_grad():
             mu = self.config.target_ema
             for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):

@@ -115,7 +115,7 @@ class DMD(Method):
         return batch
 
     @torch.no_grad()
-    def _grad(self, x, t, eps):
+    def score_gradient(self, x, t, eps):
         x_t = self.process.add_noise(x, eps, t)
         real = self.teacher.x0(x_t, t)
         fake = self.fake.x0(x_t, t)
@@ -130,7 +130,7 @@ class DMD(Method):
         tt = batch["t"] if t is None else torch.full((z.shape[0],), float(t), device=z.device)
         with torch.no_grad():
             x = self.generate(z)
-            grad, x_t, real, fake = self._grad(x, tt, batch["eps"])
+            grad, x_t, real, fake = self.score_gradient(x, tt, batch["eps"])
         return Targets(x_t, tt, x - grad, "x0", real, fake, {"generator_sample": x, "grad": grad})
 
     def probe_batch(self, n, t, seed=0):
@@ -147,7 +147,7 @@ class DMD(Method):
             loss_fake = self.fit_fake_score(x, t, eps)
         # generator: distribution matching (+ regression)
         x = self.generate(batch["z"])
-        grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
         loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
         losses = {"dm": loss_dm.item(), "fake": loss_fake}
         loss = loss_dm
@@ -157,7 +157,7 @@ class DMD(Method):
             loss_reg = sq_dist(self.generate(self.pairs_z[idx], y_pair), self.pairs_y[idx]).mean()
             loss = loss + c.reg_weight * loss_reg
             losses["reg"] = loss_reg.item()
-        self._opt_step("generator", loss)
+        self.opt_step("generator", loss)
         return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd")
 
     def generator(self) -> ConsistencyGenerator:

@@ -236,12 +236,12 @@ class DMD2(DMD):
     def _step_opts(self, names, loss):
         c = self.config
         for n in names:
-            self._opts[n].zero_grad(set_to_none=True)
+            self.optimizers[n].zero_grad(set_to_none=True)
         loss.backward()
         for n in names:
             if c.clip:
-                torch.nn.utils.clip_grad_norm_(self._nets[n].parameters(), c.clip)
-            self._opts[n].step()
+                torch.nn.utils.clip_grad_norm_(self.networks[n].parameters(), c.clip)
+            self.optimizers[n].step()
 
     def step(self, batch, it):
         c = self.config
@@ -266,7 +266,7 @@ class DMD2(DMD):
         losses["fake"] = loss_fake.item()
         # generator: distribution matching (+ GAN), no regression
         x = self._out(batch["z"], batch["idx"], batch["noises"], batch.get("data"))
-        grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
         loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
         losses["dm"] = loss_dm.item()
         loss = loss_dm
@@ -276,8 +276,8 @@ class DMD2(DMD):
             losses["gan"] = loss_g.item()
         self._step_opts(["generator"], loss)
         for n in ("fake_score", "disc_head"):  # discard the fake side's gradients from the generator loss
-            if n in self._opts:
-                self._opts[n].zero_grad(set_to_none=True)
+            if n in self.optimizers:
+                self.optimizers[n].zero_grad(set_to_none=True)
         return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd2")
 
     def generator(self) -> ConsistencyGenerator:

@@ -304,15 +304,15 @@ class MSD(Method):
         c = self.config
         if c.lr_decay:  # cosine decay to 5% of lr (a function of it: exact on resume)
             lr = c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, it / max(1, self.total_steps)))))
-            for o in self._opts.values():
+            for o in self.optimizers.values():
                 for g in o.param_groups:
                     g["lr"] = lr
         p = {k: v[batch["idx"]] for k, v in self.pairs.items()}
         loss = sq_dist(self.generate(p["z"], p["y"]), p["x"]).mean()
-        for o in self._opts.values():
+        for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
         loss.backward()
-        for o in self._opts.values():
+        for o in self.optimizers.values():
             o.step()
         return StepOutput(losses={"reg": loss.item()}, stage="msd")
 

@@ -77,7 +77,7 @@ class RCM(SCM):
         return self.student.x0(z, torch.ones(z.shape[0], device=z.device))
 
     @torch.no_grad()
-    def _grad(self, x, t, eps):
+    def score_gradient(self, x, t, eps):
         x_t = self.process.add_noise(x, eps, t)
         real = self.teacher.x0(x_t, t)
         fake = self.fake.x0(x_t, t)
@@ -85,7 +85,7 @@ class RCM(SCM):
         return torch.nan_to_num((fake - real) / norm)
 
     def step(self, batch, it):
-        self._set_lr(it)
+        self.set_lr(it)
         losses = {}
         for z, t, eps in batch["fake"]:
             with torch.no_grad():
@@ -95,12 +95,12 @@ class RCM(SCM):
         losses["scm"] = loss.item()
         if self.dmd_on(it):
             x = self.generate(batch["z"])
-            grad = self._grad(x.detach(), batch["dmd_t"], batch["dmd_eps"])
+            grad = self.score_gradient(x.detach(), batch["dmd_t"], batch["dmd_eps"])
             loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
             loss = loss + self.config.dmd_weight * loss_dm
             losses["dm"] = loss_dm.item()
             metrics["dmd_grad_norm"] = grad.flatten(1).norm(dim=1).mean().item()
-        self._student_opt(loss)
+        self.step_student(loss)
         return StepOutput(losses=losses, metrics=metrics, stage="rcm" if self.dmd_on(it) else "scm")
 
     def ema_nets(self):

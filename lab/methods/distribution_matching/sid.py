@@ -72,7 +72,7 @@ def decay_lr(method: Method, it: int, lrs: dict[str, float], kind: str) -> None:
     "linear" goes from the base rate to 10% of it at ``config.steps``."""
     f = 1.0 if kind == "none" else 1.0 - 0.9 * min(it / max(method.config.steps, 1), 1.0)
     for name, lr in lrs.items():
-        for g in method._opts[name].param_groups:
+        for g in method.optimizers[name].param_groups:
             g["lr"] = lr * f
 
 
@@ -228,7 +228,7 @@ class SiD(Method):
         try:
             loss_g, _, real, fake = self._loss(y, batch["t"], batch["eps"])
             loss_g = loss_g.mean()
-            self._opt_step("generator", loss_g)
+            self.opt_step("generator", loss_g)
         finally:
             self._freeze_fake(False)
         gap = (real - fake).detach().flatten(1).norm(dim=1).mean().item()

@@ -163,7 +163,7 @@ class VSD(Method):
                 "fake": [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]}
 
     @torch.no_grad()
-    def _grad(self, x, t, eps):
+    def score_gradient(self, x, t, eps):
         x_t = self.process.add_noise(x, eps, t)
         e_real = self.teacher.eps(x_t, t)
         e_fake = self.fake.eps(x_t, t)
@@ -179,7 +179,7 @@ class VSD(Method):
         tt = batch["t"] if t is None else torch.full((z.shape[0],), float(t), device=z.device)
         with torch.no_grad():
             x = self.generate(z)
-            grad, x_t, _, _ = self._grad(x, tt, batch["eps"])
+            grad, x_t, _, _ = self.score_gradient(x, tt, batch["eps"])
             real, fake = self.teacher.x0(x_t, tt), self.fake.x0(x_t, tt)
         return Targets(x_t, tt, x - grad, "x0", real, fake, {"generator_sample": x, "grad": grad})
 
@@ -196,9 +196,9 @@ class VSD(Method):
                 x = self.generate(z)
             loss_fake = self.fit_fake_score(x, t, eps)
         x = self.generate(batch["z"])
-        grad, _, _, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
         loss = 0.5 * sq_dist(x, (x - grad).detach()).mean()
-        self._opt_step("generator", loss)
+        self.opt_step("generator", loss)
         return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake},
                           metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
 

@@ -161,7 +161,7 @@ class Boot(Method):
         s, _, y_s = self._bootstrap(z, t)
         _, u = boot_apply(self.net, z, s)
         loss = sq_dist(u, (y_s - z) / self.col((s - 1))).mean()
-        self._opt_step("g", loss)
+        self.opt_step("g", loss)
         return StepOutput(losses={"bootstrap": loss.item()}, metrics={"mean_t": t.mean().item()}, stage="boot")
 
     def generator(self) -> BootGenerator:

@@ -246,7 +246,7 @@ class FlowMap(Method):
         t, s = batch["t"], batch["s"]
         u, target, _ = self._lagrangian(x_t, t, s)
         loss = sq_dist(u, target).mean()
-        self._opt_step("map", loss)
+        self.opt_step("map", loss)
         return StepOutput(losses={"lagrangian": loss.item()}, metrics={"mean_t": t.mean().item(), "mean_s": s.mean().item()},
                           stage="flowmap")
 

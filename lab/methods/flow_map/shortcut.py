@@ -209,12 +209,12 @@ class Shortcut(Method):
         lr = self.config.lr
         if self.config.lr_decay == "cosine":  # a pure function of it: resume stays exact
             lr = lr * 0.5 * (1.0 + math.cos(math.pi * min(it, self.config.steps) / self.config.steps))
-        for grp in self._opts["student"].param_groups:
+        for grp in self.optimizers["student"].param_groups:
             grp["lr"] = lr
         per = sq_dist(pred, target)
         loss_b, loss_f = per[:nb].mean(), per[nb:].mean()
         loss = per.mean()
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         with torch.no_grad():
             mu = self.config.target_ema
             for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):

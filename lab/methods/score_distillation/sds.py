@@ -199,7 +199,7 @@ class SDS(Method):
         opt = c.optimizer if c.optimizer != "auto" else ("sgd" if c.param == "particles" else "adam")
         if opt == "sgd":
             self.add_net(c.param, self.param_net)
-            self._opts[c.param] = torch.optim.SGD(self.param_net.parameters(), lr=lr)
+            self.optimizers[c.param] = torch.optim.SGD(self.param_net.parameters(), lr=lr)
         else:
             self.add_net(c.param, self.param_net, lr=lr)
 
@@ -232,7 +232,7 @@ class SDS(Method):
         return eps
 
     @torch.no_grad()
-    def _grad(self, x, t, eps):
+    def score_gradient(self, x, t, eps):
         x_t = self.process.add_noise(x, eps, t)
         e_real = self.teacher.eps(x_t, t)
         e_ref = self.reference_eps(x_t, t, eps)
@@ -265,7 +265,7 @@ class SDS(Method):
             x = self.points(batch)
             n = x.shape[0]
             tt = batch["t"] if t is None else torch.full((n,), float(t), device=x.device)
-            grad, x_t = self._grad(x, tt, batch["eps"])
+            grad, x_t = self.score_gradient(x, tt, batch["eps"])
             real = self.teacher.x0(x_t, tt)
         return Targets(x_t, tt, x - grad, "x0", real, self._student_x0(x_t, tt),
                        {"point": x, "grad": grad})
@@ -275,9 +275,9 @@ class SDS(Method):
 
     def step(self, batch, it):
         x = self.points(batch)
-        grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
         loss = self._sd_loss(x, grad)
-        self._opt_step(self.config.param, loss)
+        self.opt_step(self.config.param, loss)
         return StepOutput(losses={"sds": loss.item() / self._loss_scale(x)}, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()},
                           stage=self.name)
 
@@ -365,9 +365,9 @@ class VSDParticles(SDS):
         if it < c.fake_warmup:
             return StepOutput(losses={"fake": loss_fake}, stage="fake warm-up")
         x = self.points(batch)
-        grad, _ = self._grad(x.detach(), batch["t"], batch["eps"])
+        grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
         loss = self._sd_loss(x, grad)
-        self._opt_step(c.param, loss)
+        self.opt_step(c.param, loss)
         return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake},
                           metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
 

@@ -273,7 +273,7 @@ class Guidance(Method):
     def _advance(self, stage: int) -> None:
         while self.stage < stage:
             self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
-            self._opts["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
+            self.optimizers["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
             self.stage += 1
 
     @torch.no_grad()
@@ -389,7 +389,7 @@ class Guidance(Method):
             import math
 
             frac = min(1.0, it / max(1, self.stage_one_steps))
-            for g in self._opts["student"].param_groups:
+            for g in self.optimizers["student"].param_groups:
                 g["lr"] = c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         x_t, t, y, w = self._inputs(batch)
         if self.stage == 0:
@@ -402,7 +402,7 @@ class Guidance(Method):
             name, stage = "halving", f"stage two, halving {self.stage}: {2 * n_s}->{n_s} steps"
         pred = self.student.velocity(x_t, t, y, w=w)
         loss = sq_dist(pred, target).mean()
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         return StepOutput(losses={name: loss.item()}, metrics={"mean_w": w.mean().item(), "stage": float(self.stage)},
                           stage=stage)
 

@@ -87,7 +87,7 @@ class Progressive(Method):
     def _advance(self, stage: int) -> None:
         while self.stage < stage:
             self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
-            self._opts["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
+            self.optimizers["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
             self.stage += 1
 
     def sample_batch(self, it):
@@ -127,7 +127,7 @@ class Progressive(Method):
         pred = self.student.x0(x_t, t)
         w = self.process.snr(t).clamp(min=1.0, max=1e4)
         loss = (w * sq_dist(pred, x0_star)).mean()
-        self._opt_step("student", loss)
+        self.opt_step("student", loss)
         return StepOutput(losses={"distill": loss.item()}, metrics={"student_steps": n_s, "halving": self.stage + 1},
                           stage=f"halving {self.stage + 1}: {2 * n_s}->{n_s} steps")
 

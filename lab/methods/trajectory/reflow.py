@@ -148,14 +148,14 @@ class Reflow(Method):
             x_t = self.linear.add_noise(x1, z, t)
             v = self.flow.velocity(x_t, t)
             loss = self._loss(sq_dist(v, z - x1))
-            self._opt_step("flow", loss)
+            self.opt_step("flow", loss)
             return StepOutput(losses={"reflow": loss.item()}, stage="reflow")
         if self.one_step is None:
             self._start_distill()
         ones = torch.ones(z.shape[0], device=z.device)
         x_hat = self.one_step.x0(z, ones)
         loss = self._loss(sq_dist(x_hat, x1))
-        self._opt_step("one_step", loss)
+        self.opt_step("one_step", loss)
         return StepOutput(losses={"distill": loss.item()}, stage="distill")
 
     def generator(self) -> ReflowGenerator:
