@@ -202,7 +202,7 @@ def check_field(cls, f: dataclasses.Field, v):
         raise LabError(f"invalid {f.name}={_short(v)}; allowed: {describe_field(cls, f.name)}")
 
     if v is None:
-        if optional or (base is None and not s.choices):
+        if optional or (f.name not in _hints(cls) and not s.choices):  # declared Optional, or not annotated
             return v
         bad()
     origin = typing.get_origin(base)

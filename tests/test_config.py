@@ -101,3 +101,20 @@ def test_plain_dataclasses_get_their_kinds_checked_by_config_from_dict():
     with pytest.raises(LabError, match="allowed: an integer"):
         config_from_dict(Plain, {"n": "3"})
     assert [f.name for f in dataclasses.fields(Plain)] == ["n"]
+
+
+def test_a_union_without_none_refuses_none_and_runs_its_validator():
+    def ks(v, name):
+        if isinstance(v, int) and v < 1:
+            raise LabError(f"invalid {name}={v!r}; allowed: K >= 1 or a list of them")
+        return v
+
+    @dataclass
+    class U(Config):
+        segments: tuple | int = param(2, spec=ks)
+
+    with pytest.raises(LabError, match="invalid segments=None"):
+        U(segments=None)
+    with pytest.raises(LabError, match="K >= 1"):
+        U(segments=0)
+    assert U(segments=(1, 2)).segments == (1, 2)

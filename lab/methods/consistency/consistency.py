@@ -38,34 +38,27 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import param
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import pseudo_huber, sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check
+from lab.methods.base import MethodConfig, Targets, register
+from lab.methods.consistency.base import ConsistencyMethod, ema_update
+from lab.trainable import StepOutput
 
 
 @dataclass
 class ConsistencyConfig(MethodConfig):
     steps: int = 2000
     lr: float = 6e-4
-    n_intervals: int = 32
-    target_ema: float = 0.95
-    solver: str = "heun"
-    loss: str = "huber"
-    huber_c: float = 0.03
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.n_intervals, int) and self.n_intervals >= 2, "n_intervals", self.n_intervals, "an integer >= 2")
-        check(isinstance(self.target_ema, (int, float)) and 0.0 <= self.target_ema < 1.0, "target_ema", self.target_ema, "a float in [0, 1)")
-        check(self.solver in ("euler", "heun"), "solver", self.solver, "euler, heun")
-        check(self.loss in ("l2", "huber"), "loss", self.loss, "l2, huber")
-        check(isinstance(self.huber_c, (int, float)) and self.huber_c > 0, "huber_c", self.huber_c, "a float > 0")
+    n_intervals: int = param(32, ge=2)
+    target_ema: float = param(0.95, ge=0, lt=1)
+    solver: str = param("heun", choices=("euler", "heun"))
+    loss: str = param("huber", choices=("l2", "huber"))
+    huber_c: float = param(0.03, gt=0)
 
 
 @register("consistency")
-class Consistency(Method):
+class Consistency(ConsistencyMethod):
     Config = ConsistencyConfig
     family = "step distillation / trajectory"
     mechanism = "map adjacent points of the teacher's ODE trajectory to the same origin (EMA target net)"
@@ -88,6 +81,7 @@ class Consistency(Method):
 
     @torch.no_grad()
     def teacher_step(self, x, t, s):
+        """One teacher ODE step from (x, t) to s: Euler, or Heun (``solver="heun"``) where s > 0."""
         v = self.teacher.velocity(x, t)
         x_s = x + self.col((s - t)) * v
         if self.config.solver == "heun":
@@ -95,6 +89,15 @@ class Consistency(Method):
             v2 = self.teacher.velocity(x_s, s)
             x_s = torch.where(ok, x + self.col((s - t)) * 0.5 * (v + v2), x_s)
         return x_s
+
+    def distance(self, pred, target) -> torch.Tensor:
+        """The mean consistency loss: pseudo-Huber or L2 of the per-sample distance."""
+        d2 = sq_dist(pred, target)
+        return (pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2).mean()
+
+    def update_target(self) -> None:
+        """The target network theta^-: an EMA of the student with decay ``target_ema``."""
+        ema_update(self.target.net, self.student.net, self.config.target_ema)
 
     @torch.no_grad()
     def _target(self, x_t, t, s):
@@ -125,19 +128,7 @@ class Consistency(Method):
         s = batch["n"].float() / N
         x_t = self.process.add_noise(batch["x0"], batch["eps"], t)
         target, _ = self._target(x_t, t, s)
-        pred = self.student.x0(x_t, t)
-        d2 = sq_dist(pred, target)
-        per = pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2
-        loss = per.mean()
+        loss = self.distance(self.student.x0(x_t, t), target)
         self.opt_step("student", loss)
-        with torch.no_grad():  # target network: EMA of the student
-            mu = self.config.target_ema
-            for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):
-                pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
+        self.update_target()
         return StepOutput(losses={"consistency": loss.item()}, metrics={"mean_t": t.mean().item()}, stage="consistency")
-
-    def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.student, native_nfe=(1, 2, 4))
-
-    def ema_nets(self):
-        return {"student": self.student.net}

@@ -1,4 +1,5 @@
-"""Continuous-time consistency distillation (sCM) and its score-regularised variant (rCM).
+"""Continuous-time consistency distillation (sCM) and its score-regularised variant (rCM, the subclass in
+:mod:`lab.methods.distribution_matching.rcm`).
 
 Papers: Lu & Song, "Simplifying, Stabilizing and Scaling Continuous-Time Consistency
 Models" (ICLR 2025) for ``scm``; Zheng et al., "Large Scale Diffusion Distillation via
@@ -113,14 +114,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lab.config import param
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import ConsistencyGenerator
 from lab.diffusion.process import LinearFlow, broadcast_coef
-from lab.losses import mean_abs, norms, sq_dist
-from lab.nets import jvp
+from lab.losses import norms, sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.methods.consistency.base import ConsistencyMethod
+from lab.nets import jvp
 from lab.nets.mlp import NETS, FourierTime, TimeMLP, build_net
-from lab.trainable import StepOutput, check, is_num
+from lab.trainable import StepOutput, cosine_decay
 
 HALF_PI = 0.5 * math.pi
 
@@ -212,41 +214,27 @@ class LogVarHead(nn.Module):
 class SCMConfig(MethodConfig):
     steps: int = 600
     lr: float = 5e-4
-    sigma_d: float = 0.0          # 0: the data's RMS per coordinate, measured at setup
-    p_mean: float = 1.0           # the paper's -1.0 trains mostly small t: 1-step SWD 0.71 vs 0.12 here (see notes)
-    p_std: float = 1.4
-    warmup: int = 100
-    tangent_c: float = 0.1
+    sigma_d: float = param(0.0, ge=0, note="0: the data's RMS per coordinate, measured at setup")
+    # the paper's -1.0 trains mostly small t: 1-step SWD 0.71 vs 0.12 here (see the fidelity notes)
+    p_mean: float = 1.0
+    p_std: float = param(1.4, gt=0)
+    warmup: int = param(100, ge=0, note="0: no warm-up")
+    tangent_c: float = param(0.1, ge=0, note="0: no normalisation")
     prior_weight: bool = True     # w(t) = 1 / (sigma_d tan t)
     adaptive: bool = True         # learned logvar(t)
-    t_eps: float = 1e-3
-    clip: float = 0.0
-    student: str = "teacher"      # "teacher": teacher copy + exact conversion; "fresh": TrigFlow-native MLP
-    time_scale: float = 0.01      # fresh student: c_noise = time_scale * t into the MLP's time embedding
-    pretrain: int = 0             # steps of plain regression of F onto the teacher's F before sCM
-    lr_schedule: str = "cosine"   # cosine decay of every learning rate to 0 over ``steps``, or "constant"
-    time_cutoff: float = 20.0     # teacher-copy student: drop (and freeze at 0) time features above this frequency
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.sigma_d) and self.sigma_d >= 0, "sigma_d", self.sigma_d, "a float > 0, or 0 for the data's RMS")
-        check(is_num(self.p_mean), "p_mean", self.p_mean, "a float")
-        check(is_num(self.p_std) and self.p_std > 0, "p_std", self.p_std, "a float > 0")
-        check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (0: no warm-up)")
-        check(is_num(self.tangent_c) and self.tangent_c >= 0, "tangent_c", self.tangent_c, "a float >= 0 (0: no normalisation)")
-        check(isinstance(self.prior_weight, bool), "prior_weight", self.prior_weight, "true, false")
-        check(isinstance(self.adaptive, bool), "adaptive", self.adaptive, "true, false")
-        check(is_num(self.t_eps) and 0 < self.t_eps < 0.5, "t_eps", self.t_eps, "a float in (0, 0.5)")
-        check(is_num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0: no clipping)")
-        check(self.student in ("teacher", "fresh"), "student", self.student, "teacher, fresh")
-        check(is_num(self.time_scale) and self.time_scale > 0, "time_scale", self.time_scale, "a float > 0")
-        check(isinstance(self.pretrain, int) and self.pretrain >= 0, "pretrain", self.pretrain, "an integer >= 0")
-        check(self.lr_schedule in ("constant", "cosine"), "lr_schedule", self.lr_schedule, "constant, cosine")
-        check(is_num(self.time_cutoff) and self.time_cutoff >= 0, "time_cutoff", self.time_cutoff, "a float >= 0 (0: keep every frequency)")
+    t_eps: float = param(1e-3, gt=0, lt=0.5)
+    clip: float = param(0.0, ge=0, note="0: no clipping")
+    student: str = param("teacher", choices=("teacher", "fresh"),
+                         note="teacher: teacher copy + exact conversion; fresh: TrigFlow-native MLP")
+    time_scale: float = param(0.01, gt=0, note="fresh student: c_noise = time_scale * t")
+    pretrain: int = param(0, ge=0, note="steps of plain regression of F onto the teacher's F before sCM")
+    lr_schedule: str = param("cosine", choices=("constant", "cosine"))  # cosine: every lr decays to 0 over steps
+    # teacher-copy student: time features above this frequency are zeroed and kept at 0
+    time_cutoff: float = param(20.0, ge=0, note="0 keeps every frequency")
 
 
 @register("scm")
-class SCM(Method):
+class SCM(ConsistencyMethod):
     Config = SCMConfig
     family = "step distillation / trajectory"
     mechanism = "continuous-time consistency: drive df/dt along the teacher's PF-ODE to zero (JVP, TrigFlow)"
@@ -362,7 +350,7 @@ class SCM(Method):
         """Cosine decay of every optimiser's learning rate (a function of it alone, so resume is exact)."""
         if self.config.lr_schedule == "constant":
             return
-        f = 0.5 * (1.0 + math.cos(math.pi * min(it, self.config.steps) / self.config.steps))
+        f = cosine_decay(it / self.config.steps)
         for name, opt in self.optimizers.items():
             for group in opt.param_groups:
                 group.setdefault("base_lr", group["lr"])
@@ -404,9 +392,3 @@ class SCM(Method):
             teacher = self.teacher.x0(x_lin, s)
             student = cos * x_trig - sin * self.sigma_d * F_minus
         return Targets(x_lin, s, target, "x0", teacher, student, {"t_trig": tt, "tangent_norm": gn})
-
-    def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.student, native_nfe=(1, 2, 4))
-
-    def ema_nets(self):
-        return {"student": self.cm}

@@ -54,14 +54,14 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import check, describe_field, is_num, param
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.samplers import SampleResult, time_grid
 from lab.diffusion.process import broadcast_coef
-from lab.losses import pseudo_huber, sq_dist
+from lab.diffusion.samplers import SampleResult, time_grid
 from lab.methods.base import Targets, register
 from lab.methods.consistency.consistency import Consistency, ConsistencyConfig
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput
 
 
 def segment_map(denoiser: Denoiser, x, t, s, y=None, **cond):
@@ -75,20 +75,11 @@ class SegmentGenerator(Generator):
     """A segmented consistency model: jumps boundary to boundary (deterministic, TCD gamma = 0 by default)."""
 
     kind = "segments"
+    denoisers = ("denoiser",)
+    spec_fields = ("gamma",)
 
     def __init__(self, denoiser: Denoiser, native_nfe=(1,), gamma: float = 0.0, dim=2):
         self.denoiser, self.native_nfe, self.gamma, self.dim = denoiser, tuple(native_nfe), float(gamma), dim
-
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "gamma": self.gamma}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("native_nfe", (1,)),
-                   spec.get("gamma", 0.0))
 
     def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, gamma=None, **cond):
         gamma = self.gamma if gamma is None else float(gamma)
@@ -112,24 +103,28 @@ class SegmentGenerator(Generator):
         return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
 
 
+def stages_of(segments) -> tuple:
+    """The stages of a ``segments`` value: (K,) for one K, else the list as a tuple."""
+    return (segments,) if isinstance(segments, int) else tuple(segments)
+
+
 @dataclass
 class TSCDConfig(ConsistencyConfig):
     steps: int = 600
-    segments: tuple | int = 2
-    n_intervals: int = 32
+    segments: tuple | int = param(2, allowed="an integer K >= 1 or a list of them (stages, e.g. [8, 4, 2, 1])")
 
-    def __post_init__(self):
-        super().__post_init__()
-        segs = (self.segments,) if isinstance(self.segments, int) else tuple(self.segments)
-        ok = len(segs) >= 1 and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in segs)
-        check(ok, "segments", self.segments, "an integer K >= 1 or a list of them (stages, e.g. [8, 4, 2, 1])")
+    def validate(self):
+        super().validate()
+        segs = stages_of(self.segments) if isinstance(self.segments, (int, list, tuple)) else ()
+        check(len(segs) >= 1 and all(is_num(k) and isinstance(k, int) and k >= 1 for k in segs), "segments",
+              self.segments, describe_field(type(self), "segments"))
         check(all(self.n_intervals % k == 0 for k in segs), "n_intervals", self.n_intervals,
               f"a multiple of every K in segments={list(segs)}")
         check(len(segs) <= self.steps, "segments", self.segments, "at most one stage per training step")
 
     @property
     def stages(self) -> tuple[int, ...]:
-        return (self.segments,) if isinstance(self.segments, int) else tuple(self.segments)
+        return stages_of(self.segments)
 
 
 @register("tscd")
@@ -200,15 +195,9 @@ class TSCD(Consistency):
         b = self.boundary(n, K)
         x_t = self.process.add_noise(batch["x0"], batch["eps"], t)
         target, _ = self._seg_target(x_t, t, s, b)
-        pred = segment_map(self.student, x_t, t, b)
-        d2 = sq_dist(pred, target)
-        per = pseudo_huber(d2, self.config.huber_c) if self.config.loss == "huber" else d2
-        loss = per.mean()
+        loss = self.distance(segment_map(self.student, x_t, t, b), target)
         self.opt_step("student", loss)
-        with torch.no_grad():
-            mu = self.config.target_ema
-            for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):
-                pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
+        self.update_target()
         return StepOutput(losses={"tscd": loss.item()}, metrics={"K": float(K), "mean_t": t.mean().item()},
                           stage=f"K={K}")
 

@@ -41,83 +41,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import broadcast_coef, get_process
-from lab.diffusion.samplers import SampleResult, time_grid
+from lab.config import param
+from lab.diffusion.generators import register_generator
 from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.flow_map.flowmap import map_net_from_teacher
-from lab.trainable import StepOutput, check
+from lab.methods.base import Targets, register
+from lab.methods.flow_map.base import MapConfig, MapGenerator, MapMethod, map_apply
+from lab.trainable import StepOutput
 
 
-def boot_apply(net: nn.Module, z, t, y=None, **cond):
-    """g(z, t) = z + (t - 1) u(z, t); the net's own time input is held at 1."""
-    u = net(z, torch.ones_like(t), y, s=t, **cond)
-    return z + broadcast_coef(t - 1, z) * u, u
+def boot_apply(net, z, t, y=None, **cond):
+    """(g(z, t), u) with g(z, t) = z + (t - 1) u(z, t): the flow map's jump X(z, 1, t) from the noise."""
+    return map_apply(net, z, torch.ones_like(t), t, y, **cond)
 
 
 @register_generator
-class BootGenerator(Generator):
-    """g(z, t): the teacher's ODE state at time t predicted from noise z; samples are g(z, 0)."""
+class BootGenerator(MapGenerator):
+    """g(z, t): the teacher's ODE state at time t predicted from noise z; samples are g(z, 0). Asked for k
+    evaluations it returns the predicted path at the k grid times (every one a jump from z)."""
 
     kind = "boot"
-
-    def __init__(self, net: nn.Module, process="linear", native_nfe=(1,), dim=2):
-        self.net, self.process, self.native_nfe, self.dim = net, get_process(process), tuple(native_nfe), dim
-
-    def nets(self):
-        return {"g": self.net}
-
-    def extra_spec(self):
-        return {"process": self.process.name}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(nets["g"], spec.get("process", "linear"), spec.get("native_nfe", (1,)), spec.get("dim", 2))
-
-    @torch.no_grad()
-    def state_at(self, z, t, y=None, **cond):
-        """g(z, t): the predicted teacher ODE state at time t (a float or a per-sample tensor)."""
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0])
-        return boot_apply(self.net, z, t, y, **cond)[0]
-
-    @torch.no_grad()
-    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
-        ts = time_grid(nfe, device=z.device).to(z.dtype)
-        traj = [z]
-        for t in ts[1:]:  # nfe = 1: just g(z, 0)
-            x, _ = boot_apply(self.net, z, t.expand(z.shape[0]), y, **cond)
-            traj.append(x)
-        return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
+    net_name = "g"
+    native_nfe = (1,)
+    from_noise = True
 
 
 @dataclass
-class BootConfig(MethodConfig):
-    steps: int = 800
-    lr: float = 3e-4
-    dt: float = 1.0 / 32
-    solver: str = "heun"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.dt, (int, float)) and not isinstance(self.dt, bool) and 0.0 < self.dt <= 0.5,
-              "dt", self.dt, "a float in (0, 0.5]")
-        check(self.solver in ("euler", "heun"), "solver", self.solver, "euler, heun")
+class BootConfig(MapConfig):
+    dt: float = param(1.0 / 32, gt=0, le=0.5)
 
 
 @register("boot")
-class Boot(Method):
+class Boot(MapMethod):
     Config = BootConfig
+    generator_class = BootGenerator
     family = "step distillation / data-free"
     mechanism = "g(z, t) predicts the teacher's ODE state from noise; g(z, t - dt) regressed onto one teacher step from g(z, t)"
     paper = "Gu et al. 2023, BOOT: Data-free Distillation of Denoising Diffusion Models with Bootstrapping"
     zoo_points = "showcase"
-
-    def setup(self):
-        self.net = map_net_from_teacher(self)
-        self.add_net("g", self.net, lr=self.config.lr)
 
     def sample_batch(self, it):  # noise and times only: never self.data
         c = self.config
@@ -133,12 +94,7 @@ class Boot(Method):
         s = (t - self.config.dt).clamp_min(0.0)
         y_t, _ = boot_apply(self.net, z, t)
         y_t = torch.where(self.col((t >= 1)), z, y_t)
-        h = self.col((s - t))
-        v1 = self.teacher.velocity(y_t, t)
-        y_s = y_t + h * v1
-        if self.config.solver == "heun":
-            y_s = y_t + h * 0.5 * (v1 + self.teacher.velocity(y_s, s))
-        return s, y_t, y_s
+        return s, y_t, self.teacher_step(y_t, t, s)
 
     def targets(self, batch, t=None) -> Targets:
         if "z" not in batch:
@@ -163,11 +119,3 @@ class Boot(Method):
         loss = sq_dist(u, (y_s - z) / self.col((s - 1))).mean()
         self.opt_step("g", loss)
         return StepOutput(losses={"bootstrap": loss.item()}, metrics={"mean_t": t.mean().item()}, stage="boot")
-
-    def generator(self) -> BootGenerator:
-        return BootGenerator(self.net, self.process, native_nfe=(1,))
-
-    def ema_nets(self):
-        return {"g": self.net}
-
-

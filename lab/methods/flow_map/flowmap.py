@@ -64,111 +64,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import broadcast_coef, get_process
-from lab.diffusion.samplers import SampleResult, time_grid
+from lab.config import param
+from lab.diffusion.generators import register_generator
 from lab.losses import sq_dist
+from lab.methods.base import Targets, register
+from lab.methods.flow_map.base import MapConfig, MapGenerator, MapMethod, map_apply
 from lab.nets import jvp
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import widen
-from lab.trainable import StepOutput, check, is_num
+from lab.trainable import StepOutput
 
 
-# ---------------------------------------------------------------- the map network
-def map_net_from_teacher(method: Method, extra: str = "s") -> nn.Module:
-    """The teacher's net with an extra scalar input ``extra`` that it ignores at initialisation
-    (:func:`lab.nets.widen`), or, with an analytic teacher (no weights), a fresh net for the data."""
-    if method.student_from_teacher():
-        return widen(method.teacher.net, [extra])
-    return method.fresh_net(extra=[*method.config.student_net.get("extra", []), extra])
-
-
-def map_apply(net: nn.Module, x, t, s, y=None, **cond):
-    """X(x, t, s) = x + (s - t) u(x, t, s)."""
-    u = net(x, t, y, s=s, **cond)
-    return x + broadcast_coef(s - t, x) * u, u
-
-
-# ---------------------------------------------------------------- generator
 @register_generator
-class FlowMapGenerator(Generator):
+class FlowMapGenerator(MapGenerator):
     """A flow map X(x, t, s) = x + (s - t) u(x, t, s), sampled with k jumps 1 -> (k-1)/k -> ... -> 0."""
 
     kind = "flowmap"
-
-    def __init__(self, net: nn.Module, process="linear", native_nfe=(1, 2, 4), dim=2):
-        self.net, self.process, self.native_nfe, self.dim = net, get_process(process), tuple(native_nfe), dim
-
-    def nets(self):
-        return {"map": self.net}
-
-    def extra_spec(self):
-        return {"process": self.process.name}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(nets["map"], spec.get("process", "linear"), spec.get("native_nfe", (1, 2, 4)), spec.get("dim", 2))
-
-    @torch.no_grad()
-    def state_at(self, z, t, y=None, **cond):
-        """One jump from noise z at time 1 to time t (a float or a per-sample tensor)."""
-        t = torch.as_tensor(t, dtype=z.dtype, device=z.device).expand(z.shape[0])
-        return map_apply(self.net, z, torch.ones_like(t), t, y, **cond)[0]
-
-    @torch.no_grad()
-    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
-        x = z
-        ts = time_grid(nfe, device=x.device).to(x.dtype)
-        traj = [x]
-        for i in range(nfe):
-            t, s = ts[i].expand(x.shape[0]), ts[i + 1].expand(x.shape[0])
-            x, _ = map_apply(self.net, x, t, s, y, **cond)
-            traj.append(x)
-        return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
+    native_nfe = (1, 2, 4)
 
 
-# ---------------------------------------------------------------- method
 @dataclass
-class FlowMapConfig(MethodConfig):
-    steps: int = 800
-    lr: float = 3e-4
-    data_free: bool = True
-    p_prior: float = 0.5
-    p_zero: float = 0.25
-    t_min: float = 0.05
-    state_source: str = "student"
-    state_steps: int = 8
-    objective: str = "discrete"
-    ds: float = 1.0 / 32
-    solver: str = "heun"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.data_free, bool), "data_free", self.data_free, "true (prior noise only), false (noised data)")
-        check(is_num(self.p_prior) and 0.0 <= self.p_prior <= 1.0, "p_prior", self.p_prior, "a float in [0, 1]")
-        check(is_num(self.p_zero) and 0.0 <= self.p_zero <= 1.0, "p_zero", self.p_zero, "a float in [0, 1]")
-        check(is_num(self.t_min) and 0.0 < self.t_min < 1.0, "t_min", self.t_min, "a float in (0, 1)")
-        check(self.state_source in ("student", "teacher"), "state_source", self.state_source, "student, teacher")
-        check(isinstance(self.state_steps, int) and self.state_steps >= 1, "state_steps", self.state_steps, "an integer >= 1")
-        check(self.objective in ("discrete", "jvp"), "objective", self.objective, "discrete, jvp")
-        check(is_num(self.ds) and 0.0 < self.ds <= 1.0, "ds", self.ds, "a float in (0, 1]")
-        check(self.solver in ("euler", "heun"), "solver", self.solver, "euler, heun")
+class FlowMapConfig(MapConfig):
+    data_free: bool = param(True, note="true: prior noise only; false: noised data")
+    p_prior: float = param(0.5, ge=0, le=1)
+    p_zero: float = param(0.25, ge=0, le=1)
+    t_min: float = param(0.05, gt=0, lt=1)
+    state_source: str = param("student", choices=("student", "teacher"))
+    state_steps: int = param(8, ge=1)
+    objective: str = param("discrete", choices=("discrete", "jvp"))
+    ds: float = param(1.0 / 32, gt=0, le=1)
 
 
 @register("flowmap")
-class FlowMap(Method):
+class FlowMap(MapMethod):
     Config = FlowMapConfig
+    generator_class = FlowMapGenerator
     family = "step distillation / flow map"
     mechanism = ("flow map X(x_t,t,s) trained from prior noise only: d/ds X must equal the teacher's velocity "
                  "at the map's own output (Lagrangian self-distillation)")
     paper = "Tong et al. 2025, Flow Map Distillation Without Data"
     zoo_points = "showcase"
-
-    def setup(self):
-        self.net = map_net_from_teacher(self)
-        self.add_net("map", self.net, lr=self.config.lr)
 
     # ---- batches: no data unless data_free=False
     def _times(self, n):
@@ -211,7 +145,7 @@ class FlowMap(Method):
         """u(x_t, t, s) with grad, and its regression target (velocity space, stop-gradient)."""
         if self.config.objective == "jvp":  # exact: sg[v_T(X, s) - (s - t) du/ds]
             u, du_ds = jvp(lambda s_: self.net(x_t, t, None, s=s_), (s,), (torch.ones_like(s),),
-                             double_backward=len(self.shape) == 3)
+                           double_backward=len(self.shape) == 3)
             with torch.no_grad():
                 X = x_t + self.col((s - t)) * u.detach()
                 target = self.teacher.velocity(X, s) - self.col((s - t)) * du_ds.detach()
@@ -221,11 +155,7 @@ class FlowMap(Method):
             s1 = torch.minimum(s + self.config.ds, t)
             X1, _ = map_apply(self.net, x_t, t, s1)
             X1 = torch.where(self.col((s1 >= t)), x_t, X1)
-            h = self.col((s - s1))
-            v1 = self.teacher.velocity(X1, s1)
-            X = X1 + h * v1
-            if self.config.solver == "heun":
-                X = X1 + h * 0.5 * (v1 + self.teacher.velocity(X, s))
+            X = self.teacher_step(X1, s1, s)
             target = (X - x_t) / self.col((s - t))
         return u, target, X
 
@@ -249,9 +179,3 @@ class FlowMap(Method):
         self.opt_step("map", loss)
         return StepOutput(losses={"lagrangian": loss.item()}, metrics={"mean_t": t.mean().item(), "mean_s": s.mean().item()},
                           stage="flowmap")
-
-    def generator(self) -> FlowMapGenerator:
-        return FlowMapGenerator(self.net, self.process, native_nfe=(1, 2, 4))
-
-    def ema_nets(self):
-        return {"map": self.net}

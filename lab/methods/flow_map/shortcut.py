@@ -56,74 +56,47 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import check, param
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.samplers import SampleResult, time_grid
+from lab.diffusion.generators import register_generator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import widen
-from lab.trainable import StepOutput, check
+from lab.methods.consistency.base import ema_update
+from lab.methods.flow_map.base import JumpGenerator, map_net_from_teacher
+from lab.trainable import StepOutput, cosine_decay
 
 
 @register_generator
-class ShortcutGenerator(Generator):
+class ShortcutGenerator(JumpGenerator):
     """A step-size-conditioned velocity s(x, t, d): k Euler steps of size d = 1/k."""
 
     kind = "shortcut"
+    denoisers = ("denoiser",)
+    spec_fields = ("d_min",)
 
     def __init__(self, denoiser: Denoiser, native_nfe=(1, 2, 4, 8), d_min: float = 1 / 64, dim=2):
         self.denoiser, self.native_nfe, self.d_min, self.dim = denoiser, tuple(native_nfe), float(d_min), dim
 
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
+    def sample_from(self, z, nfe, **kw):
+        return super().sample_from(z, nfe, d=max(1.0 / nfe, self.d_min), **kw)  # the step size, clamped to >= 1/M
 
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "d_min": self.d_min}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("native_nfe", (1, 2, 4, 8)),
-                   spec.get("d_min", 1 / 64))
-
-    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
-        ts = time_grid(nfe, device=z.device).to(z.dtype)
-        d = max(1.0 / nfe, self.d_min)
-        x, traj = z, [z]
-        with torch.no_grad():
-            for i in range(nfe):
-                t, s = ts[i], ts[i + 1]
-                v = self.denoiser.velocity(x, t.expand(x.shape[0]), y, d=d, **cond)
-                x = x + (s - t) * v
-                if return_trajectory:
-                    traj.append(x)
-        return SampleResult(x, torch.stack(traj) if return_trajectory else None, ts, nfe)
+    def jump(self, x, t, s, y=None, d=None, **cond):
+        return x + (s - t) * self.denoiser.velocity(x, t.expand(x.shape[0]), y, d=d, **cond)
 
 
 @dataclass
 class ShortcutConfig(MethodConfig):
     steps: int = 800
     lr: float = 1e-3
-    max_steps: int = 64
-    bootstrap_frac: float = 0.5
-    target_ema: float = 0.99
+    max_steps: int = param(64, ge=2, allowed="a power of two >= 2")
+    bootstrap_frac: float = param(0.5, gt=0, lt=1)
+    target_ema: float = param(0.99, ge=0, lt=1)
     teacher_base: bool = True
-    lr_decay: str = "none"
+    lr_decay: str = param("none", choices=("none", "cosine"))
 
-    def __post_init__(self):
-        super().__post_init__()
-        m = self.max_steps
-        check(isinstance(m, int) and m >= 2 and (m & (m - 1)) == 0, "max_steps", m, "a power of two >= 2")
-        check(isinstance(self.bootstrap_frac, (int, float)) and 0.0 < self.bootstrap_frac < 1.0, "bootstrap_frac",
-              self.bootstrap_frac, "a float in (0, 1)")
-        check(isinstance(self.target_ema, (int, float)) and 0.0 <= self.target_ema < 1.0, "target_ema",
-              self.target_ema, "a float in [0, 1)")
-        check(isinstance(self.teacher_base, bool), "teacher_base", self.teacher_base, "true, false")
-        check(self.lr_decay in ("none", "cosine"), "lr_decay", self.lr_decay, "none, cosine")
-
-
-def widen_with_d(tnet) -> torch.nn.Module:
-    """The teacher's net with an extra step-size input d that it ignores at initialisation."""
-    return widen(tnet, ["d"])
+    def validate(self):
+        super().validate()
+        check(self.max_steps & (self.max_steps - 1) == 0, "max_steps", self.max_steps, "a power of two >= 2")
 
 
 @register("shortcut")
@@ -137,13 +110,8 @@ class Shortcut(Method):
 
     def setup(self):
         c = self.config
-        if self.student_from_teacher():
-            net, pred = widen_with_d(self.teacher.net), self.teacher.pred
-        else:
-            net, pred = self.fresh_net(extra=list(c.student_net.get("extra", [])) + ["d"]), "v"
-        for p in net.parameters():
-            p.requires_grad_(True)
-        self.student = Denoiser(net, self.process, pred)
+        net = map_net_from_teacher(self, "d")
+        self.student = Denoiser(net, self.process, self.teacher.pred if self.student_from_teacher() else "v")
         self.add_net("student", net, lr=c.lr)
         self.target = self.frozen_copy("target", self.student)
         self.d_min = 1.0 / c.max_steps
@@ -208,17 +176,14 @@ class Shortcut(Method):
         pred = self._v(self.student, x_t, t, d)
         lr = self.config.lr
         if self.config.lr_decay == "cosine":  # a pure function of it: resume stays exact
-            lr = lr * 0.5 * (1.0 + math.cos(math.pi * min(it, self.config.steps) / self.config.steps))
+            lr = lr * cosine_decay(it / self.config.steps)
         for grp in self.optimizers["student"].param_groups:
             grp["lr"] = lr
         per = sq_dist(pred, target)
         loss_b, loss_f = per[:nb].mean(), per[nb:].mean()
         loss = per.mean()
         self.opt_step("student", loss)
-        with torch.no_grad():
-            mu = self.config.target_ema
-            for pt, ps in zip(self.target.net.parameters(), self.student.net.parameters()):
-                pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
+        ema_update(self.target.net, self.student.net, self.config.target_ema)
         return StepOutput(losses={"self_consistency": loss_b.item(), "flow": loss_f.item()},
                           metrics={"mean_d_boot": d[:nb].mean().item()}, stage="shortcut")
 
