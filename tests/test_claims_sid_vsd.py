@@ -28,10 +28,9 @@ def test_sid_generator_gradient_flows_through_both_scores_inputs():
     m = _tiny("sid")
     b = m.sample_batch(0)
     y = m.generate(b["z"]).detach().requires_grad_(True)
-    m._freeze_fake(True)
-    loss, _, real, fake = m._loss(y, b["t"], b["eps"])
-    g_full = torch.autograd.grad(loss.sum(), y)[0]
-    m._freeze_fake(False)
+    with m.fake_frozen():
+        loss, _, real, fake = m.sid_loss(y, b["t"], b["eps"])
+        g_full = torch.autograd.grad(loss.sum(), y)[0]
     # the same loss with the scores' inputs detached: only the explicit (fake - y) term is left
     y2 = y.detach().clone().requires_grad_(True)
     w = (y2 - real.detach()).abs().mean(-1, keepdim=True).detach().clamp_min(1e-5)
@@ -52,10 +51,9 @@ def test_sid_fake_params_untouched_by_generator_loss():
     b = m.sample_batch(0)
     before = [p.detach().clone() for p in m.fake.net.parameters()]
     y = m.generate(b["z"])
-    m._freeze_fake(True)
-    loss = m._loss(y, b["t"], b["eps"])[0].mean()
-    m.opt_step("generator", loss)
-    m._freeze_fake(False)
+    with m.fake_frozen():
+        loss = m.sid_loss(y, b["t"], b["eps"])[0].mean()
+        m.opt_step("generator", loss)
     assert all(p.grad is None for p in m.fake.net.parameters())
     assert all(torch.equal(a, p) for a, p in zip(before, m.fake.net.parameters()))
 

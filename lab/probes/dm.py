@@ -28,6 +28,7 @@ import torch
 
 from lab.diffusion.generators import make_noise
 from lab.errors import LabError
+from lab.probes import grid
 from lab.runs.loop import Callback
 
 __all__ = ["empirical_score", "score_field", "score_arrows", "fake_score_error", "FakeScoreTracker"]
@@ -101,8 +102,6 @@ def score_field(method, t: float = 0.5, lim: float = 3.0, n: int = 21) -> pd.Dat
     predictions), t, where = "grid".
     """
     _check(method)
-    from lab.probes import grid  # inside: no cycle (lab.probes does not import dm); could be top-level
-
     x_t = grid(lim, n, _device(method))
     tt = _tvec(t, x_t.shape[0], x_t.device)
     df = _frame(x_t, t, *_scores(method, x_t, tt))

@@ -39,39 +39,28 @@ from dataclasses import dataclass
 
 import torch
 
-from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import ConsistencyGenerator, make_noise
+from lab.config import param
+from lab.diffusion.generators import make_noise
 from lab.diffusion.samplers import ode_sample
-from lab.losses import sq_dist, mean_abs
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check, is_num
+from lab.losses import sq_dist
+from lab.methods.base import register
+from lab.methods.distribution_matching.base import DistributionMatchingConfig, OneStepDistributionMatching
+from lab.trainable import StepOutput
 
 
 @dataclass
-class DMDConfig(MethodConfig):
+class DMDConfig(DistributionMatchingConfig):
     steps: int = 600
     lr: float = 1e-4
     lr_fake: float = 1e-4
-    fake_updates: int = 1
-    reg_weight: float = 0.25
-    n_pairs: int = 8000
-    pair_steps: int = 32
-    t_min: float = 0.02
-    t_max: float = 0.98
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
-        check(is_num(self.reg_weight) and self.reg_weight >= 0, "reg_weight", self.reg_weight, "a float >= 0 (0 disables the regression loss)")
-        check(isinstance(self.n_pairs, int) and self.n_pairs >= 1, "n_pairs", self.n_pairs, "an integer >= 1")
-        check(isinstance(self.pair_steps, int) and self.pair_steps >= 2, "pair_steps", self.pair_steps, "an integer >= 2")
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
+    fake_updates: int = param(1, ge=1)
+    reg_weight: float = param(0.25, ge=0, note="0 disables the regression loss")
+    n_pairs: int = param(8000, ge=1)
+    pair_steps: int = param(32, ge=2)
 
 
 @register("dmd")
-class DMD(Method):
+class DMD(OneStepDistributionMatching):
     Config = DMDConfig
     family = "step distillation / distribution matching"
     mechanism = "one-step generator pushed by (real score - fake score) of its own samples, plus a regression loss"
@@ -82,17 +71,8 @@ class DMD(Method):
     zoo_digits = True
 
     def setup(self):
-        c = self.config
-        pred = self.teacher.pred if self.student_from_teacher() else "v"
-        self.gen = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("generator", self.gen.net, lr=c.lr)
-        self.fake = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
+        super().setup()
         self.pairs_z = self.pairs_y = self.pairs_c = None
-
-    # ---- pieces
-    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return self.gen.x0(z, torch.ones(z.shape[0], device=z.device), y)
 
     @torch.no_grad()
     def make_pairs(self):
@@ -107,48 +87,17 @@ class DMD(Method):
         c = self.config
         if self.pairs_z is None and c.reg_weight > 0:
             self.make_pairs()
-        batch = {"z": self.randn(c.batch, *self.shape), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
-                 "eps": self.randn(c.batch, *self.shape),
-                 "fake": [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]}
+        batch = self.generator_batch()
         if c.reg_weight > 0:
             batch["pair_idx"] = self.randint(0, c.n_pairs, (c.batch,))
         return batch
 
-    @torch.no_grad()
-    def score_gradient(self, x, t, eps):
-        x_t = self.process.add_noise(x, eps, t)
-        real = self.teacher.x0(x_t, t)
-        fake = self.fake.x0(x_t, t)
-        norm = mean_abs(x - real).clamp_min(1e-8)
-        return torch.nan_to_num((fake - real) / norm), x_t, real, fake
-
-    def targets(self, batch, t=None) -> Targets:
-        if "z" not in batch:
-            raise ValueError("dmd's target depends on the generator sample G(z), not on x_t alone; "
-                             "pass a batch from sample_batch() or probe_batch()")
-        z = batch["z"]
-        tt = batch["t"] if t is None else torch.full((z.shape[0],), float(t), device=z.device)
-        with torch.no_grad():
-            x = self.generate(z)
-            grad, x_t, real, fake = self.score_gradient(x, tt, batch["eps"])
-        return Targets(x_t, tt, x - grad, "x0", real, fake, {"generator_sample": x, "grad": grad})
-
-    def probe_batch(self, n, t, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
-                "t": torch.full((n,), float(t), device=self.device)}
-
     def step(self, batch, it):
         c = self.config
         # fake score: denoising loss on detached generator samples (fake_updates times)
-        for z, t, eps in batch["fake"]:
-            with torch.no_grad():
-                x = self.generate(z)
-            loss_fake = self.fit_fake_score(x, t, eps)
+        loss_fake = self.update_fake(batch["fake"])
         # generator: distribution matching (+ regression)
-        x = self.generate(batch["z"])
-        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
-        loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
+        loss_dm, grad_norm = self.dm_loss(self.generate(batch["z"]), batch["t"], batch["eps"])
         losses = {"dm": loss_dm.item(), "fake": loss_fake}
         loss = loss_dm
         if c.reg_weight > 0:
@@ -158,13 +107,7 @@ class DMD(Method):
             loss = loss + c.reg_weight * loss_reg
             losses["reg"] = loss_reg.item()
         self.opt_step("generator", loss)
-        return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd")
-
-    def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.gen, native_nfe=(1,))
-
-    def ema_nets(self):
-        return {"generator": self.gen.net}
+        return StepOutput(losses=losses, metrics={"grad_norm": grad_norm}, stage="dmd")
 
     def extra_state(self):
         return {"pairs_z": self.pairs_z, "pairs_y": self.pairs_y, "pairs_c": self.pairs_c}
@@ -173,4 +116,3 @@ class DMD(Method):
         if sd.get("pairs_z") is not None:
             self.pairs_z, self.pairs_y = sd["pairs_z"].to(self.device), sd["pairs_y"].to(self.device)
             self.pairs_c = sd["pairs_c"].to(self.device) if sd.get("pairs_c") is not None else None
-

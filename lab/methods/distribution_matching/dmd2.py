@@ -67,44 +67,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lab.diffusion.denoiser import Denoiser
+from lab.config import param
 from lab.diffusion.generators import ConsistencyGenerator
-from lab.losses import sq_dist
 from lab.errors import LabError
-from lab.methods.base import MethodConfig, register
-from lab.methods.distribution_matching.dmd import DMD
-from lab.trainable import StepOutput, check, is_num
+from lab.losses import sq_dist
+from lab.methods.base import Method, register
+from lab.methods.distribution_matching.base import DistributionMatchingConfig, OneStepDistributionMatching
+from lab.trainable import StepOutput
 
 
 @dataclass
-class DMD2Config(MethodConfig):
+class DMD2Config(DistributionMatchingConfig):
     steps: int = 200
     lr: float = 4e-4
     lr_fake: float = 4e-4
-    fake_updates: int = 5
-    gan_weight: float = 0.0
-    disc_weight: float = 1.0
-    disc_hidden: int = 64
-    gen_steps: int = 1
-    sim_inputs: str = "backward"
-    t_min: float = 0.02
-    t_max: float = 0.98
-    clip: float = 10.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates,
-              "an integer >= 1 (fake-score steps per generator step)")
-        check(is_num(self.gan_weight) and self.gan_weight >= 0, "gan_weight", self.gan_weight, "a float >= 0 (0 disables the GAN term)")
-        check(is_num(self.disc_weight) and self.disc_weight > 0, "disc_weight", self.disc_weight, "a positive float")
-        check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
-        check(isinstance(self.gen_steps, int) and 1 <= self.gen_steps <= 16, "gen_steps", self.gen_steps, "an integer in 1..16")
-        check(self.sim_inputs in ("backward", "data"), "sim_inputs", self.sim_inputs,
-              "backward (the generator's own chain, DMD2) or data (noised real data: the mismatch ablation)")
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(is_num(self.clip) and self.clip >= 0, "clip", self.clip, "a float >= 0 (0 disables clipping)")
+    fake_updates: int = param(5, ge=1, note="fake-score steps per generator step")
+    gan_weight: float = param(0.0, ge=0, note="0 disables the GAN term")
+    disc_weight: float = param(1.0, gt=0)
+    disc_hidden: int = param(64, ge=1)
+    gen_steps: int = param(1, ge=1, le=16)
+    sim_inputs: str = param("backward", choices=("backward", "data"),
+                            note="backward: the generator's own chain, DMD2; data: noised real data, the mismatch ablation")
+    clip: float = param(10.0, ge=0, note="0 disables clipping")
 
 
 def _last_linear(net: nn.Module) -> nn.Linear:
@@ -118,7 +102,7 @@ def _last_linear(net: nn.Module) -> nn.Linear:
 
 
 @register("dmd2")
-class DMD2(DMD):
+class DMD2(OneStepDistributionMatching):
     Config = DMD2Config
     family = "step distillation / distribution matching"
     mechanism = ("generator pushed by (real score - fake score) of its own samples, no regression loss, "
@@ -127,16 +111,11 @@ class DMD2(DMD):
     zoo_points = "showcase"
     digits_recipe = None
     zoo_digits = False
-    tiny = {**DMD.tiny, "fake_updates": 2, "gan_weight": 0.01, "gen_steps": 2, "disc_hidden": 8}
+    tiny = {**Method.tiny, "fake_updates": 2, "gan_weight": 0.01, "gen_steps": 2, "disc_hidden": 8}
 
     def setup(self):
+        super().setup()
         c = self.config
-        pred = self.teacher.pred if self.student_from_teacher() else "v"
-        self.gen = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("generator", self.gen.net, lr=c.lr)
-        self.fake = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
-        self.pairs_z = self.pairs_y = None
         self.times = ConsistencyGenerator.times(c.gen_steps).to(self.device)
         self._feat = None
         self.disc = None
@@ -148,9 +127,6 @@ class DMD2(DMD):
 
     def _keep_features(self, module, args):
         self._feat = args[0]
-
-    def make_pairs(self):  # DMD2 has no regression pairs
-        return None
 
     # ---- pieces
     def discriminate(self, x0, t, eps):
@@ -196,7 +172,7 @@ class DMD2(DMD):
         """The generator's full ``gen_steps`` chain from z (re-noising with a fixed seed)."""
         k = self.config.gen_steps
         if k == 1:
-            return self.gen.x0(z, torch.ones(z.shape[0], device=z.device))
+            return super().generate(z)
         g = torch.Generator().manual_seed(1_000_003)
         noises = [torch.randn(z.shape, generator=g).to(z) for _ in range(k - 1)]
         with torch.no_grad():
@@ -214,17 +190,16 @@ class DMD2(DMD):
 
     def sample_batch(self, it):
         c = self.config
-        batch = {**self._chain(), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch), "eps": self.randn(c.batch, *self.shape),
-                 "fake": []}
+        batch = {**self._chain(), "t": self.dm_times(c.batch), "eps": self.randn(c.batch, *self.shape), "fake": []}
         for _ in range(c.fake_updates):
             f = {**self._chain(), "t": self.rand(c.batch), "eps": self.randn(c.batch, *self.shape)}
             if c.gan_weight > 0:
                 f["real"] = self.data.sample(c.batch, self.rng).to(self.device)
-                f["t_d"] = c.t_min + (c.t_max - c.t_min) * self.rand(c.batch)
+                f["t_d"] = self.dm_times(c.batch)
                 f["eps_real"], f["eps_fake"] = self.randn(c.batch, *self.shape), self.randn(c.batch, *self.shape)
             batch["fake"].append(f)
         if c.gan_weight > 0:
-            batch["t_g"] = c.t_min + (c.t_max - c.t_min) * self.rand(c.batch)
+            batch["t_g"] = self.dm_times(c.batch)
             batch["eps_g"] = self.randn(c.batch, *self.shape)
         return batch
 
@@ -266,8 +241,7 @@ class DMD2(DMD):
         losses["fake"] = loss_fake.item()
         # generator: distribution matching (+ GAN), no regression
         x = self._out(batch["z"], batch["idx"], batch["noises"], batch.get("data"))
-        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
-        loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
+        loss_dm, grad_norm = self.dm_loss(x, batch["t"], batch["eps"])
         losses["dm"] = loss_dm.item()
         loss = loss_dm
         if c.gan_weight > 0:
@@ -278,14 +252,8 @@ class DMD2(DMD):
         for n in ("fake_score", "disc_head"):  # discard the fake side's gradients from the generator loss
             if n in self.optimizers:
                 self.optimizers[n].zero_grad(set_to_none=True)
-        return StepOutput(losses=losses, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="dmd2")
+        return StepOutput(losses=losses, metrics={"grad_norm": grad_norm}, stage="dmd2")
 
     def generator(self) -> ConsistencyGenerator:
         k = self.config.gen_steps
         return ConsistencyGenerator(self.gen, native_nfe=tuple(sorted({1, k})))
-
-    def extra_state(self):
-        return {}
-
-    def load_extra_state(self, sd):
-        return None

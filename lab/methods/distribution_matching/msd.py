@@ -56,8 +56,7 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -66,13 +65,14 @@ from lab.diffusion.analytic import GMMPosterior
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator, Generator, make_noise, register_generator
 from lab.diffusion.samplers import SampleResult, ode_sample
+from lab.config import check, param
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.methods.trajectory.guidance import is_class_conditional
-from lab.nets import build_net
+from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec
 from lab.nets.mlp import NETS
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput, cosine_decay
 
 
 class GroupedGMMPosterior(GMMPosterior):
@@ -179,16 +179,16 @@ class RoutedGenerator(Generator):
         return cls([Denoiser(nets[f"student{i}"], spec["process"], spec["pred"]) for i in range(k)],
                    spec["route"], spec["local"], spec.get("dim", 2))
 
-    @torch.no_grad()
-    def generate(self, z, y):
+    def apply(self, z, y):
+        """G(z, y): each sample through the student of its label, differentiable (used for training)."""
         route = torch.tensor(self.route, device=z.device)[y]
         local = torch.tensor(self.local, device=z.device)[y]
-        x = torch.empty_like(z)
         ones = torch.ones(z.shape[0], device=z.device)
+        x = torch.zeros_like(z)
         for k, d in enumerate(self.students):
             m = route == k
             if m.any():
-                x[m] = d.x0(z[m], ones[m], local[m])
+                x = x.index_put((m.nonzero()[:, 0],), d.x0(z[m], ones[m], local[m]))
         return x
 
     def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
@@ -196,9 +196,17 @@ class RoutedGenerator(Generator):
             g = torch.Generator().manual_seed(int(seed or 0) + 17)
             y = torch.randint(0, len(self.route), (z.shape[0],), generator=g)
         y = torch.as_tensor(y).long().to(z.device)
-        x = self.generate(z, y)
+        with torch.no_grad():
+            x = self.apply(z, y)
         traj = torch.stack([z, x]) if return_trajectory else None
         return SampleResult(x, traj, torch.tensor([1.0, 0.0]), 1)
+
+
+def mlp_student_net(spec, name: str) -> dict:
+    """msd's student_net: a network spec (checked as every method's) of an mlp."""
+    spec = check_net_spec(spec, name, DIFFUSION_TYPES, complete=True)
+    check(spec["type"] == "mlp", name, spec, "an mlp spec (type, hidden, depth, t_dim); n_classes is set per student")
+    return spec
 
 
 @dataclass
@@ -206,20 +214,11 @@ class MSDConfig(MethodConfig):
     steps: int = 800
     batch: int = 256
     lr: float = 1e-2
-    n_students: int = 4
-    n_pairs: int = 8000
-    pair_steps: int = 32
-    lr_decay: bool = True
-    student_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 16, "depth": 2, "t_dim": 8})
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.n_students, int) and self.n_students >= 1, "n_students", self.n_students, "an integer >= 1")
-        check(isinstance(self.n_pairs, int) and self.n_pairs >= 1, "n_pairs", self.n_pairs, "an integer >= 1")
-        check(isinstance(self.pair_steps, int) and self.pair_steps >= 2, "pair_steps", self.pair_steps, "an integer >= 2")
-        check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
-        check(isinstance(self.student_net, dict) and self.student_net.get("type", "mlp") == "mlp", "student_net",
-              self.student_net, "an mlp spec (type, hidden, depth, t_dim); n_classes is set per student")
+    n_students: int = param(4, ge=1)
+    n_pairs: int = param(8000, ge=1)
+    pair_steps: int = param(32, ge=2)
+    lr_decay: bool = param(True, note="cosine decay to 5% of lr")
+    student_net: dict = param({"type": "mlp", "hidden": 16, "depth": 2, "t_dim": 8}, spec=mlp_student_net)
 
 
 @register("msd")
@@ -278,15 +277,7 @@ class MSD(Method):
 
     def generate(self, z, y):
         """Differentiable one-step generation through the routed students."""
-        route = torch.tensor(self.route, device=z.device)[y]
-        local = torch.tensor(self.local, device=z.device)[y]
-        ones = torch.ones(z.shape[0], device=z.device)
-        x = torch.zeros_like(z)
-        for k, d in enumerate(self.students):
-            m = route == k
-            if m.any():
-                x = x.index_put((m.nonzero()[:, 0],), d.x0(z[m], ones[m], local[m]))
-        return x
+        return self.generator().apply(z, y)
 
     def targets(self, batch, t=None) -> Targets:
         if "idx" not in batch or (t is not None and float(t) != 1.0):
@@ -303,7 +294,7 @@ class MSD(Method):
     def step(self, batch, it):
         c = self.config
         if c.lr_decay:  # cosine decay to 5% of lr (a function of it: exact on resume)
-            lr = c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, it / max(1, self.total_steps)))))
+            lr = c.lr * cosine_decay(it / max(1, self.total_steps), 0.05)
             for o in self.optimizers.values():
                 for g in o.param_groups:
                     g["lr"] = lr

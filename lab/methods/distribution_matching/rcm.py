@@ -9,7 +9,8 @@ fake score fitted online), which is mode-seeking where the consistency objective
 
 Fidelity notes: see :mod:`lab.methods.consistency.scm` for the sCM part (TrigFlow time map, tangent
 warm-up, adaptive weighting); the DMD term uses DMD's normaliser (mean |x - x0_real|) and a fake score
-fitted every step, as :mod:`lab.methods.distribution_matching.dmd` does.
+fitted every step, as :mod:`lab.methods.distribution_matching.dmd` does (both from
+:class:`lab.methods.distribution_matching.base.FakeScoreMixin`).
 """
 from __future__ import annotations
 
@@ -17,35 +18,30 @@ from dataclasses import dataclass
 
 import torch
 
-from lab.diffusion.denoiser import Denoiser
-from lab.losses import mean_abs, sq_dist
+from lab.config import check, param
 from lab.methods.base import register
 from lab.methods.consistency.scm import SCM, SCMConfig
-from lab.trainable import StepOutput, check, is_num
+from lab.methods.distribution_matching.base import FakeScoreMixin
+from lab.trainable import StepOutput
 
 
 @dataclass
 class RCMConfig(SCMConfig):
-    dmd_weight: float = 1.0
-    dmd_start: int = -1           # -1: at the end of the tangent warm-up
-    lr_fake: float = 2e-4
-    fake_updates: int = 1
+    dmd_weight: float = param(1.0, ge=0, note="0: plain sCM")
+    dmd_start: int = param(-1, ge=-1, allowed="an integer >= 0, or -1 for the end of the warm-up")
+    lr_fake: float = param(2e-4, gt=0)
+    fake_updates: int = param(1, ge=1)
     dmd_t_min: float = 0.02
     dmd_t_max: float = 0.98
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.dmd_weight) and self.dmd_weight >= 0, "dmd_weight", self.dmd_weight, "a float >= 0 (0: plain sCM)")
-        check(isinstance(self.dmd_start, int) and self.dmd_start >= -1, "dmd_start", self.dmd_start,
-              "an integer >= 0, or -1 for the end of the warm-up")
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
-        check(is_num(self.dmd_t_min) and is_num(self.dmd_t_max) and 0.0 < self.dmd_t_min < self.dmd_t_max < 1.0,
-              "dmd_t_min/dmd_t_max", (self.dmd_t_min, self.dmd_t_max), "0 < dmd_t_min < dmd_t_max < 1")
+    def validate(self):
+        super().validate()
+        check(0.0 < self.dmd_t_min < self.dmd_t_max < 1.0, "dmd_t_min/dmd_t_max", (self.dmd_t_min, self.dmd_t_max),
+              "0 < dmd_t_min < dmd_t_max < 1")
 
 
 @register("rcm")
-class RCM(SCM):
+class RCM(FakeScoreMixin, SCM):
     Config = RCMConfig
     family = "step distillation / trajectory + distribution matching"
     mechanism = "sCM plus a DMD reverse-divergence regulariser on the student's 1-step samples (online fake score)"
@@ -55,9 +51,7 @@ class RCM(SCM):
 
     def setup(self):
         super().setup()
-        pred = self.teacher.pred if self.student_from_teacher() else "v"
-        self.fake = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("fake_score", self.fake.net, lr=self.config.lr_fake)
+        self.add_fake_score()
 
     def dmd_on(self, it: int) -> bool:
         c = self.config
@@ -70,38 +64,21 @@ class RCM(SCM):
         batch["z"] = self.randn(c.batch, *self.shape)
         batch["dmd_t"] = c.dmd_t_min + (c.dmd_t_max - c.dmd_t_min) * self.rand(c.batch)
         batch["dmd_eps"] = self.randn(c.batch, *self.shape)
-        batch["fake"] = [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]
+        batch["fake"] = self.fake_draws(c.fake_updates)
         return batch
 
     def generate(self, z):
+        """The student's one-step sample f(z, 1) (the consistency function at the largest noise level)."""
         return self.student.x0(z, torch.ones(z.shape[0], device=z.device))
-
-    @torch.no_grad()
-    def score_gradient(self, x, t, eps):
-        x_t = self.process.add_noise(x, eps, t)
-        real = self.teacher.x0(x_t, t)
-        fake = self.fake.x0(x_t, t)
-        norm = mean_abs(x - real).clamp_min(1e-8)
-        return torch.nan_to_num((fake - real) / norm)
 
     def step(self, batch, it):
         self.set_lr(it)
-        losses = {}
-        for z, t, eps in batch["fake"]:
-            with torch.no_grad():
-                x = self.generate(z)
-            losses["fake"] = self.fit_fake_score(x, t, eps)
+        losses = {"fake": self.update_fake(batch["fake"])}
         loss, metrics = self.scm_loss(batch, it)
         losses["scm"] = loss.item()
         if self.dmd_on(it):
-            x = self.generate(batch["z"])
-            grad = self.score_gradient(x.detach(), batch["dmd_t"], batch["dmd_eps"])
-            loss_dm = 0.5 * sq_dist(x, (x - grad).detach()).mean()
+            loss_dm, metrics["dmd_grad_norm"] = self.dm_loss(self.generate(batch["z"]), batch["dmd_t"], batch["dmd_eps"])
             loss = loss + self.config.dmd_weight * loss_dm
             losses["dm"] = loss_dm.item()
-            metrics["dmd_grad_norm"] = grad.flatten(1).norm(dim=1).mean().item()
         self.step_student(loss)
         return StepOutput(losses=losses, metrics=metrics, stage="rcm" if self.dmd_on(it) else "scm")
-
-    def ema_nets(self):
-        return {"student": self.cm}

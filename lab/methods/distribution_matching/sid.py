@@ -50,63 +50,19 @@ Fidelity notes:
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
-from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.generators import Generator, register_generator
-from lab.diffusion.process import get_process
-from lab.diffusion.samplers import SampleResult
+from lab.config import param
 from lab.losses import mean_abs
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check, is_num
-
+from lab.methods.base import register
+from lab.methods.distribution_matching.base import (LR_DECAYS, DistributionMatchingConfig, NoisyInputOneStepGenerator,
+                                                    OneStepDistributionMatching, decay_lr)
+from lab.trainable import StepOutput
 
 T_DISTS = ("edm", "uniform")
-LR_DECAYS = ("none", "linear")
-
-
-def decay_lr(method: Method, it: int, lrs: dict[str, float], kind: str) -> None:
-    """Set each optimiser's learning rate for step ``it`` (a pure function of it: resume-safe).
-    "linear" goes from the base rate to 10% of it at ``config.steps``."""
-    f = 1.0 if kind == "none" else 1.0 - 0.9 * min(it / max(method.config.steps, 1), 1.0)
-    for name, lr in lrs.items():
-        for g in method.optimizers[name].param_groups:
-            g["lr"] = lr * f
-
-
-@register_generator
-class NoisyInputOneStepGenerator(Generator):
-    """One-step generator G(z) = x0_net(t_init z, t_init): the teacher's clean-sample prediction
-    from noise scaled to the noise level t_init (SiD's ``sigma_init``; t_init = 1 is plain x0(z, 1))."""
-
-    kind = "onestep_tinit"
-
-    def __init__(self, denoiser: Denoiser, t_init: float = 1.0, dim=2):
-        self.denoiser, self.t_init, self.native_nfe, self.dim = denoiser, float(t_init), (1,), dim
-
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "t_init": self.t_init}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], get_process(spec["process"]), spec["pred"]), spec.get("t_init", 1.0),
-                   spec.get("dim", 2))
-
-    def apply(self, z, y=None, **cond):
-        """G(z), differentiable (used for training)."""
-        t = torch.full((z.shape[0],), self.t_init, device=z.device, dtype=z.dtype)
-        return self.denoiser.x0(self.t_init * z, t, y, **cond)
-
-    def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, **cond):
-        with torch.no_grad():
-            x = self.apply(z, y, **cond)
-        times = torch.tensor([self.t_init, 0.0])
-        return SampleResult(x, torch.stack([z, x]) if return_trajectory else None, times, 1)
 
 
 def edm_times(u: torch.Tensor, sigma_min=0.002, sigma_max=80.0, rho=7.0) -> torch.Tensor:
@@ -118,64 +74,42 @@ def edm_times(u: torch.Tensor, sigma_min=0.002, sigma_max=80.0, rho=7.0) -> torc
 
 
 @dataclass
-class SiDConfig(MethodConfig):
+class SiDConfig(DistributionMatchingConfig):
     steps: int = 400
     lr: float = 3e-4
     lr_fake: float = 1e-3
-    lr_decay: str = "linear"
-    alpha: float = 1.2
-    t_dist: str = "edm"
-    t_min: float = 0.02
+    lr_decay: str = param("linear", choices=LR_DECAYS)
+    alpha: float = param(1.2, ge=0, note="SiD uses 1.2; 1 drops the |real - fake|^2 term")
+    t_dist: str = param("edm", choices=T_DISTS)
     t_max: float = 0.8
-    t_init: float = 1.0
-    beta1: float = 0.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(is_num(self.alpha) and self.alpha >= 0, "alpha", self.alpha, "a float >= 0 (SiD uses 1.2; 1 drops the |real - fake|^2 term)")
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, ", ".join(LR_DECAYS))
-        check(self.t_dist in T_DISTS, "t_dist", self.t_dist, ", ".join(T_DISTS))
-        check(is_num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
-        check(is_num(self.beta1) and 0 <= self.beta1 < 1, "beta1", self.beta1, "a float in [0, 1) (Adam beta1; SiD uses 0)")
+    t_init: float = param(1.0, gt=0, le=1, note="the generator's input noise level")
+    beta1: float = param(0.0, ge=0, lt=1, note="Adam beta1; SiD uses 0")
 
 
 @register("sid")
-class SiD(Method):
+class SiD(OneStepDistributionMatching):
     Config = SiDConfig
     family = "step distillation / distribution matching"
     mechanism = "one-step generator trained with the score-identity (Fisher divergence) loss, gradients through both scores' inputs"
     paper = "Zhou et al. 2024, Score identity Distillation: Exponentially Fast Distillation of Pretrained Diffusion Models for One-Step Generation"
     zoo_points = "showcase"
+    target_note = " (its gradient flows through the scores' inputs)"
 
-    def setup(self):
-        c = self.config
-        pred = self.teacher.pred if self.student_from_teacher() else "v"
-        self.gen = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("generator", self.gen.net, lr=c.lr, betas=(c.beta1, 0.999))
-        self.fake = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("fake_score", self.fake.net, lr=c.lr_fake, betas=(c.beta1, 0.999))
+    def adam_options(self):
+        return {"betas": (self.config.beta1, 0.999)}
 
-    # ---- pieces
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator().apply(z)
+    def fake_steps(self):
+        return 1  # 1:1, fake first, as in SiD
 
-    def _times(self, n):
+    def dm_times(self, n):
         c = self.config
         if c.t_dist == "edm":
             return edm_times(c.t_max * self.rand(n))
-        return c.t_min + (c.t_max - c.t_min) * self.rand(n)
+        return super().dm_times(n)
 
-    def sample_batch(self, it):
-        c = self.config
-        return {"z": self.randn(c.batch, *self.shape), "t": self._times(c.batch),
-                "eps": self.randn(c.batch, *self.shape),
-                "fake": (self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape))}
-
-    def _loss(self, y, t, eps):
-        """Per-sample SiD loss at generator samples y (differentiable in y through both scores' inputs)."""
+    def sid_loss(self, y, t, eps):
+        """Per-sample SiD loss at generator samples y (differentiable in y through both scores' inputs),
+        with y_t and both x0 predictions."""
         y_t = self.process.add_noise(y, eps, t)
         real = self.teacher.x0(y_t, t)
         fake = self.fake.x0(y_t, t)
@@ -185,57 +119,38 @@ class SiD(Method):
         loss = ((1 - self.config.alpha) * d * d + d * (fake - y)) / w
         return torch.nan_to_num(loss).flatten(1).sum(1), y_t, real, fake
 
-    def _freeze_fake(self, frozen: bool):
+    @contextlib.contextmanager
+    def fake_frozen(self):
+        """The fake score's parameters take no gradient inside (the generator step differentiates through it)."""
         for p in self.fake.net.parameters():
-            p.requires_grad_(not frozen)
-
-    def targets(self, batch, t=None) -> Targets:
-        if "z" not in batch:
-            raise ValueError("sid's target depends on the generator sample G(z) (its gradient flows through the scores' "
-                             "inputs), not on x_t alone; pass a batch from sample_batch() or probe_batch()")
-        z = batch["z"]
-        tt = batch["t"] if t is None else torch.full((z.shape[0],), float(t), device=z.device)
-        with torch.no_grad():
-            x = self.generate(z)
-        self._freeze_fake(True)
+            p.requires_grad_(False)
         try:
-            with torch.enable_grad():
-                xr = x.clone().requires_grad_(True)
-                loss, x_t, real, fake = self._loss(xr, tt, batch["eps"])
-                grad = torch.autograd.grad(loss.sum(), xr)[0]
+            yield
         finally:
-            self._freeze_fake(False)
-        # the effective per-sample target: one unit gradient step on the SiD loss
-        return Targets(x_t.detach(), tt, (x - grad).detach(), "x0", real.detach(), fake.detach(),
-                       {"generator_sample": x, "grad": grad.detach()})
+            for p in self.fake.net.parameters():
+                p.requires_grad_(True)
 
-    def probe_batch(self, n, t, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
-                "t": torch.full((n,), float(t), device=self.device)}
+    def target_gradient(self, x, t, eps):
+        # the effective per-sample target: one unit gradient step on the SiD loss
+        with self.fake_frozen(), torch.enable_grad():
+            xr = x.clone().requires_grad_(True)
+            loss, x_t, real, fake = self.sid_loss(xr, t, eps)
+            grad = torch.autograd.grad(loss.sum(), xr)[0]
+        return grad.detach(), x_t.detach(), real.detach(), fake.detach()
 
     def step(self, batch, it):
         c = self.config
         decay_lr(self, it, {"generator": c.lr, "fake_score": c.lr_fake}, c.lr_decay)
         # fake score first: denoising loss on detached generator samples
-        z, t, eps = batch["fake"]
-        with torch.no_grad():
-            x = self.generate(z)
-        loss_fake = self.fit_fake_score(x, t, eps)
+        loss_fake = self.update_fake(batch["fake"])
         # generator: SiD loss, gradients through the (frozen) score networks' inputs
         y = self.generate(batch["z"])
-        self._freeze_fake(True)
-        try:
-            loss_g, _, real, fake = self._loss(y, batch["t"], batch["eps"])
+        with self.fake_frozen():
+            loss_g, _, real, fake = self.sid_loss(y, batch["t"], batch["eps"])
             loss_g = loss_g.mean()
             self.opt_step("generator", loss_g)
-        finally:
-            self._freeze_fake(False)
         gap = (real - fake).detach().flatten(1).norm(dim=1).mean().item()
         return StepOutput(losses={"sid": loss_g.item(), "fake": loss_fake}, metrics={"score_gap": gap}, stage="sid")
 
     def generator(self) -> NoisyInputOneStepGenerator:
-        return NoisyInputOneStepGenerator(self.gen, self.config.t_init)
-
-    def ema_nets(self):
-        return {"generator": self.gen.net}
+        return NoisyInputOneStepGenerator(self.gen, self.t_init)

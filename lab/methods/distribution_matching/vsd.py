@@ -35,7 +35,7 @@ Fidelity notes:
   one slow fake step the generator overshoots past the modes for the first ~100 steps and
   can lose modes.
 - Toy learning rates: 3e-4 generator, 3e-3 LoRA (SwiftBrush: 1e-6 and 1e-3 on images).
-- The generator is saved as kind ``onestep_tinit`` (from ``sid``; t_init = 1, SwiftBrush's
+- The generator is saved as kind ``onestep_tinit`` (as ``sid``'s; t_init = 1, SwiftBrush's
   pure-noise input).
 - Measured on 8 Gaussians with the zoo teacher (teacher at 50 steps: SWD 0.090; at 1 step
   1.37), 1-step SWD with these defaults after 900 steps: 0.108 (1.20x; between 1.11x and
@@ -55,11 +55,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from lab.diffusion.denoiser import Denoiser
-from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.distribution_matching.sid import LR_DECAYS, NoisyInputOneStepGenerator, decay_lr
-from lab.trainable import StepOutput, check, is_num
+from lab.config import param
+from lab.methods.base import register
+from lab.methods.distribution_matching.base import (LR_DECAYS, DistributionMatchingConfig, NoisyInputOneStepGenerator,
+                                                    OneStepDistributionMatching, decay_lr)
+from lab.trainable import StepOutput
 
 FAKE_INITS = ("lora", "copy")
 WEIGHTINGS = ("sigma2", "unit")
@@ -100,67 +100,39 @@ def add_lora(net: nn.Module, rank: int = 4, alpha: float = 4.0) -> nn.Module:
 
 
 @dataclass
-class VSDConfig(MethodConfig):
+class VSDConfig(DistributionMatchingConfig):
     steps: int = 900
     lr: float = 3e-4
     lr_fake: float = 3e-3
-    lr_decay: str = "linear"
-    fake_init: str = "lora"
-    lora_rank: int = 4
-    lora_alpha: float = 4.0
-    fake_updates: int = 2
-    weighting: str = "sigma2"
-    t_min: float = 0.02
-    t_max: float = 0.98
-    t_init: float = 1.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(self.lr_decay in LR_DECAYS, "lr_decay", self.lr_decay, ", ".join(LR_DECAYS))
-        check(self.fake_init in FAKE_INITS, "fake_init", self.fake_init, ", ".join(FAKE_INITS))
-        check(isinstance(self.lora_rank, int) and self.lora_rank >= 1, "lora_rank", self.lora_rank, "an integer >= 1")
-        check(is_num(self.lora_alpha) and self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "a positive float")
-        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates, "an integer >= 1")
-        check(self.weighting in WEIGHTINGS, "weighting", self.weighting, ", ".join(WEIGHTINGS))
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(is_num(self.t_init) and 0 < self.t_init <= 1, "t_init", self.t_init, "a float in (0, 1] (the generator's input noise level)")
+    lr_decay: str = param("linear", choices=LR_DECAYS)
+    fake_init: str = param("lora", choices=FAKE_INITS)
+    lora_rank: int = param(4, ge=1)
+    lora_alpha: float = param(4.0, gt=0)
+    fake_updates: int = param(2, ge=1)
+    weighting: str = param("sigma2", choices=WEIGHTINGS)
+    t_init: float = param(1.0, gt=0, le=1, note="the generator's input noise level")
 
 
 @register("vsd")
-class VSD(Method):
+class VSD(OneStepDistributionMatching):
     Config = VSDConfig
     family = "step distillation / distribution matching"
     mechanism = "one-step generator pushed by w(t)(eps_teacher - eps_fake) at its noised samples; the fake score is a LoRA of the teacher"
     paper = ("Wang et al. 2023, ProlificDreamer (Variational Score Distillation); "
              "Nguyen & Tran 2024, SwiftBrush: One-Step Text-to-Image Diffusion Model with Variational Score Distillation")
     zoo_points = "showcase"
+    target_note = " (the gradient is applied to x = G(z))"
 
-    def setup(self):
+    def fake_net(self):
+        """A LoRA of the teacher, a full copy, or a fresh net for an analytic teacher (recorded as ``fake_kind``)."""
         c = self.config
-        from_teacher = self.student_from_teacher()
-        pred = self.teacher.pred if from_teacher else "v"
-        self.gen = Denoiser(self.new_student_net(), self.process, pred)
-        self.add_net("generator", self.gen.net, lr=c.lr)
-        if not from_teacher:
-            fake_net, self.fake_kind = self.new_student_net(), "fresh"  # analytic teacher: nothing to adapt
+        if not self.student_from_teacher():
+            net, self.fake_kind = self.new_student_net(), "fresh"  # analytic teacher: nothing to adapt
         elif c.fake_init == "lora":
-            fake_net, self.fake_kind = add_lora(self.teacher.net, c.lora_rank, c.lora_alpha), "lora"
+            net, self.fake_kind = add_lora(self.teacher.net, c.lora_rank, c.lora_alpha), "lora"
         else:
-            fake_net, self.fake_kind = self.new_student_net(), "copy"
-        self.fake = Denoiser(fake_net, self.process, pred)
-        self.add_net("fake_score", self.fake.net, lr=c.lr_fake)
-
-    # ---- pieces
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator().apply(z)
-
-    def sample_batch(self, it):
-        c = self.config
-        return {"z": self.randn(c.batch, *self.shape), "t": c.t_min + (c.t_max - c.t_min) * self.rand(c.batch),
-                "eps": self.randn(c.batch, *self.shape),
-                "fake": [(self.randn(c.batch, *self.shape), self.rand(c.batch), self.randn(c.batch, *self.shape)) for _ in range(c.fake_updates)]}
+            net, self.fake_kind = self.new_student_net(), "copy"
+        return net
 
     @torch.no_grad()
     def score_gradient(self, x, t, eps):
@@ -171,39 +143,18 @@ class VSD(Method):
         w = s * s if self.config.weighting == "sigma2" else torch.ones_like(s)
         return torch.nan_to_num(w * a * (e_real - e_fake)), x_t, e_real, e_fake
 
-    def targets(self, batch, t=None) -> Targets:
-        if "z" not in batch:
-            raise ValueError("vsd's target depends on the generator sample G(z) (the gradient is applied to x = G(z)), "
-                             "not on x_t alone; pass a batch from sample_batch() or probe_batch()")
-        z = batch["z"]
-        tt = batch["t"] if t is None else torch.full((z.shape[0],), float(t), device=z.device)
-        with torch.no_grad():
-            x = self.generate(z)
-            grad, x_t, _, _ = self.score_gradient(x, tt, batch["eps"])
-            real, fake = self.teacher.x0(x_t, tt), self.fake.x0(x_t, tt)
-        return Targets(x_t, tt, x - grad, "x0", real, fake, {"generator_sample": x, "grad": grad})
-
-    def probe_batch(self, n, t, seed=0):
-        g = torch.Generator().manual_seed(seed)
-        return {"z": torch.randn(n, *self.shape, generator=g).to(self.device), "eps": torch.randn(n, *self.shape, generator=g).to(self.device),
-                "t": torch.full((n,), float(t), device=self.device)}
+    @torch.no_grad()
+    def target_gradient(self, x, t, eps):
+        grad, x_t, _, _ = self.score_gradient(x, t, eps)
+        return grad, x_t, self.teacher.x0(x_t, t), self.fake.x0(x_t, t)
 
     def step(self, batch, it):
         c = self.config
         decay_lr(self, it, {"generator": c.lr, "fake_score": c.lr_fake}, c.lr_decay)
-        for z, t, eps in batch["fake"]:
-            with torch.no_grad():
-                x = self.generate(z)
-            loss_fake = self.fit_fake_score(x, t, eps)
-        x = self.generate(batch["z"])
-        grad, _, _, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
-        loss = 0.5 * sq_dist(x, (x - grad).detach()).mean()
+        loss_fake = self.update_fake(batch["fake"])
+        loss, grad_norm = self.dm_loss(self.generate(batch["z"]), batch["t"], batch["eps"])
         self.opt_step("generator", loss)
-        return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake},
-                          metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
+        return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake}, metrics={"grad_norm": grad_norm}, stage="vsd")
 
     def generator(self) -> NoisyInputOneStepGenerator:
-        return NoisyInputOneStepGenerator(self.gen, self.config.t_init)
-
-    def ema_nets(self):
-        return {"generator": self.gen.net}
+        return NoisyInputOneStepGenerator(self.gen, self.t_init)
