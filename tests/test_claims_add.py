@@ -11,10 +11,9 @@ import torch
 
 import lab
 from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
-
-N = 4000
-
-
+from lab.errors import LabError
+from lab.probes.adversarial import decision_field, real_and_student
+from lab.viz.adversarial import decision_field_figure
 
 
 def _train(teacher, src, cfg):
@@ -45,9 +44,6 @@ def test_claim_add_adversarial_term_improves_one_step(eight):
 
 def test_decision_field_probe_and_figure():
     """decision_field returns one row per grid point with a finite logit; the figure draws it with samples."""
-    from lab.probes.adversarial import decision_field, real_and_student
-    from lab.viz.adversarial import decision_field_figure
-
     torch.set_num_threads(1)
     cls = lab.get_method("add")
     m = cls(cls.tiny_teacher, "8gaussians", {**cls.tiny, "steps": 3}, seed=0)
@@ -65,9 +61,6 @@ def test_decision_field_probe_and_figure():
 
 
 def test_decision_field_refuses_methods_without_a_discriminator():
-    from lab.errors import LabError
-    from lab.probes.adversarial import decision_field
-
     cls = lab.get_method("consistency")
     m = cls(cls.tiny_teacher, "8gaussians", {**cls.tiny, "steps": 1}, seed=0)
     with pytest.raises(LabError, match="discriminator"):

@@ -8,6 +8,8 @@ the exact Gaussian-mixture teacher (labels = components) and, for MSD, its group
 """
 from __future__ import annotations
 
+import copy
+
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -58,8 +60,6 @@ def test_claim_guidance_stage_two_halving_gives_a_two_step_guided_student():
     w = 2; distance: mean per-class SWD to the 64-step guided teacher; the stage-one student is the
     same run's student just before stage two starts.
     """
-    import copy
-
     src = toy2d.get("8gaussians")
     m = lab.get_method("guidance")("toy2d/8gaussians/analytic", "8gaussians",
                                    {"steps": 1400, "halvings": 2, "start_steps": 8, "halving_steps": 300}, seed=0)
@@ -113,6 +113,18 @@ def test_guidance_and_msd_refuse_an_unconditional_teacher():
     for name in ("guidance", "msd"):
         with pytest.raises(LabError, match="class-conditional"):
             lab.get_method(name)(teacher, "8gaussians", {"steps": 1})
+
+
+@pytest.mark.parametrize("bad,field", [({"start_steps": 6}, "start_steps"), ({"halvings": 4}, "halvings"),
+                                       ({"steps": 100, "halvings": 1, "halving_steps": 100}, "steps"),
+                                       ({"w_min": 3.0, "w_max": 1.0}, "w_min/w_max"), ({"traj_steps": [0]}, "traj_steps"),
+                                       ({"student_net": {"type": "unet"}}, "student_net")])
+def test_guidance_config_refuses_bad_rounds_and_weights(bad, field):
+    """The halving rounds (shared with progressive: a power-of-two start, at most log2 of it halvings) and
+    the guidance weights are checked when the config is built, in one line naming the field."""
+    with pytest.raises(LabError, match=field) as ei:
+        lab.get_method("guidance").Config(**bad)
+    assert "\n" not in str(ei.value)
 
 
 def test_guidance_probe_and_figures_have_the_expected_shape():

@@ -69,7 +69,7 @@ def test_export_teacher_matches_our_sampler(teacher, tmp_path, nfe, label):
 
 
 def test_export_one_step_students(teacher, tmp_path):
-    from lab.methods.distribution_matching.sid import NoisyInputOneStepGenerator
+    from lab.methods.distribution_matching.base import NoisyInputOneStepGenerator
 
     gen, _ = teacher
     flow_net, one_net = gen.denoiser.net, tiny_net(1, n_classes=10)

@@ -14,10 +14,7 @@ import torch
 from lab.diffusion.generators import Generator, make_noise
 from lab.errors import LabError
 from lab.metrics import mode_stats, sliced_wasserstein
-
-
-def _np(x):
-    return x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+from lab.probes import to_numpy
 
 
 def _class_swd(x, ref, y, n_classes):
@@ -70,7 +67,7 @@ def guidance_sweep(student: Generator, teacher: Generator, ws=(0.0, 1.0, 2.0, 4.
             if gmm is not None:
                 row["high_quality"] = mode_stats(x, gmm)["high_quality"]
             rows.append(row)
-            samples.append(pd.DataFrame({"w": w, "model": model, "x": _np(x[:, 0]), "y": _np(x[:, 1]), "label": _np(y)}))
+            samples.append(pd.DataFrame({"w": w, "model": model, "x": to_numpy(x[:, 0]), "y": to_numpy(x[:, 1]), "label": to_numpy(y)}))
     return pd.DataFrame(rows), pd.concat(samples, ignore_index=True)
 
 
@@ -83,5 +80,5 @@ def student_split(generator: Generator, n: int = 2000, seed: int = 99) -> pd.Dat
     z = make_noise(n, 2, seed=seed, device=generator.device)
     y = torch.arange(n, device=z.device) % len(route)
     x = generator.sample(z=z, y=y, nfe=1).x
-    return pd.DataFrame({"x": _np(x[:, 0]), "y": _np(x[:, 1]), "label": _np(y),
-                         "student": np.asarray(route)[_np(y)]})
+    return pd.DataFrame({"x": to_numpy(x[:, 0]), "y": to_numpy(x[:, 1]), "label": to_numpy(y),
+                         "student": np.asarray(route)[to_numpy(y)]})

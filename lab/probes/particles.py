@@ -20,7 +20,8 @@ import torch
 
 from lab.diffusion.generators import make_noise
 from lab.errors import LabError
-from lab.runs.loop import Callback
+from lab.runs.loop import Callback, train
+from lab.runs.run import Run
 
 COLUMNS = ["step", "particle", "x", "y"]
 
@@ -79,8 +80,6 @@ def particle_paths(method_or_run, every: int = 10, n: int | None = 128, steps: i
     own total, recording every ``every`` steps) or a run folder / :class:`lab.runs.Run`
     (read from its snapshots: the first ``n`` of each snapshot's ``samples``).
     """
-    from lab.runs.run import Run  # lazy: runs only when particle paths are trained
-
     if isinstance(method_or_run, (str, Path, Run)):
         run = method_or_run if isinstance(method_or_run, Run) else Run.open(method_or_run)
         snaps = run.snapshots()
@@ -98,8 +97,6 @@ def particle_paths(method_or_run, every: int = 10, n: int | None = 128, steps: i
         return _frame(steps_, pts)
     if not hasattr(method_or_run, "generator"):
         raise LabError(f"particle_paths needs a method or a run folder, got {type(method_or_run).__name__}")
-    from lab.runs.loop import train  # lazy: runs only when particle paths are trained
-
     rec = ParticleRecorder(every, n)
     for _ in train(method_or_run, steps, [rec]):
         pass

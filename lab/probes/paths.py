@@ -2,9 +2,11 @@
 states are from the teacher's ODE path from the same noise. Returns data; ``lab.viz.paths`` draws it."""
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
-from lab.diffusion.generators import Generator
+from lab.diffusion.generators import Generator, make_noise
+from lab.diffusion.samplers import ode_sample
 from lab.methods.flow_map.flowmap import FlowMapGenerator, map_apply
 
 __all__ = ["path_error"]
@@ -21,11 +23,6 @@ def path_error(gen: Generator, teacher, n: int = 512, seed: int = 0, points: int
     DataFrame with columns t, kind, error, teacher_spread (mean distance of the teacher's
     state from its own mean, a scale for the errors).
     """
-    import pandas as pd  # inside: local to this probe (pandas is loaded by lab anyway)
-
-    from lab.diffusion.generators import make_noise  # inside: local to this probe; no cycle
-    from lab.diffusion.samplers import ode_sample  # inside: local to this probe; no cycle
-
     if fine_steps % points:
         raise ValueError(f"fine_steps ({fine_steps}) must be a multiple of points ({points})")
     z = make_noise(n, 2, seed=seed, device=gen.device)

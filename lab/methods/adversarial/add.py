@@ -73,18 +73,19 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lab.config import check, param
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.methods.consistency.base import ema_update
 from lab.nets.mlp import FourierTime
-from lab.trainable import StepOutput, check, is_num
+from lab.trainable import StepOutput, cosine_decay
 
 
 class Discriminator(nn.Module):
@@ -108,44 +109,29 @@ class ADDConfig(MethodConfig):
     steps: int = 1000
     batch: int = 1024
     lr: float = 3e-4
-    lr_disc: float = 1e-3
-    adv_weight: float = 1.0
-    distill_weight: float = 2.5
-    student_times: list = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
-    t_min: float = 0.02
-    t_max: float = 0.98
-    disc_t_max: float = 0.5
-    disc_hidden: int = 128
-    disc_depth: int = 3
-    r1: float = 0.0
-    disc_updates: int = 1
-    ema: float = 0.0
+    lr_disc: float = param(1e-3, gt=0)
+    adv_weight: float = param(1.0, ge=0, note="0 = the distillation loss alone")
+    distill_weight: float = param(2.5, ge=0, note="0 = the adversarial loss alone")
+    student_times: list[float] = param([1.0, 0.75, 0.5, 0.25], gt=0, le=1, min_len=1,
+                                       allowed="a non-empty list of times in (0, 1] containing 1.0 (pure noise)")
+    t_min: float = param(0.02, gt=0, lt=1)
+    t_max: float = param(0.98, gt=0, lt=1)
+    disc_t_max: float = param(0.5, gt=0, le=1)
+    disc_hidden: int = param(128, ge=1)
+    disc_depth: int = param(3, ge=1)
+    r1: float = param(0.0, ge=0, note="0 disables the R1 penalty")
+    disc_updates: int = param(1, ge=1)
+    ema: float = param(0.0, ge=0, lt=1, note="0 = sample the raw student")
     lr_decay: bool = True
-    warmup: int = 150
+    warmup: int = param(150, ge=0, note="student lr warm-up steps")
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_disc) and self.lr_disc > 0, "lr_disc", self.lr_disc, "a positive float")
-        check(is_num(self.adv_weight) and self.adv_weight >= 0, "adv_weight", self.adv_weight,
-              "a float >= 0 (0 = the distillation loss alone)")
-        check(is_num(self.distill_weight) and self.distill_weight >= 0, "distill_weight", self.distill_weight,
-              "a float >= 0 (0 = the adversarial loss alone)")
+    def validate(self):
+        super().validate()
         check(self.adv_weight > 0 or self.distill_weight > 0, "adv_weight/distill_weight",
               (self.adv_weight, self.distill_weight), "at least one of them > 0")
-        st = self.student_times
-        check(isinstance(st, (list, tuple)) and len(st) >= 1 and all(is_num(s) and 0 < s <= 1 for s in st),
-              "student_times", st, "a non-empty list of times in (0, 1] containing 1.0 (pure noise)")
-        check(any(float(s) == 1.0 for s in st), "student_times", st, "a list that contains 1.0 (the one-step time)")
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(is_num(self.disc_t_max) and 0.0 < self.disc_t_max <= 1.0, "disc_t_max", self.disc_t_max, "a float in (0, 1]")
-        check(isinstance(self.disc_hidden, int) and self.disc_hidden >= 1, "disc_hidden", self.disc_hidden, "an integer >= 1")
-        check(isinstance(self.disc_depth, int) and self.disc_depth >= 1, "disc_depth", self.disc_depth, "an integer >= 1")
-        check(is_num(self.r1) and self.r1 >= 0, "r1", self.r1, "a float >= 0 (0 disables the R1 penalty)")
-        check(is_num(self.ema) and 0.0 <= self.ema < 1.0, "ema", self.ema, "a float in [0, 1) (0 = sample the raw student)")
-        check(isinstance(self.warmup, int) and self.warmup >= 0, "warmup", self.warmup, "an integer >= 0 (student lr warm-up steps)")
-        check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
-        check(isinstance(self.disc_updates, int) and self.disc_updates >= 1, "disc_updates", self.disc_updates, "an integer >= 1")
+        check(1.0 in self.student_times, "student_times", self.student_times,
+              "a list that contains 1.0 (the one-step time)")
+        check(self.t_min < self.t_max, "t_min/t_max", (self.t_min, self.t_max), "0 < t_min < t_max < 1")
 
 
 @register("add")
@@ -264,7 +250,7 @@ class ADD(Method):
             loss = loss + c.adv_weight * loss_adv
             losses["adv"] = loss_adv.item()
         # learning rates: cosine decay to 0 over the run (both nets), linear warm-up of the student's
-        f = 0.5 * (1 + math.cos(math.pi * min(it, self.total_steps) / self.total_steps)) if c.lr_decay else 1.0
+        f = cosine_decay(it / self.total_steps) if c.lr_decay else 1.0
         w = min(1.0, (it + 1) / c.warmup) if c.warmup > 0 else 1.0
         for name, lr0 in (("student", c.lr * w), ("discriminator", c.lr_disc)):
             for gr in self.optimizers[name].param_groups:
@@ -272,8 +258,7 @@ class ADD(Method):
         self.opt_step("student", loss)
         if self.ema_student is not None:
             with torch.no_grad():
-                for pe, ps in zip(self.ema_student.net.parameters(), self.student.net.parameters()):
-                    pe.mul_(c.ema).add_(ps.detach(), alpha=1 - c.ema)
+                ema_update(self.ema_student.net, self.student.net, c.ema)
         return StepOutput(losses=losses, metrics=metrics, stage="add")
 
     def generator(self) -> ConsistencyGenerator:

@@ -20,8 +20,8 @@ Mechanism as implemented:
   grad = w(t) (eps_teacher(x_t, t) - eps), w(t) = sigma_t^2 (``weighting="sigma2"``, as
   threestudio's ``weighting_strategy="sds"``, w = 1 - alpha_bar_t, in
   ``threestudio/models/guidance/stable_diffusion_guidance.py``) or 1; applied as
-  loss = 0.5 |x - sg(x - grad)|^2 so the optimiser sees exactly ``grad`` per point (mean over
-  points; the particle optimiser is Adam).
+  loss = 0.5 |x - sg(x - grad)|^2 so the optimiser sees exactly ``grad`` per point (summed over
+  free particles, averaged over a generator's batch; the particle optimiser is SGD, see below).
 - VSD gradient (ProlificDreamer eq. 9): the same with eps replaced by eps_phi(x_t, t),
   a fake score fitted online on ALL particles' detached positions with the ordinary
   flow-matching (denoising) loss, ``fake_updates`` fake steps per particle step, t ~ U(0, 1).
@@ -69,19 +69,22 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lab.config import check, param
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult
+from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
 from lab.nets.mlp import NETS
 from lab.nets.specs import DIFFUSION_TYPES, check_net_spec
-from lab.trainable import StepOutput, check, is_num
+from lab.trainable import StepOutput
 
 
 class ParticleSet(nn.Module):
@@ -112,15 +115,13 @@ class ParticleGenerator(Generator):
     """Samples are the optimised particles themselves (or a small z -> x generator)."""
 
     kind = "particles"
+    spec_fields = ("param",)
 
     def __init__(self, net: nn.Module, param: str = "particles", native_nfe=(1,), dim=2):
         self.net, self.param, self.native_nfe, self.dim = net, param, tuple(native_nfe), dim
 
-    def nets(self):
+    def nets(self):  # the one network is saved under the name of what it is: particles or generator
         return {self.param: self.net}
-
-    def extra_spec(self):
-        return {"param": self.param}
 
     @classmethod
     def from_spec(cls, spec, nets):
@@ -143,36 +144,32 @@ class ParticleGenerator(Generator):
         return SampleResult(x, traj, torch.tensor([0.0]), 1)
 
 
+#: a network spec of the fake score or the generator: any diffusion network, completed with its defaults
+diffusion_net = functools.partial(check_net_spec, types=DIFFUSION_TYPES, complete=True)
+
+
 @dataclass
 class SDSConfig(MethodConfig):
     steps: int = 400
     lr: float = 0.5
-    param: str = "particles"
-    n_particles: int = 512
-    t_min: float = 0.02
-    t_max: float = 0.98
-    t_max_late: float | None = 0.3
-    anneal_at: float = 0.5
-    weighting: str = "sigma2"
-    optimizer: str = "auto"
-    gen_lr: float = 1e-3
-    gen_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 64, "depth": 2, "t_dim": 16})
+    n_particles: int = param(512, ge=2)
+    t_min: float = param(0.02, gt=0, lt=1)
+    t_max: float = param(0.98, gt=0, lt=1)
+    t_max_late: float | None = param(0.3, gt=0, lt=1, allowed="null (no annealing) or a float in (t_min, 1)")
+    anneal_at: float = param(0.5, ge=0, le=1, note="a fraction of the run")
+    weighting: str = param("sigma2", choices=("sigma2", "uniform"))
+    optimizer: str = param("auto", choices=("auto", "adam", "sgd"),
+                           allowed="auto (sgd for particles, adam for a generator), adam, sgd")
+    gen_lr: float = param(1e-3, gt=0)
+    gen_net: dict = param({"type": "mlp", "hidden": 64, "depth": 2, "t_dim": 16}, spec=diffusion_net)
+    # last: from here on the name ``param`` in this class body is this field, not lab.config.param
+    param: str = param("particles", choices=("particles", "generator"))
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(self.param in ("particles", "generator"), "param", self.param, "particles, generator")
-        check(isinstance(self.n_particles, int) and self.n_particles >= 2, "n_particles", self.n_particles, "an integer >= 2")
-        check(is_num(self.t_min) and is_num(self.t_max) and 0.0 < self.t_min < self.t_max < 1.0, "t_min/t_max",
-              (self.t_min, self.t_max), "0 < t_min < t_max < 1")
-        check(self.t_max_late is None or (is_num(self.t_max_late) and self.t_min < self.t_max_late < 1.0), "t_max_late",
-              self.t_max_late, "None (no annealing) or a float in (t_min, 1)")
-        check(is_num(self.anneal_at) and 0.0 <= self.anneal_at <= 1.0, "anneal_at", self.anneal_at, "a fraction in [0, 1]")
-        check(self.optimizer in ("auto", "adam", "sgd"), "optimizer", self.optimizer,
-              "auto (sgd for particles, adam for a generator), adam, sgd")
-        check(is_num(self.gen_lr) and self.gen_lr > 0, "gen_lr", self.gen_lr, "a positive float")
-        check(self.weighting in ("sigma2", "uniform"), "weighting", self.weighting, "sigma2, uniform")
-        check(isinstance(self.gen_net, dict), "gen_net", self.gen_net, "a network spec dict")
-        self.gen_net = check_net_spec(self.gen_net, "gen_net", DIFFUSION_TYPES, complete=True)
+    def validate(self):
+        super().validate()
+        check(self.t_min < self.t_max, "t_min/t_max", (self.t_min, self.t_max), "0 < t_min < t_max < 1")
+        check(self.t_max_late is None or self.t_min < self.t_max_late, "t_max_late", self.t_max_late,
+              "null (no annealing) or a float in (t_min, 1)")
 
 
 @register("sds")
@@ -273,21 +270,21 @@ class SDS(Method):
     def _student_x0(self, x_t, t):
         return None
 
-    def step(self, batch, it):
+    def push_points(self, batch) -> tuple[float, dict]:
+        """One optimiser step on the loss 0.5 |x - sg(x - grad)|^2, whose gradient w.r.t. each point is its
+        score-distillation ``grad``: summed over free particles (each particle gets its own gradient),
+        averaged over a generator's batch. Returns (the loss per point, metrics)."""
         x = self.points(batch)
         grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
-        loss = self._sd_loss(x, grad)
+        particles = self.config.param == "particles"
+        loss = 0.5 * sq_dist(x, (x - grad).detach()).sum() / (1.0 if particles else x.shape[0])
         self.opt_step(self.config.param, loss)
-        return StepOutput(losses={"sds": loss.item() / self._loss_scale(x)}, metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()},
-                          stage=self.name)
+        return (loss.item() / (float(x.shape[0]) if particles else 1.0),
+                {"grad_norm": grad.flatten(1).norm(dim=1).mean().item()})
 
-    def _loss_scale(self, x) -> float:
-        return float(x.shape[0]) if self.config.param == "particles" else 1.0
-
-    def _sd_loss(self, x, grad):
-        """0.5 |x - sg(x - grad)|^2: its gradient w.r.t. each point is ``grad``. Summed over free
-        particles (each particle gets its own gradient), averaged over a generator's batch."""
-        return 0.5 * sq_dist(x, (x - grad).detach()).sum() / (1.0 if self.config.param == "particles" else x.shape[0])
+    def step(self, batch, it):
+        loss, metrics = self.push_points(batch)
+        return StepOutput(losses={"sds": loss}, metrics=metrics, stage=self.name)
 
     def generator(self) -> ParticleGenerator:
         return ParticleGenerator(self.param_net, self.config.param)
@@ -299,22 +296,11 @@ class SDS(Method):
 @dataclass
 class VSDConfig(SDSConfig):
     t_max_late: float | None = None
-    lr_fake: float = 2e-3
-    fake_updates: int = 2
-    fake_init: str = "auto"
-    fake_warmup: int = 50
-    fake_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 64, "depth": 3, "t_dim": 16})
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.lr_fake) and self.lr_fake > 0, "lr_fake", self.lr_fake, "a positive float")
-        check(isinstance(self.fake_updates, int) and self.fake_updates >= 1, "fake_updates", self.fake_updates,
-              "an integer >= 1")
-        check(self.fake_init in ("auto", "teacher", "fresh"), "fake_init", self.fake_init, "auto, teacher, fresh")
-        check(isinstance(self.fake_warmup, int) and self.fake_warmup >= 0, "fake_warmup", self.fake_warmup,
-              "an integer >= 0")
-        check(isinstance(self.fake_net, dict), "fake_net", self.fake_net, "a network spec dict")
-        self.fake_net = check_net_spec(self.fake_net, "fake_net", DIFFUSION_TYPES, complete=True)
+    lr_fake: float = param(2e-3, gt=0)
+    fake_updates: int = param(2, ge=1)
+    fake_init: str = param("auto", choices=("auto", "teacher", "fresh"))
+    fake_warmup: int = param(50, ge=0)
+    fake_net: dict = param({"type": "mlp", "hidden": 64, "depth": 3, "t_dim": 16}, spec=diffusion_net)
 
 
 @register("vsd_particles")
@@ -333,8 +319,6 @@ class VSDParticles(SDS):
         use_teacher = c.fake_init == "teacher" or (c.fake_init == "auto" and self.student_from_teacher())
         if use_teacher:
             if not self.student_from_teacher():
-                from lab.errors import LabError  # inside: no cycle or cost; could be top-level
-
                 raise LabError("fake_init='teacher' needs a trained teacher network; this teacher is analytic "
                                "(allowed here: auto, fresh)")
             net, pred = self.new_student_net(), self.teacher.pred
@@ -364,12 +348,5 @@ class VSDParticles(SDS):
             loss_fake = self.fit_fake_score(x, t, eps)
         if it < c.fake_warmup:
             return StepOutput(losses={"fake": loss_fake}, stage="fake warm-up")
-        x = self.points(batch)
-        grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
-        loss = self._sd_loss(x, grad)
-        self.opt_step(c.param, loss)
-        return StepOutput(losses={"vsd": loss.item() / self._loss_scale(x), "fake": loss_fake},
-                          metrics={"grad_norm": grad.flatten(1).norm(dim=1).mean().item()}, stage="vsd")
-
-    def ema_nets(self):
-        return {self.config.param: self.param_net}
+        loss, metrics = self.push_points(batch)
+        return StepOutput(losses={"vsd": loss, "fake": loss_fake}, metrics=metrics, stage="vsd")

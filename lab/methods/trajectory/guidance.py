@@ -66,26 +66,27 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lab.config import check, param
+from lab.diffusion.analytic import GMMPosterior
 from lab.diffusion.denoiser import Denoiser
-from lab.diffusion.process import broadcast_coef
 from lab.diffusion.generators import Generator, register_generator
+from lab.diffusion.process import broadcast_coef
 from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.nets import widen
-from lab.trainable import StepOutput, check, is_num
+from lab.methods.base import Targets, register
+from lab.methods.trajectory.base import HalvingConfig, HalvingMethod
+from lab.nets import check_net_spec, widen
+from lab.trainable import StepOutput, cosine_decay
 
 
 def is_class_conditional(denoiser: Denoiser) -> bool:
     """True when the denoiser's network takes a class label (analytic GMM posterior or a net with n_classes)."""
-    from lab.diffusion.analytic import GMMPosterior  # lazy: analytic GMM only for this check
-
     return isinstance(denoiser.net, GMMPosterior) or int(getattr(denoiser.net, "n_classes", 0) or 0) > 0
 
 
@@ -126,22 +127,12 @@ class CFGGenerator(Generator):
     """
 
     kind = "cfg"
+    denoisers = ("denoiser",)
+    spec_fields = ("w",)
+    default_nfe = 2
 
     def __init__(self, denoiser: Denoiser, w: float = 2.0, native_nfe=(), dim=2):
         self.denoiser, self.w, self.native_nfe, self.dim = denoiser, float(w), tuple(native_nfe), dim
-
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "w": self.w}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("w", 2.0),
-                   spec.get("native_nfe", ()), spec.get("dim", 2))
-
-    default_nfe = 2
 
     def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, w=None, **cond):
         steps = max(1, nfe // 2)
@@ -156,22 +147,12 @@ class GuidedFlowGenerator(Generator):
     """A w-conditioned student v(x_t, t, y, w) sampled with Euler: nfe = steps, one pass each."""
 
     kind = "guided_flow"
+    denoisers = ("denoiser",)
+    spec_fields = ("w",)
+    default_nfe = 4
 
     def __init__(self, denoiser: Denoiser, w: float = 2.0, native_nfe=(1, 2, 4, 8), dim=2):
         self.denoiser, self.w, self.native_nfe, self.dim = denoiser, float(w), tuple(native_nfe), dim
-
-    def nets(self):
-        return {"denoiser": self.denoiser.net}
-
-    def extra_spec(self):
-        return {"process": self.denoiser.process.name, "pred": self.denoiser.pred, "w": self.w}
-
-    @classmethod
-    def from_spec(cls, spec, nets):
-        return cls(Denoiser(nets["denoiser"], spec["process"], spec["pred"]), spec.get("w", 2.0),
-                   spec.get("native_nfe", (1, 2, 4, 8)), spec.get("dim", 2))
-
-    default_nfe = 4
 
     def sample_from(self, z, nfe, *, seed=0, y=None, return_trajectory=False, w=None, **cond):
         y = None if y is None else torch.as_tensor(y, device=z.device).long()
@@ -179,52 +160,40 @@ class GuidedFlowGenerator(Generator):
         return ode_sample(self.denoiser, z, nfe, "euler", y=y, return_trajectory=return_trajectory, w=w)
 
 
+def mlp_net(spec, name):
+    """The student's network spec: an MLP (the method sets its n_classes and its extra input w)."""
+    return check_net_spec(spec, name, ("mlp",), complete=True)
+
+
 @dataclass
-class GuidanceConfig(MethodConfig):
+class GuidanceConfig(HalvingConfig):
     steps: int = 2000
     batch: int = 256
     lr: float = 2e-3
-    w_min: float = 0.0
-    w_max: float = 4.0
-    w_eval: float = 2.0
-    p_uncond: float = 0.1
-    t_min: float = 0.02
-    lr_decay: bool = True
-    traj_share: float = 0.5
-    n_traj: int = 2048
-    traj_steps: tuple = (1, 2, 4, 8)
-    halvings: int = 0
+    student_net: dict = param({"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32}, spec=mlp_net,
+                              note="an mlp spec; n_classes and extra are set by the method")
     start_steps: int = 8
-    halving_steps: int = 400
-    student_net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32})
+    halvings: int = param(0, ge=0, allowed="an integer in [0, log2(start_steps)] (0: stage one only)")
+    w_min: float = param(0.0, ge=0)
+    w_max: float = param(4.0, ge=0)
+    w_eval: float = param(2.0, ge=0)
+    p_uncond: float = param(0.1, ge=0, lt=1)
+    t_min: float = param(0.02, gt=0, lt=1)
+    lr_decay: bool = True
+    traj_share: float = param(0.5, ge=0, le=1)
+    n_traj: int = param(2048, ge=1)
+    traj_steps: tuple[int, ...] = param((1, 2, 4, 8), ge=1, min_len=1, note="step counts")
+    halving_steps: int = param(400, ge=1)
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.w_min) and is_num(self.w_max) and 0 <= self.w_min <= self.w_max, "w_min/w_max",
-              (self.w_min, self.w_max), "0 <= w_min <= w_max")
-        check(is_num(self.w_eval) and self.w_eval >= 0, "w_eval", self.w_eval, "a float >= 0")
-        check(is_num(self.p_uncond) and 0 <= self.p_uncond < 1, "p_uncond", self.p_uncond, "a float in [0, 1)")
-        check(is_num(self.t_min) and 0 < self.t_min < 1, "t_min", self.t_min, "a float in (0, 1)")
-        check(is_num(self.traj_share) and 0 <= self.traj_share <= 1, "traj_share", self.traj_share, "a float in [0, 1]")
-        check(isinstance(self.n_traj, int) and self.n_traj >= 1, "n_traj", self.n_traj, "an integer >= 1")
-        check(isinstance(self.traj_steps, (list, tuple)) and len(self.traj_steps) > 0
-              and all(isinstance(k, int) and k >= 1 for k in self.traj_steps), "traj_steps", self.traj_steps,
-              "a non-empty list of step counts >= 1")
-        check(isinstance(self.start_steps, int) and self.start_steps >= 2 and (self.start_steps & (self.start_steps - 1)) == 0,
-              "start_steps", self.start_steps, "a power of two >= 2")
-        check(isinstance(self.halvings, int) and 0 <= self.halvings and 2**self.halvings <= self.start_steps,
-              "halvings", self.halvings, f"an integer in [0, log2(start_steps)={self.start_steps.bit_length() - 1}]")
-        check(isinstance(self.halving_steps, int) and self.halving_steps >= 1, "halving_steps", self.halving_steps,
-              "an integer >= 1")
+    def validate(self):
+        super().validate()
+        check(self.w_min <= self.w_max, "w_min/w_max", (self.w_min, self.w_max), "0 <= w_min <= w_max")
         check(self.steps > self.halvings * self.halving_steps, "steps", self.steps,
               f"more than halvings x halving_steps = {self.halvings * self.halving_steps} (stage one needs steps)")
-        check(isinstance(self.lr_decay, bool), "lr_decay", self.lr_decay, "true, false")
-        check(isinstance(self.student_net, dict) and self.student_net.get("type", "mlp") == "mlp", "student_net",
-              self.student_net, "an mlp spec (type, hidden, depth, t_dim); n_classes and extra are set by the method")
 
 
 @register("guidance")
-class Guidance(Method):
+class Guidance(HalvingMethod):
     handles_labels = True
     Config = GuidanceConfig
     family = "guidance distillation"
@@ -259,7 +228,7 @@ class Guidance(Method):
         self.stage_one_steps = c.steps - c.halvings * c.halving_steps
 
     # ---- stage two schedule (progressive halving of the w-conditioned student)
-    def _stage_of(self, it: int) -> int:
+    def stage_of(self, it: int) -> int:
         c = self.config
         if it < self.stage_one_steps:
             return 0
@@ -269,12 +238,6 @@ class Guidance(Method):
         """Steps of the student being trained in a halving stage (None in stage one)."""
         stage = self.stage if stage is None else stage
         return self.config.start_steps // 2**stage if stage > 0 else None
-
-    def _advance(self, stage: int) -> None:
-        while self.stage < stage:
-            self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
-            self.optimizers["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
-            self.stage += 1
 
     @torch.no_grad()
     def halving_target(self, x_t, t, y, w, n_s: int):
@@ -316,10 +279,9 @@ class Guidance(Method):
         batch = {"x0": x0.to(self.device), "y": y, "eps": self.randn(c.batch, *self.shape),
                  "t": c.t_min + (1 - c.t_min) * self.rand(c.batch),
                  "w": c.w_min + (c.w_max - c.w_min) * self.rand(c.batch)}
-        stage = self._stage_of(it)
+        stage = self.stage_of(it)
         if stage > 0:  # stage two: times on the halving student's grid, t = i / n_s
-            n_s = self.student_steps(stage)
-            batch["t"] = self.randint(1, n_s + 1, (c.batch,)).float() / n_s
+            batch["t"] = self.grid_times(self.student_steps(stage))
         if c.traj_share > 0:
             if self.pool is None:
                 self.make_pool()
@@ -384,13 +346,10 @@ class Guidance(Method):
 
     def step(self, batch, it):
         c = self.config
-        self._advance(self._stage_of(it))
+        self.advance(self.stage_of(it))
         if c.lr_decay and self.stage == 0:  # cosine decay to 5% of lr over stage one (a function of it: exact on resume)
-            import math
-
-            frac = min(1.0, it / max(1, self.stage_one_steps))
             for g in self.optimizers["student"].param_groups:
-                g["lr"] = c.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+                g["lr"] = c.lr * cosine_decay(it / max(1, self.stage_one_steps), floor=0.05)
         x_t, t, y, w = self._inputs(batch)
         if self.stage == 0:
             target, _ = self.teacher_target(x_t, t, y, w)
@@ -419,10 +378,9 @@ class Guidance(Method):
         return {"student": self.student.net}
 
     def extra_state(self):
-        return {"pool": self.pool, "stage": self.stage}
+        return {"pool": self.pool, **super().extra_state()}
 
     def load_extra_state(self, sd):
-        if "stage" in sd:
-            self._advance(int(sd["stage"]))
+        super().load_extra_state(sd)
         if sd.get("pool") is not None:
             self.pool = {k: v.to(self.device) for k, v in sd["pool"].items()}

@@ -34,31 +34,27 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import check
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import FlowGenerator
 from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check
+from lab.methods.base import Targets, register
+from lab.methods.trajectory.base import HalvingConfig, HalvingMethod
+from lab.trainable import StepOutput
 
 
 @dataclass
-class ProgressiveConfig(MethodConfig):
+class ProgressiveConfig(HalvingConfig):
     steps: int = 2000
     lr: float = 5e-4
-    start_steps: int = 64
-    halvings: int = 5
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.start_steps, int) and self.start_steps >= 2 and (self.start_steps & (self.start_steps - 1)) == 0,
-              "start_steps", self.start_steps, "a power of two >= 2")
-        check(isinstance(self.halvings, int) and 1 <= self.halvings and 2**self.halvings <= self.start_steps,
-              "halvings", self.halvings, f"an integer in [1, log2(start_steps)={self.start_steps.bit_length() - 1}]")
+    def validate(self):
+        super().validate()
         check(self.steps >= self.halvings, "steps", self.steps, f"at least halvings={self.halvings}")
 
 
 @register("progressive")
-class Progressive(Method):
+class Progressive(HalvingMethod):
     Config = ProgressiveConfig
     family = "step distillation / trajectory"
     mechanism = "two teacher DDIM steps become one student step; repeat the halving"
@@ -76,25 +72,17 @@ class Progressive(Method):
         self.add_net("student", self.student.net, lr=c.lr)
         self._stage_len = c.steps // c.halvings
 
-    # ---- schedule
+    # ---- schedule: stage k (from 0) is halving k + 1, each steps // halvings iterations long
     def student_steps(self, stage: int | None = None) -> int:
         stage = self.stage if stage is None else stage
         return self.config.start_steps // 2 ** (stage + 1)
 
-    def _stage_of(self, it: int) -> int:
+    def stage_of(self, it: int) -> int:
         return min(it // self._stage_len, self.config.halvings - 1)
-
-    def _advance(self, stage: int) -> None:
-        while self.stage < stage:
-            self.stage_teacher = self.frozen_copy("stage_teacher", self.student)
-            self.optimizers["student"] = torch.optim.Adam(self.student.net.parameters(), lr=self.config.lr)
-            self.stage += 1
 
     def sample_batch(self, it):
         batch = super().sample_batch(it)
-        n_s = self.student_steps(self._stage_of(it))
-        i = self.randint(1, n_s + 1, (self.config.batch,))
-        batch["t"] = i.float() / n_s
+        batch["t"] = self.grid_times(self.student_steps(self.stage_of(it)))
         return batch
 
     @torch.no_grad()
@@ -119,7 +107,7 @@ class Progressive(Method):
         return Targets(x_t, tt, x0_star, "x0", teacher, student, {"teacher_endpoint": z_s, "student_steps": n_s})
 
     def step(self, batch, it):
-        self._advance(self._stage_of(it))
+        self.advance(self.stage_of(it))
         n_s = self.student_steps()
         x_t = self.process.add_noise(batch["x0"], batch["eps"], batch["t"])
         t = batch["t"]
@@ -133,10 +121,3 @@ class Progressive(Method):
 
     def generator(self) -> FlowGenerator:
         return FlowGenerator(self.student, "ddim", native_nfe=(self.student_steps(),))
-
-    def extra_state(self):
-        return {"stage": self.stage}
-
-    def load_extra_state(self, sd):
-        if "stage" in sd:
-            self._advance(int(sd["stage"]))

@@ -31,32 +31,29 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import check, param
 from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ReflowGenerator, make_noise
 from lab.diffusion.process import LinearFlow
 from lab.diffusion.samplers import ode_sample
 from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.trainable import StepOutput, check
+from lab.trainable import StepOutput
 
 
 @dataclass
 class ReflowConfig(MethodConfig):
     steps: int = 2500
     lr: float = 5e-4
-    n_pairs: int = 20000
-    pair_steps: int = 64
-    distill_frac: float = 0.4
-    t_dist: str = "u_shaped"
-    huber_c: float = 0.01
+    n_pairs: int = param(20000, allowed="an integer >= batch")
+    pair_steps: int = param(64, ge=2)
+    distill_frac: float = param(0.4, ge=0, lt=1)
+    t_dist: str = param("u_shaped", choices=("uniform", "u_shaped"))
+    huber_c: float = param(0.01, ge=0, note="0 means squared L2")
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.n_pairs, int) and self.n_pairs >= self.batch, "n_pairs", self.n_pairs, f"an integer >= batch ({self.batch})")
-        check(isinstance(self.pair_steps, int) and self.pair_steps >= 2, "pair_steps", self.pair_steps, "an integer >= 2")
-        check(isinstance(self.distill_frac, (int, float)) and 0.0 <= self.distill_frac < 1.0, "distill_frac", self.distill_frac, "a float in [0, 1)")
-        check(self.t_dist in ("uniform", "u_shaped"), "t_dist", self.t_dist, "uniform, u_shaped")
-        check(isinstance(self.huber_c, (int, float)) and self.huber_c >= 0, "huber_c", self.huber_c, "a float >= 0 (0 means squared L2)")
+    def validate(self):
+        super().validate()
+        check(self.n_pairs >= self.batch, "n_pairs", self.n_pairs, f"an integer >= batch ({self.batch})")
 
 
 def _u_shaped(u: torch.Tensor, a: float = 4.0) -> torch.Tensor:
@@ -81,15 +78,12 @@ class Reflow(Method):
     def setup(self):
         self.linear = LinearFlow()
         same = self.student_from_teacher() and self.process.name == "linear" and self.teacher.pred == "v"
-        net = self.new_student_net() if same else self._fresh_net()
+        net = self.new_student_net() if same else self.fresh_net()
         self.flow = Denoiser(net, self.linear, "v")
         self.add_net("flow", net, lr=self.config.lr)
         self.one_step: Denoiser | None = None
         self.pairs_z = self.pairs_x = self.pairs_c = None
         self.reflow_steps = self.config.steps - int(round(self.config.steps * self.config.distill_frac))
-
-    def _fresh_net(self):
-        return self.fresh_net()
 
     @torch.no_grad()
     def make_pairs(self):
