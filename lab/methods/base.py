@@ -49,8 +49,10 @@ class Targets:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _diffusion_net(spec, name):
-    return check_net_spec(spec, name, DIFFUSION_TYPES, complete=True)
+def diffusion_net(spec, name: str, types=DIFFUSION_TYPES) -> dict:
+    """A network-spec config field's validator (``param(..., spec=diffusion_net)``): a complete spec of one
+    of ``types`` (default: every diffusion network)."""
+    return check_net_spec(spec, name, types, complete=True)
 
 
 @dataclass
@@ -58,7 +60,7 @@ class MethodConfig(Config):
     steps: int = param(2000, ge=1)
     batch: int = param(512, ge=2)
     lr: float = param(1e-3, gt=0)
-    student_net: dict = param({"type": "mlp", "hidden": 256, "depth": 4, "t_dim": 32}, spec=_diffusion_net,
+    student_net: dict = param({"type": "mlp", "hidden": 256, "depth": 4, "t_dim": 32}, spec=diffusion_net,
                               note="network spec")
 
 

@@ -68,9 +68,9 @@ from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.config import check, param
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.methods.base import Method, MethodConfig, Targets, diffusion_net, register
 from lab.methods.trajectory.guidance import is_class_conditional
-from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec
+from lab.nets import build_net
 from lab.nets.mlp import NETS
 from lab.trainable import StepOutput, cosine_decay
 
@@ -204,7 +204,7 @@ class RoutedGenerator(Generator):
 
 def mlp_student_net(spec, name: str) -> dict:
     """msd's student_net: a network spec (checked as every method's) of an mlp."""
-    spec = check_net_spec(spec, name, DIFFUSION_TYPES, complete=True)
+    spec = diffusion_net(spec, name)
     check(spec["type"] == "mlp", name, spec, "an mlp spec (type, hidden, depth, t_dim); n_classes is set per student")
     return spec
 

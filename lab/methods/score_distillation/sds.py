@@ -69,7 +69,6 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -81,9 +80,8 @@ from lab.diffusion.generators import Generator, register_generator
 from lab.diffusion.samplers import SampleResult
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.methods.base import Method, MethodConfig, Targets, register
+from lab.methods.base import Method, MethodConfig, Targets, diffusion_net, register
 from lab.nets.mlp import NETS
-from lab.nets.specs import DIFFUSION_TYPES, check_net_spec
 from lab.trainable import StepOutput
 
 
@@ -145,9 +143,6 @@ class ParticleGenerator(Generator):
 
 
 #: a network spec of the fake score or the generator: any diffusion network, completed with its defaults
-diffusion_net = functools.partial(check_net_spec, types=DIFFUSION_TYPES, complete=True)
-
-
 @dataclass
 class SDSConfig(MethodConfig):
     steps: int = 400

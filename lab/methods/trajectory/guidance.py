@@ -79,9 +79,9 @@ from lab.diffusion.process import broadcast_coef
 from lab.diffusion.samplers import SampleResult, ode_sample
 from lab.errors import LabError
 from lab.losses import sq_dist
-from lab.methods.base import Targets, register
+from lab.methods.base import Targets, diffusion_net, register
 from lab.methods.trajectory.base import HalvingConfig, HalvingMethod
-from lab.nets import check_net_spec, widen
+from lab.nets import widen
 from lab.trainable import StepOutput, cosine_decay
 
 
@@ -162,7 +162,7 @@ class GuidedFlowGenerator(Generator):
 
 def mlp_net(spec, name):
     """The student's network spec: an MLP (the method sets its n_classes and its extra input w)."""
-    return check_net_spec(spec, name, ("mlp",), complete=True)
+    return diffusion_net(spec, name, ("mlp",))
 
 
 @dataclass
