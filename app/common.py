@@ -116,7 +116,7 @@ DIGITS_METRICS = ("fd", "kid", "accuracy", "precision", "recall", "diversity")
 
 
 def digits_entry(name: str) -> str:
-    """Zoo entry of a digits model: "teacher" or a method of ``zoo.IMAGE_STUDENT_METHODS``."""
+    """Zoo entry of a digits model: "teacher" or a method of ``zoo.image_student_methods()``."""
     return zoo.entry_name("images", "digits", name)
 
 
@@ -125,13 +125,13 @@ def digits_teacher_present() -> bool:
 
 
 def digits_students() -> list[str]:
-    """Methods whose digits student is shipped or cached, in ``zoo.IMAGE_STUDENT_METHODS`` order."""
-    return [m for m in zoo.IMAGE_STUDENT_METHODS if zoo.find(digits_entry(m)) is not None]
+    """Methods whose digits student is shipped or cached, in ``zoo.image_student_methods()`` order."""
+    return [m for m in zoo.image_student_methods() if zoo.find(digits_entry(m)) is not None]
 
 
 def digits_missing_students() -> list[str]:
     present = set(digits_students())
-    return [m for m in zoo.IMAGE_STUDENT_METHODS if m not in present]
+    return [m for m in zoo.image_student_methods() if m not in present]
 
 
 def digits_missing_message(missing: list[str] | None = None) -> str:

@@ -3,15 +3,15 @@
 For the teacher: FD-digits, KID, precision/recall, class accuracy and within-class diversity
 at 1, 2, 4, 8 and 50 NFE, and the noise floor (the train split against the test split at the
 same sample size). For each method: a student distilled from ``digits/teacher`` with the
-zoo's digits recipe (``lab.zoo.IMAGE_STUDENT_RECIPES``, else the method's defaults with a
-digits-sized batch), each in its own subprocess with one thread; the same metrics at each
-NFE it serves natively of 1, 2, 4; and the distillation wall and CPU time.
+method's digits recipe (its class's ``digits_recipe``, which the zoo uses too; else ``SHORT_RECIPE``),
+each in its own subprocess with one thread; the same metrics at each NFE it serves natively
+of 1, 2, 4; and the distillation wall and CPU time.
 
 Goal (issue 4): 1- to 2-step FD within 1.5x of the teacher's 50-NFE FD in at most 20
 minutes per method on 2 cores. Samples: 1000, labels 0..9 cycled, the same noise for
 every model.
 
-    python bench/digits.py                          # every image method
+    python bench/digits.py                          # every image method (data_kinds has "images")
     python bench/digits.py --methods dmd consistency
     python bench/digits.py --zoo                    # also write the zoo students (digits/<method>)
     python bench/digits.py --write                  # rebuild the digits section of RESULTS.md
@@ -34,8 +34,6 @@ NFES = (1, 2, 4)
 TEACHER_NFES = (1, 2, 4, 8, 50)
 N = 1000
 GOAL_RATIO, GOAL_S = 1.5, 20 * 60.0
-METHODS = ("consistency", "progressive", "dmd", "dmd2", "sid", "scm", "guidance", "reflow", "shortcut", "tscd",
-           "rcm", "vsd", "flowmap", "boot")
 KEYS = ("fd", "kid", "precision", "recall", "accuracy", "diversity")
 SECTION = "## Digits (8x8, class-conditional UNet teacher)"
 #: methods without a zoo recipe run this short fixed budget (their defaults are sized for 2D MLPs)
@@ -55,6 +53,20 @@ def _metrics(gen, nfe, **kw) -> dict:
     return {k: round(float(m[k]), 4) for k in KEYS}
 
 
+def methods() -> list[str]:
+    """The registered methods that take image data."""
+    import lab  # inside, as everywhere here: `--write` runs without loading lab and torch
+
+    return [m for m in lab.list_methods() if "images" in lab.get_method(m).data_kinds]
+
+
+def method_recipe(method: str) -> dict:
+    """The method's digits recipe (``digits_recipe``, the zoo's too), else the short fixed budget."""
+    import lab  # inside: see methods()
+
+    return dict(lab.get_method(method).digits_recipe or SHORT_RECIPE)
+
+
 def run_teacher() -> dict:
     import lab
     from lab.metrics import images as im
@@ -72,8 +84,7 @@ def run_method(method: str, zoo: bool) -> dict:
     from lab.runs.loop import ProgressBar, run_to_end
 
     teacher = lab.zoo.load("digits/teacher", train_if_missing=False)
-    cfg = dict(lab.zoo.IMAGE_STUDENT_RECIPES.get(method, SHORT_RECIPE))
-    m = lab.get_method(method)(teacher, "digits", cfg, seed=0)
+    m = lab.get_method(method)(teacher, "digits", method_recipe(method), seed=0)
     c0, t0 = time.process_time(), time.perf_counter()
     run_to_end(m, callbacks=[ProgressBar(f"digits {method}")])
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -82,7 +93,7 @@ def run_method(method: str, zoo: bool) -> dict:
     with torch.no_grad():
         row = {"model": method, "config": m.config_dict(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                "nfe": {str(k): _metrics(gen, k) for k in native}}
-    if zoo and method in lab.zoo.IMAGE_STUDENT_METHODS:
+    if zoo and m.zoo_digits:
         recipe = {"method": method, "teacher": "digits/teacher", "config": m.config_dict(), "seed": 0}
         lab.zoo.save_entry(lab.zoo.entry_name("images", "digits", method), gen, recipe, wall)
     return row
@@ -145,12 +156,12 @@ def main(argv=None):
         (RESULTS / f"{a.one}.json").write_text(json.dumps(row, indent=1))
         return
     if not a.write:
-        import lab
-
-        bad = [m for m in (a.methods or []) if m not in lab.list_methods() or "images" not in lab.get_method(m).data_kinds]
+        allowed = methods()
+        bad = [m for m in (a.methods or []) if m not in allowed]
         if bad:
-            sys.exit(f"unknown or non-image method(s) {', '.join(bad)}; allowed: {', '.join(METHODS)}")
-        todo = (["teacher"] if a.methods is None or not (RESULTS / "teacher.json").exists() else []) + list(a.methods or METHODS)
+            sys.exit(f"unknown or non-image method(s) {', '.join(bad)}; allowed: {', '.join(allowed)}")
+        todo = ((["teacher"] if a.methods is None or not (RESULTS / "teacher.json").exists() else [])
+                + list(a.methods or allowed))
         env = {**os.environ, "LAB_NUM_THREADS": "1"}
         procs: list = []
         for name in todo:

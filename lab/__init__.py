@@ -27,20 +27,9 @@ each other, directly or through others. Highest first:
 resolver into ``lab.trainable`` so that lower layers (methods, kd, runs) resolve model references by
 ``lab.trainable.resolve_reference`` without importing the zoo.
 """
-import os as _os
+from lab.metrics.threads import cap_threads as _cap_threads
 
-import torch as _torch
-
-if _os.environ.get("LAB_NUM_THREADS"):
-    # Toy models gain nothing from many threads, and oversubscribed threads on a busy
-    # 2-core machine slow training by 10x or more: the Makefile sets LAB_NUM_THREADS=1.
-    _torch.set_num_threads(int(_os.environ["LAB_NUM_THREADS"]))
-    try:  # numpy's BLAS too (scikit-learn PCA/k-NN, CKA on numpy): a 2-thread SVD on busy cores is ~30x slower
-        import threadpoolctl as _tpc
-
-        _tpc.threadpool_limits(int(_os.environ["LAB_NUM_THREADS"]))
-    except ImportError:  # scikit-learn brings threadpoolctl; without it only torch is limited
-        pass
+_cap_threads()  # $LAB_NUM_THREADS for torch and numpy's BLAS (the Makefile sets 1), before anything runs
 
 from lab.errors import LabError  # noqa: E402
 from lab.diffusion import load_generator as load

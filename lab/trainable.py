@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lab.config import check, config_from_dict, is_num  # noqa: F401 - re-exported for configs not yet declared
+from lab.config import config_from_dict
 from lab.errors import LabError
 
 

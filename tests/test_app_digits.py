@@ -141,7 +141,7 @@ def test_digits_page_renders_every_section(digits_zoo):
     assert floor.fd == card["fd_noise_floor"] and floor.kid == card["kid_noise_floor"]
 
     # the info names exactly the students that are missing
-    missing = [m for m in zoo.IMAGE_STUDENT_METHODS if m not in digits_zoo]
+    missing = [m for m in zoo.image_student_methods() if m not in digits_zoo]
     infos = [i.value for i in at.info]
     if missing:
         assert len(infos) == 1 and all(m in infos[0] for m in missing) and "bench/digits.py --zoo" in infos[0], infos
@@ -185,7 +185,7 @@ def test_digits_page_teacher_only_names_missing_students(digits_zoo, tmp_path, m
 
     at = _page()
     info = " ".join(i.value for i in at.info)
-    assert all(m in info for m in zoo.IMAGE_STUDENT_METHODS), info
+    assert all(m in info for m in zoo.image_student_methods()), info
     assert "python bench/digits.py --zoo" in info and "lab zoo build" in info, info
     charts = _charts(at)
     assert set(charts) == {"digits_grid", "digits_x0_view", "digits_guidance_teacher"}

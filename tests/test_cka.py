@@ -111,8 +111,8 @@ def test_feature_space_and_gram_forms_agree():
         x, y = g.normal(size=(n, dx)), g.normal(size=(n, dy)) + g.normal(size=(n, 1))
         xc, yc = x - x.mean(0), y - y.mean(0)
         kx, ky = xc @ xc.T, yc @ yc.T
-        gram_b = S._hsic_biased_gram(kx, ky) / np.sqrt(S._hsic_biased_gram(kx, kx) * S._hsic_biased_gram(ky, ky))
-        gram_d = S._hsic_unbiased_gram(kx, ky) / np.sqrt(S._hsic_unbiased_gram(kx, kx) * S._hsic_unbiased_gram(ky, ky))
+        gram_b = S.hsic_biased_gram(kx, ky) / np.sqrt(S.hsic_biased_gram(kx, kx) * S.hsic_biased_gram(ky, ky))
+        gram_d = S.hsic_unbiased_gram(kx, ky) / np.sqrt(S.hsic_unbiased_gram(kx, kx) * S.hsic_unbiased_gram(ky, ky))
         assert linear_cka(x, y) == pytest.approx(gram_b, abs=1e-10)
         assert linear_cka(x, y, debiased=True) == pytest.approx(gram_d, abs=1e-10)
         # torch input (float32 converted to float64) gives the numpy value

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import lab
+from lab.config import config_from_dict
 from lab.diffusion.train import TeacherConfig
 from lab.errors import LabError
 from lab.methods import MethodConfig, get_method, list_methods, register
 from lab.nets import build_net
-from lab.trainable import config_from_dict
 
 
 PY = sys.executable

@@ -54,14 +54,14 @@ class _StopAt(Callback):
 
 def _cut(monkeypatch, folder, at, ckpt_every, **kw):
     """distill_run into ``folder``, stopped (as by a kill) right after step ``at``."""
-    orig = recipes._callbacks
+    orig = recipes.run_callbacks
 
     def patched(run, trainable, ema, progress, every=10, ckpt_every=None):
         cbs = orig(run, trainable, ema, progress, every, ckpt_every=ckpt_every)
         return cbs[:-1] + [_StopAt(at)] + cbs[-1:]
 
     with monkeypatch.context() as mp:
-        mp.setattr(recipes, "_callbacks", patched)
+        mp.setattr(recipes, "run_callbacks", patched)
         with pytest.raises(_Stop):
             distill_run("consistency", TEACHER, folder, steps=STEPS, progress=False, config=SMALL,
                         checkpoint_every=ckpt_every, **kw)
@@ -123,8 +123,8 @@ def test_metrics_after_the_checkpoint_are_cut_on_resume(tmp_path, monkeypatch):
             if "first" not in seen:
                 seen["first"] = Run(folder).metrics()["step"].tolist()
 
-    orig = recipes._callbacks
-    monkeypatch.setattr(recipes, "_callbacks", lambda *a, **k: orig(*a, **k) + [Peek()])
+    orig = recipes.run_callbacks
+    monkeypatch.setattr(recipes, "run_callbacks", lambda *a, **k: orig(*a, **k) + [Peek()])
     resume_run(folder, progress=False)
     assert max(seen["first"]) <= 20
     m = Run(folder).metrics()
@@ -197,9 +197,9 @@ def test_divergence_stops_with_one_line_and_never_saves_a_bad_state(tmp_path):
         def on_step(self, state):
             lr_seen.append(state.trainable.optimizers["student"].param_groups[0]["lr"])
 
-    orig = recipes._callbacks
+    orig = recipes.run_callbacks
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(recipes, "_callbacks", lambda *a, **k: orig(*a, **k) + [LR()])
+        mp.setattr(recipes, "run_callbacks", lambda *a, **k: orig(*a, **k) + [LR()])
         resume_run(folder, progress=False, overrides={"lr": 1e-3, "steps": 40})
     assert set(lr_seen) == {1e-3}
     cfg = Run.open(folder).config
@@ -256,7 +256,7 @@ def test_a_checkpoint_with_inf_optimiser_state_is_never_written(tmp_path, monkey
     _cut(monkeypatch, folder, 20, 10)
     run = Run.open(folder)
     before = _hashes(folder)
-    m = recipes._build(run.config, "cpu")[0]
+    m = recipes.build_run(run.config, "cpu")[0]
     m.load_state_dict(run.load_checkpoint()["trainable"])
     opt = m.optimizers["student"]
     next(iter(opt.state.values()))["exp_avg_sq"].fill_(float("inf"))

@@ -13,7 +13,7 @@ from lab import zoo
 from lab.diffusion import Denoiser
 from lab.diffusion.generators import FlowGenerator, load_generator
 from lab.errors import LabError
-from lab.interop.diffusers import _resolve_src, export_pipeline, load_diffusers_teacher
+from lab.interop.diffusers import export_pipeline, export_source, load_diffusers_teacher
 from lab.nets import build_net
 from lab.runs import recipes
 
@@ -72,7 +72,7 @@ def test_digits_image_entries():
         r = zoo.resolve(entry, train_if_missing=False)
         assert r.kind == "generator" and r.data == "digits"
         same_weights(r.model, zoo.load(entry, train_if_missing=False))
-        gen, name = _resolve_src(entry)  # the diffusers export's source
+        gen, name = export_source(entry)  # the diffusers export's source
         assert name == entry
         same_weights(gen, r.model)
     with pytest.raises(LabError, match="is a student"):

@@ -47,14 +47,14 @@ class StopAt(Callback):
 
 def _interrupt(monkeypatch, at: int, ckpt_every: int, fn, *args, **kwargs):
     """Run ``fn`` (distill_run / train_teacher_run) with checkpoints every ``ckpt_every`` steps and a kill at ``at``."""
-    orig = recipes._callbacks
+    orig = recipes.run_callbacks
 
     def patched(run, trainable, ema, progress, every=10, **kw):
         cbs = orig(run, trainable, ema, progress, every, ckpt_every=ckpt_every)
         return cbs[:-1] + [StopAt(at)] + cbs[-1:]  # after Checkpoint, before the progress bar
 
     with monkeypatch.context() as mp:
-        mp.setattr(recipes, "_callbacks", patched)
+        mp.setattr(recipes, "run_callbacks", patched)
         with pytest.raises(Interrupted):
             fn(*args, **kwargs)
 

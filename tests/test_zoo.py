@@ -59,7 +59,7 @@ def test_every_student_entry_is_shipped_with_its_recipe():
     """The app's generator comparison shows zoo students: every student entry ships in assets/ with a card
     naming its method and the teacher it was distilled from."""
     students = [e for e in zoo.shipped_entries() if not e.endswith("/teacher")]
-    assert {e.rsplit("/", 1)[1] for e in students} >= set(zoo.SHOWCASE_METHODS) | set(zoo.STUDENT_METHODS)
+    assert {e.rsplit("/", 1)[1] for e in students} >= set(zoo.student_methods(zoo.SHOWCASE_DATASET))
     for e in students:
         p = zoo.find(e)
         assert p is not None and zoo.ASSETS in p.parents, f"{e} is not shipped; build it with `lab zoo build`"
@@ -67,3 +67,19 @@ def test_every_student_entry_is_shipped_with_its_recipe():
         data, method = e.split("/")[-2:]
         assert card["recipe"]["method"] == method and card["recipe"]["teacher"] == zoo.student_teacher(data, method)
         assert method in lab.list_methods()
+
+
+def test_a_method_class_says_which_zoo_students_it_has(monkeypatch):
+    """The zoo's lists are read from the method classes: a method registered with ``zoo_points="showcase"``,
+    a conditional teacher and a digits student is an entry on the showcase dataset and on digits only."""
+    from lab.methods import REGISTRY
+
+    class Fake(lab.Method):
+        zoo_points, needs_conditional_teacher, zoo_digits, digits_recipe = "showcase", True, True, {"steps": 3}
+
+    before = zoo.entries()
+    monkeypatch.setitem(REGISTRY, "zz_fake", Fake)
+    added = [e for e in zoo.entries() if e not in before]
+    assert added == [f"toy2d/{zoo.SHOWCASE_DATASET}/zz_fake", "digits/zz_fake"]
+    assert zoo.student_teacher(zoo.SHOWCASE_DATASET, "zz_fake") == f"toy2d/{zoo.SHOWCASE_DATASET}/analytic"
+    assert zoo.IMAGE_STUDENT_RECIPES["zz_fake"] == {"steps": 3}

@@ -1,10 +1,11 @@
 """Teacher training: flow matching (velocity) or denoising (eps / x0) on any process."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
+from lab.config import Config, check, param
 from lab.data.toy2d import Source, resolve
 from lab.diffusion.denoiser import PRED_TYPES, Denoiser
 from lab.diffusion.generators import FlowGenerator
@@ -12,35 +13,30 @@ from lab.diffusion.process import PROCESSES, get_process
 from lab.errors import LabError
 from lab.losses import sq_dist
 from lab.nets import DIFFUSION_TYPES, build_net, check_net_spec, spec_for
-from lab.trainable import StepOutput, Trainable, check, is_num
+from lab.trainable import StepOutput, Trainable, cosine_decay
+
+
+def _diffusion_net(spec, name):
+    return check_net_spec(spec, name, DIFFUSION_TYPES, complete=True)
 
 
 @dataclass
-class TeacherConfig:
-    steps: int = 4000
-    batch: int = 1024
-    lr: float = 2e-3
-    #: gradient-norm clipping (0 = off)
-    grad_clip: float = 0.0
-    process: str = "linear"
-    pred: str = "v"
+class TeacherConfig(Config):
+    steps: int = param(4000, ge=1)
+    batch: int = param(1024, ge=2)
+    lr: float = param(2e-3, gt=0)
+    grad_clip: float = param(0.0, ge=0, note="0 = off")
+    process: str = param("linear", choices=PROCESSES)
+    pred: str = param("v", choices=PRED_TYPES)
     #: the network spec; on images an MLP spec is replaced by the data's UNet (lab.nets.spec_for)
-    net: dict = field(default_factory=lambda: {"type": "mlp", "hidden": 256, "depth": 3, "t_dim": 32})
+    net: dict = param({"type": "mlp", "hidden": 256, "depth": 3, "t_dim": 32}, spec=_diffusion_net,
+                      note="network spec")
     conditional: bool = False
-    label_dropout: float = 0.1
-    solver: str = "euler"
+    label_dropout: float = param(0.1, ge=0, lt=1)
+    solver: str = param("euler", choices=("euler", "heun", "ddim"))
 
-    def __post_init__(self):
-        check(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "an integer >= 1")
-        check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
-        check(is_num(self.lr) and self.lr > 0, "lr", self.lr, "a positive float")
-        check(isinstance(self.process, str) and self.process in PROCESSES, "process", self.process, ", ".join(PROCESSES))
-        check(isinstance(self.pred, str) and self.pred in PRED_TYPES, "pred", self.pred, ", ".join(PRED_TYPES))
-        check(is_num(self.grad_clip) and self.grad_clip >= 0, "grad_clip", self.grad_clip, "a float >= 0 (0 = off)")
-        check(is_num(self.label_dropout) and 0.0 <= self.label_dropout < 1.0, "label_dropout", self.label_dropout, "a float in [0, 1)")
-        check(isinstance(self.net, dict), "net", self.net, "a JSON object (network spec)")
-        self.net = check_net_spec(self.net, "net", DIFFUSION_TYPES, complete=True)
-        check(isinstance(self.solver, str) and self.solver in ("euler", "heun", "ddim"), "solver", self.solver, "euler, heun, ddim")
+    def validate(self):
+        super().validate()
         check(not (self.process == "vp_cosine" and self.pred == "eps"), "pred", self.pred,
               "x0 or v with process vp_cosine (eps prediction is singular at t = 1, where alpha = 0)")
 
@@ -52,21 +48,21 @@ class TeacherTraining(Trainable):
     """
 
     name = "teacher"
+    Config = TeacherConfig
 
-    def __init__(self, data: "Source | str", config: TeacherConfig | None = None, seed: int = 0, device=None):
+    def __init__(self, data: "Source | str", config: TeacherConfig | dict | None = None, seed: int = 0, device=None):
         super().__init__(seed, device)
         self.data = resolve(data)
-        self.config = config or TeacherConfig()
+        self.use_config(config)
         c = self.config
-        self.total_steps = c.steps
         if c.conditional and not self.data.n_classes:
             raise LabError(f"conditional=True needs labelled data; {self.data.spec} has no classes")
         self.shape = tuple(self.data.shape)
         spec = spec_for(self.shape, c.net, **({"n_classes": self.data.n_classes} if c.conditional else {}))
         torch.manual_seed(self.seed)
         self.net = self.add_net("denoiser", build_net(spec), lr=c.lr)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizers["denoiser"], lambda i: 0.05 + 0.95 * 0.5 * (1 + torch.cos(torch.tensor(torch.pi * min(i, c.steps) / c.steps)).item()))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optimizers["denoiser"],
+                                                       lambda i: cosine_decay(i / c.steps, floor=0.05))
         self.denoiser = Denoiser(self.net, get_process(c.process), c.pred)
 
     def sample_batch(self, it):

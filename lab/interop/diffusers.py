@@ -119,7 +119,7 @@ def load_diffusers_teacher(folder, device=None):
 
 
 # ============================================================================ export side
-def _resolve_src(src):
+def export_source(src):
     """(generator, name) of a model folder or a zoo entry, by :func:`lab.zoo.resolve` (through the hook it installs
     in lab.trainable: the zoo sits above interop). Zoo entries are never trained here."""
     r = resolve_reference(src, "generator", "cpu", train_if_missing=False, progress=False)
@@ -204,7 +204,7 @@ def export_pipeline(src, out, nfe: int | None = None, label: int | None = None, 
     from lab.diffusion.process import LinearFlow  # lazy: only needed for export
     from lab.nets.unet import TIME_SCALE, UNet  # lazy: only needed for export
 
-    gen, src_name = _resolve_src(src)
+    gen, src_name = export_source(src)
     out = Path(out)
     replace = _check_target(out, Path(gen.folder), overwrite)
     den, nfe, stochastic, cond, note = _plan(gen, nfe)

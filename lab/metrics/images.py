@@ -26,22 +26,12 @@ from scipy import linalg
 from scipy.spatial.distance import pdist
 from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
-from threadpoolctl import threadpool_limits
 
 from lab.errors import LabError
+from lab.metrics.threads import blas_threads
 
 DATA = ("digits", "digits16")
 KEYS = ("fd", "kid", "precision", "recall", "diversity", "accuracy")
-
-
-def _blas_threads(fn):
-    """Run ``fn`` with numpy's BLAS on torch's thread count (LAB_NUM_THREADS): oversubscribed BLAS threads
-    on a busy machine made FD 10x slower."""
-    @functools.wraps(fn)
-    def wrapped(*a, **k):
-        with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
-            return fn(*a, **k)
-    return wrapped
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,7 +94,7 @@ def _feats(f, name: str) -> np.ndarray:
     return f
 
 
-@_blas_threads
+@blas_threads()
 def frechet_distance(fa, fb) -> float:
     """||mu_a - mu_b||^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2)) between Gaussian fits of two feature sets."""
     fa, fb = _feats(fa, "fa"), _feats(fb, "fb")
@@ -160,7 +150,7 @@ def _coverage(balls: np.ndarray, probes: np.ndarray, k: int) -> float:
     return float(inside.mean())
 
 
-@_blas_threads
+@blas_threads()
 def precision_recall(real_f, fake_f, k: int = 3) -> tuple[float, float]:
     """Improved precision and recall (Kynkaanniemi et al. 2019) on k-NN feature manifolds."""
     real_f, fake_f = _feats(real_f, "real_f"), _feats(fake_f, "fake_f")
@@ -214,7 +204,7 @@ def _reference(data: str, n_ref: int | None, seed: int):
     return f, _diversity_f(f, y.numpy())
 
 
-@_blas_threads
+@blas_threads()
 def image_metrics(x, y=None, data: str = "digits", n_ref: int | None = None, seed: int = 0, k: int = 3) -> dict:
     """FD, KID, precision, recall, diversity (and class accuracy when ``y`` is given) against the test split.
 

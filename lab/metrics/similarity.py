@@ -20,8 +20,6 @@ All arithmetic in float64 numpy; inputs may be numpy arrays or torch tensors on 
 """
 from __future__ import annotations
 
-import os
-from contextlib import nullcontext
 from typing import Iterable, Mapping
 
 import numpy as np
@@ -29,6 +27,7 @@ import pandas as pd
 from scipy.spatial.distance import pdist, squareform
 
 from lab.errors import LabError
+from lab.metrics.threads import blas_threads  # noqa: F401 - lab.probes uses it from here
 
 
 def _features(x, name: str = "x") -> np.ndarray:
@@ -68,14 +67,14 @@ def _ratio(kl: float, kk: float, ll: float) -> float:
 
 # ---------------------------------------------------------------- HSIC estimators on Gram matrices
 
-def _hsic_biased_gram(k: np.ndarray, l: np.ndarray) -> float:
+def hsic_biased_gram(k: np.ndarray, l: np.ndarray) -> float:
     """tr(K H L H) (the 1/(n-1)^2 factor cancels in CKA and is left out)."""
     kc = k - k.mean(0, keepdims=True) - k.mean(1, keepdims=True) + k.mean()
     lc = l - l.mean(0, keepdims=True) - l.mean(1, keepdims=True) + l.mean()
     return float(np.sum(kc * lc))
 
 
-def _hsic_unbiased_gram(k: np.ndarray, l: np.ndarray) -> float:
+def hsic_unbiased_gram(k: np.ndarray, l: np.ndarray) -> float:
     """Song et al. (2012) HSIC_1 from two n x n Gram matrices."""
     n = k.shape[0]
     k = k.copy()
@@ -112,17 +111,6 @@ def _linear_terms(x: np.ndarray, y: np.ndarray, debiased: bool) -> tuple[float, 
 
 # ---------------------------------------------------------------- public API
 
-def blas_threads():
-    """A context limiting numpy's BLAS/OpenMP pools to ``$LAB_NUM_THREADS`` threads when it is set (torch's own
-    limit does not reach them; on busy cores a 2-thread SVD ran 30x slower than a 1-thread one)."""
-    n = os.environ.get("LAB_NUM_THREADS")
-    if not n:
-        return nullcontext()
-    from threadpoolctl import threadpool_limits  # only when capping: scikit-learn brings it, the lab does not require it
-
-    return threadpool_limits(limits=max(1, int(n)))
-
-
 def linear_cka(x, y, debiased: bool = False) -> float:
     """Linear CKA between features x (n, d_x) and y (n, d_y) of the same n examples.
 
@@ -152,7 +140,7 @@ def rbf_cka(x, y, sigma_frac: float = 0.8, debiased: bool = False) -> float:
         raise LabError(f"sigma_frac must be a positive number, got {sigma_frac!r}")
     x, y = _pair(x, y, debiased)
     k, l = _rbf_gram(x, float(sigma_frac)), _rbf_gram(y, float(sigma_frac))
-    h = _hsic_unbiased_gram if debiased else _hsic_biased_gram
+    h = hsic_unbiased_gram if debiased else hsic_biased_gram
     return _ratio(h(k, l), h(k, k), h(l, l))
 
 
@@ -204,4 +192,5 @@ def cka_matrix(feats_a: Mapping[str, object], feats_b: Mapping[str, object], deb
     return pd.DataFrame(vals, index=pd.Index(list(fa), name="layer_a"), columns=pd.Index(list(fb), name="layer_b"))
 
 
-__all__ = ["blas_threads", "linear_cka", "rbf_cka", "minibatch_cka", "cka_matrix"]
+__all__ = ["blas_threads", "linear_cka", "rbf_cka", "minibatch_cka", "cka_matrix", "hsic_biased_gram",
+           "hsic_unbiased_gram"]

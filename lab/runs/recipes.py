@@ -43,7 +43,7 @@ def _check_ema(ema) -> None:
         raise LabError(f"invalid EMA decay {ema!r}; allowed: a float in [0, 1), e.g. 0.999")
 
 
-def _callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int | None = None):
+def run_callbacks(run, trainable, ema: float | None, progress: bool, every: int = 10, ckpt_every: int | None = None):
     """The CLI's callbacks, in order: the divergence guard (before anything is recorded or saved), EMA, the
     recorder, the checkpoint (every ``ckpt_every`` steps, or every few seconds when None) and the bar."""
     rec = Recorder(run, every=every, snapshot_every=max(1, trainable.total_steps // 10))
@@ -63,39 +63,36 @@ def _restore_callbacks(cbs, states: dict):
             cb.load_state_dict(s)
 
 
+def _given(config: dict | None, steps: int | None) -> dict:
+    """The config fields given for a new run (``steps``, when given, wins)."""
+    return {**(config or {}), **({"steps": int(steps)} if steps else {})}
+
+
+def _start(out, cfg: dict, device, progress: bool, overwrite: bool, checkpoint_every: int | None) -> Run:
+    """A new run from its run config ``cfg`` (config.json before the build fills it in): built by
+    :func:`build_run`, as a resume is, then config.json written and the trainable trained."""
+    tr, recipe, data_spec = build_run(cfg, device)
+    run = Run.create(out, _completed(cfg, tr, recipe, data_spec), overwrite=overwrite)
+    return _finish(run, tr, run_callbacks(run, tr, cfg["ema"], progress, ckpt_every=checkpoint_every),
+                   data_spec=data_spec, recipe=recipe)
+
+
 def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
                       overwrite=False, config: dict | None = None, ema: float | None = None,
                       checkpoint_every: int | None = None):
-    from lab.diffusion.train import TeacherConfig, TeacherTraining  # lazy: each recipe loads only what it runs
-    from lab.trainable import config_from_dict  # lazy: each recipe loads only what it runs
-
     _check_ema(ema)
-    cfg = config_from_dict(TeacherConfig, {**(config or {}), **({"steps": steps} if steps else {})})
-    tr = TeacherTraining(data, cfg, seed=seed, device=device)
-    run = Run.create(out, {"kind": "teacher", "data": tr.data.spec, "config": tr.config_dict(), "seed": seed,
-                           "device": str(device), "steps": cfg.steps, "ema": ema, "built": built_nets(tr)},
-                     overwrite=overwrite)
-    return _finish(run, tr, _callbacks(run, tr, ema, progress, ckpt_every=checkpoint_every), data_spec=tr.data.spec,
-                   recipe={"trainer": "flow matching", "config": tr.config_dict(), "seed": seed, "ema": ema})
+    cfg = {"kind": "teacher", "data": data, "config": _given(config, steps), "seed": seed, "device": str(device),
+           "steps": steps, "ema": ema}
+    return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
                 device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None,
                 checkpoint_every: int | None = None):
-    from lab.methods import get_method  # lazy: each recipe loads only what it runs
-
-    cls = get_method(method)
     _check_ema(ema)
-    gen, data = resolve_teacher(teacher, device, data)
-    cfg = dict(config or {})
-    if steps:
-        cfg["steps"] = int(steps)
-    m = cls(gen, data, cfg, seed=seed, device=device)
-    run = Run.create(out, {"kind": "distill", "method": method, "config": m.config_dict(), "teacher": teacher,
-                           "data": m.data.spec, "seed": seed, "device": str(device), "steps": m.total_steps,
-                           "ema": ema, "built": built_nets(m)}, overwrite=overwrite)
-    return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=m.data.spec,
-                   recipe={"method": method, "teacher": teacher, "config": m.config_dict(), "seed": seed})
+    cfg = {"kind": "distill", "method": method, "config": _given(config, steps), "teacher": teacher, "data": data,
+           "seed": seed, "device": str(device), "steps": steps, "ema": ema}
+    return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
 def default_kd_teacher(task: str) -> str:
@@ -113,28 +110,20 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
     _check_ema(ema)
     if teacher is None and cls.needs_teacher:
         teacher = default_kd_teacher(tk.name)
-    cfg = dict(config or {})
-    if steps:
-        cfg["steps"] = int(steps)
-    m = cls(teacher if cls.needs_teacher else None, tk, cfg, seed=seed, device=device)
-    run = Run.create(out, {"kind": "kd", "method": method, "config": m.config_dict(), "teacher": teacher,
-                           "task": tk.name, "seed": seed, "device": str(device), "steps": m.total_steps, "ema": ema,
-                           "built": built_nets(m)}, overwrite=overwrite)
-    return _finish(run, m, _callbacks(run, m, ema, progress, ckpt_every=checkpoint_every), data_spec=tk.name,
-                   recipe={"method": method, "teacher": teacher, "task": tk.name, "config": m.config_dict(),
-                           "seed": seed})
+    cfg = {"kind": "kd", "method": method, "config": _given(config, steps), "teacher": teacher, "task": tk.name,
+           "seed": seed, "device": str(device), "steps": steps, "ema": ema}
+    return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
-def _build(cfg: dict, device):
-    """The trainable a run folder's config describes -> (trainable, recipe, data spec)."""
+def build_run(cfg: dict, device):
+    """The trainable a run config describes -> (trainable, recipe, data spec): the one way a run's trainable is
+    built, for a new run (whose ``config`` holds only the fields given) and for a resumed one (config.json)."""
     kind = cfg.get("kind", "distill")
     try:
         if kind == "teacher":
-            from lab.diffusion.train import TeacherConfig, TeacherTraining  # lazy: each recipe loads only what it runs
-            from lab.trainable import config_from_dict  # lazy: each recipe loads only what it runs
+            from lab.diffusion.train import TeacherTraining  # lazy: each recipe loads only what it runs
 
-            tr = TeacherTraining(cfg["data"], config_from_dict(TeacherConfig, cfg["config"]), seed=cfg["seed"],
-                                 device=device)
+            tr = TeacherTraining(cfg["data"], cfg["config"], seed=cfg["seed"], device=device)
             return tr, {"trainer": "flow matching", "config": cfg["config"], "seed": cfg["seed"],
                         "ema": cfg.get("ema")}, tr.data.spec
         if kind == "kd":
@@ -148,15 +137,25 @@ def _build(cfg: dict, device):
         if kind == "distill":
             from lab.methods import get_method  # lazy: each recipe loads only what it runs
 
-            gen, data = resolve_teacher(cfg["teacher"], device, cfg.get("data"))
-            tr = get_method(cfg["method"])(gen, cfg["data"], cfg["config"], seed=cfg["seed"], device=device)
+            cls = get_method(cfg["method"])
+            gen, data = resolve_teacher(cfg["teacher"], device, cfg["data"])
+            tr = cls(gen, data, cfg["config"], seed=cfg["seed"], device=device)
             return tr, {"method": cfg["method"], "teacher": cfg["teacher"], "config": cfg["config"],
-                        "seed": cfg["seed"]}, cfg["data"]
+                        "seed": cfg["seed"]}, tr.data.spec
     except KeyError as e:
         raise LabError(f"config.json lacks {e.args[0]!r}; it is not a usable run folder") from None
     except TypeError as e:
         raise LabError(f"config.json has a value of the wrong type ({e}); it is not a usable run folder") from None
     raise LabError(f"config.json has kind {kind!r}; allowed: teacher, distill, kd")
+
+
+def _completed(cfg: dict, tr, recipe: dict, data_spec: str) -> dict:
+    """The run config ``cfg`` with what the built trainable says (its data, whole config, steps and networks);
+    the recipe's config follows."""
+    cfg = {**cfg, **({"data": data_spec} if "data" in cfg else {}), "config": tr.config_dict(),
+           "steps": tr.total_steps, "built": built_nets(tr)}
+    recipe["config"] = cfg["config"]
+    return cfg
 
 
 def _canon(cfg: dict) -> str:
@@ -215,12 +214,9 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
                            "not applied: restore it and pass changes on resume, e.g. --config '{\"lr\": 0.0001}'")
     dev = device or cfg.get("device", "cpu")
     new_cfg = _with_overrides(cfg, overrides) if overrides else cfg
-    tr, recipe, data_spec = _build(new_cfg, dev)
+    tr, recipe, data_spec = build_run(new_cfg, dev)
     if overrides:
-        new_cfg["config"] = tr.config_dict() if hasattr(tr, "config_dict") else new_cfg["config"]
-        new_cfg["steps"] = tr.total_steps
-        new_cfg["built"] = built_nets(tr)
-        recipe["config"] = new_cfg["config"]
+        new_cfg = _completed(new_cfg, tr, recipe, data_spec)
     fresh = {n: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
              for n, o in getattr(tr, "optimizers", {}).items()}
     if ckpt is not None:
@@ -236,7 +232,7 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
         for n, groups in fresh.items():
             for g, h in zip(tr.optimizers[n].param_groups, groups):
                 g.update(h)
-    cbs = _callbacks(run, tr, cfg.get("ema"), progress, ckpt_every=checkpoint_every)
+    cbs = run_callbacks(run, tr, cfg.get("ema"), progress, ckpt_every=checkpoint_every)
     if ckpt is not None:
         _restore_callbacks(cbs, ckpt.get("callbacks", {}))
     if overrides:

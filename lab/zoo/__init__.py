@@ -41,7 +41,7 @@ from lab.io import zoo_entry_name as entry_name
 from lab.kd.base import get as get_kd_method
 from lab.kd.tasks import get_task, list_tasks
 from lab.kd.zoo import KDModel, load_model
-from lab.methods import get_method
+from lab.methods import get_method, list_methods
 from lab.metrics import noise_floor, sliced_wasserstein
 from lab.nets import digits_eval
 from lab.runs.loop import EMA, ProgressBar, run_to_end, train
@@ -50,35 +50,41 @@ from lab.trainable import install_model_resolver
 #: the shipped zoo (``assets/zoo``); entry ``NAME`` lives in ``ASSETS / NAME``
 ASSETS = ZOO_ASSETS
 TEACHER_NFE = 50
+#: the 2D datasets with zoo students: a method with ``zoo_points = "all"`` ships one on each
 STUDENT_DATASETS = ("8gaussians", "moons", "checkerboard")
-STUDENT_METHODS = ("progressive", "consistency", "reflow")
-#: every other unconditional method ships one default student, on the app's default distribution only
-#: (about 0.5 MB each; the rest are a `lab distill` or `python bench/run.py --zoo` away)
+#: the app's default distribution: methods with ``zoo_points = "showcase"`` ship a student on it only (about
+#: 0.5 MB each; the rest are a `lab distill` or `python bench/run.py --zoo` away)
 SHOWCASE_DATASET = "8gaussians"
-SHOWCASE_METHODS = ("dmd", "dmd2", "sid", "vsd", "scm", "rcm", "tscd", "shortcut", "flowmap", "boot", "add",
-                    "sds", "vsd_particles", "guidance", "msd")
-#: methods that need a class-conditional teacher: distilled from the exact (analytic) mixture teacher
-CONDITIONAL_METHODS = ("guidance", "msd")
-
 
 #: image zoo: one class-conditional UNet teacher per image dataset, its students, and the judges of lab.metrics.images
 IMAGE_DATASETS = ("digits",)
-IMAGE_STUDENT_METHODS = ("consistency", "progressive", "dmd", "guidance")  # reflow (2 nets, 8 MB) is bench-only
 IMAGE_JUDGES = ("features", "classifier")
 #: the digits teacher recipe: flow matching with label dropout (so it can be guided), EMA 0.999
 IMAGE_TEACHER_RECIPE = {"steps": 5000, "batch": 128, "lr": 1e-3, "conditional": True, "label_dropout": 0.1,
                         "grad_clip": 1.0, "net": {"type": "unet"}}
 IMAGE_TEACHER_EMA = 0.999
-#: default digits student recipes (method config overrides); steps sized for a laptop CPU
-IMAGE_STUDENT_RECIPES = {
-    "consistency": {"steps": 600, "batch": 64, "lr": 1e-4, "n_intervals": 18, "target_ema": 0.95},
-    "progressive": {"steps": 600, "batch": 64, "lr": 1e-4, "start_steps": 16, "halvings": 3},
-    "dmd": {"steps": 900, "batch": 32, "lr": 5e-5, "lr_fake": 1e-4, "reg_weight": 1.0, "n_pairs": 1024,
-            "pair_steps": 25},
-    "guidance": {"steps": 400, "batch": 32, "lr": 1e-4, "start_steps": 4, "halvings": 2, "halving_steps": 100,
-                 "n_traj": 256, "traj_steps": [2, 4, 8]},
-    "reflow": {"steps": 800, "batch": 64, "lr": 1e-4, "n_pairs": 2048, "pair_steps": 25},
-}
+
+
+# Which methods have zoo students, and with which recipe, is said by the method classes (Method.zoo_points,
+# needs_conditional_teacher, zoo_digits, digits_recipe); the lists below are read from the registry when asked.
+def _methods(test) -> tuple[str, ...]:
+    """The registered methods whose class passes ``test``, in name order."""
+    return tuple(m for m in list_methods() if test(get_method(m)))
+
+
+def image_student_methods() -> tuple[str, ...]:
+    """The methods whose digits student is a zoo entry (``zoo_digits``; built with their ``digits_recipe``)."""
+    return _methods(lambda c: c.zoo_digits)
+
+
+def __getattr__(name: str):
+    """``IMAGE_STUDENT_METHODS`` and ``IMAGE_STUDENT_RECIPES`` (the digits students and every method's digits
+    recipe), derived from the method classes when read: the names notebooks/03_images.ipynb uses."""
+    if name == "IMAGE_STUDENT_METHODS":
+        return image_student_methods()
+    if name == "IMAGE_STUDENT_RECIPES":
+        return {m: dict(get_method(m).digits_recipe) for m in _methods(lambda c: c.digits_recipe is not None)}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_image_entry(entry: str) -> bool:
@@ -89,16 +95,18 @@ def student_teacher(dataset: str, method: str) -> str:
     """The zoo teacher a default student of ``method`` on ``dataset`` is distilled from."""
     if dataset in IMAGE_DATASETS:
         return entry_name("images", dataset)
-    if method in CONDITIONAL_METHODS and toy2d.get(dataset).gmm is not None:
+    if get_method(method).needs_conditional_teacher and toy2d.get(dataset).gmm is not None:
         return entry_name("toy2d", dataset, "analytic")
     return entry_name("toy2d", dataset)
 
 
 def student_methods(dataset: str) -> tuple[str, ...]:
-    """The methods whose default student for ``dataset`` is a zoo entry."""
+    """The methods whose default student for ``dataset`` is a zoo entry: ``zoo_points`` "all" on every one of
+    STUDENT_DATASETS, then "showcase" on SHOWCASE_DATASET."""
     if dataset not in STUDENT_DATASETS:
         return ()
-    return STUDENT_METHODS + (SHOWCASE_METHODS if dataset == SHOWCASE_DATASET else ())
+    return (_methods(lambda c: c.zoo_points == "all")
+            + (_methods(lambda c: c.zoo_points == "showcase") if dataset == SHOWCASE_DATASET else ()))
 
 
 def cache_dir() -> Path:
@@ -117,7 +125,7 @@ def entries() -> list[str]:
             out.append(entry_name("toy2d", name, m))
     for name in IMAGE_DATASETS:
         out.append(entry_name("images", name))
-        out += [entry_name("images", name, m) for m in IMAGE_STUDENT_METHODS]
+        out += [entry_name("images", name, m) for m in image_student_methods()]
     return out
 
 
@@ -245,7 +253,7 @@ def _build_image_entry(entry, data, what, root, progress, seed, device, steps) -
     else:
         teacher_entry = student_teacher(data, what)
         teacher = load(teacher_entry, device=device, progress=progress)
-        cfg = {**IMAGE_STUDENT_RECIPES.get(what, {}), **({"steps": steps} if steps else {})}
+        cfg = {**(get_method(what).digits_recipe or {}), **({"steps": steps} if steps else {})}
         m = get_method(what)(teacher, source, cfg, seed=seed, device=device)
         run_to_end(m, callbacks=[ProgressBar(f"zoo {entry}", disable=not progress)])
         gen = m.generator()
