@@ -1472,7 +1472,7 @@ def _found_elsewhere_cases():
 
     def bool_field_takes_object(tmp):
         from lab.diffusion.train import TeacherConfig
-        from lab.trainable import config_from_dict
+        from lab.config import config_from_dict
 
         def go():  # lab teacher train --config '{"conditional": {"a": 1}}' trains and records the object
             cfg = config_from_dict(TeacherConfig, {"conditional": {"a": 1}})
@@ -1501,7 +1501,7 @@ def _found_elsewhere_cases():
 
     def unknown_key_newline(tmp):
         from lab.diffusion.train import TeacherConfig
-        from lab.trainable import config_from_dict
+        from lab.config import config_from_dict
 
         return lambda: config_from_dict(TeacherConfig, {"x\ny": 1})  # lab teacher train --config '{"x\ny": 1}'
 

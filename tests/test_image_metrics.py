@@ -87,7 +87,7 @@ def test_classifier_accuracy_and_label_permutation(test_split):
     perm = M.class_accuracy(x, y[torch.randperm(len(y), generator=g)])
     assert perm < 0.3
     # the judge is a different network from the feature extractor
-    assert type(M._default_net("classifier", "cpu")) is not type(M._default_net("features", "cpu"))
+    assert type(M.default_net("classifier", "cpu")) is not type(M.default_net("features", "cpu"))
 
 
 def test_diversity_collapsed_below_real(train, test_split, floor):

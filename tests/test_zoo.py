@@ -82,4 +82,4 @@ def test_a_method_class_says_which_zoo_students_it_has(monkeypatch):
     added = [e for e in zoo.entries() if e not in before]
     assert added == [f"toy2d/{zoo.SHOWCASE_DATASET}/zz_fake", "digits/zz_fake"]
     assert zoo.student_teacher(zoo.SHOWCASE_DATASET, "zz_fake") == f"toy2d/{zoo.SHOWCASE_DATASET}/analytic"
-    assert zoo.IMAGE_STUDENT_RECIPES["zz_fake"] == {"steps": 3}
+    assert zoo.image_student_recipes()["zz_fake"] == {"steps": 3}

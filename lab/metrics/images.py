@@ -35,7 +35,7 @@ KEYS = ("fd", "kid", "precision", "recall", "diversity", "accuracy")
 
 
 @functools.lru_cache(maxsize=None)
-def _default_net(kind: str, device: str):
+def default_net(kind: str, device: str):
     from lab.nets.digits_eval import load_eval_net  # lazy: eval net only when none is given
 
     return load_eval_net(kind, device=device)
@@ -76,14 +76,14 @@ def _run(net, x, fn, batch: int) -> np.ndarray:
 def features(x, net=None, batch: int = 512) -> np.ndarray:
     """(N, 128) float64 features of images (N, 1, 8, 8) or (N, 1, 16, 16) in [-1, 1]."""
     x = _images(x)
-    net = net or _default_net("features", str(x.device))
+    net = net or default_net("features", str(x.device))
     return _run(net, x, net.features, batch)
 
 
 def predict(x, classifier=None, batch: int = 512) -> np.ndarray:
     """Predicted classes of images by the separate digits classifier."""
     x = _images(x)
-    classifier = classifier or _default_net("classifier", str(x.device))
+    classifier = classifier or default_net("classifier", str(x.device))
     return _run(classifier, x, classifier, batch).argmax(1)
 
 

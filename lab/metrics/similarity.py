@@ -27,7 +27,6 @@ import pandas as pd
 from scipy.spatial.distance import pdist, squareform
 
 from lab.errors import LabError
-from lab.metrics.threads import blas_threads  # noqa: F401 - lab.probes uses it from here
 
 
 def _features(x, name: str = "x") -> np.ndarray:
@@ -192,5 +191,5 @@ def cka_matrix(feats_a: Mapping[str, object], feats_b: Mapping[str, object], deb
     return pd.DataFrame(vals, index=pd.Index(list(fa), name="layer_a"), columns=pd.Index(list(fb), name="layer_b"))
 
 
-__all__ = ["blas_threads", "linear_cka", "rbf_cka", "minibatch_cka", "cka_matrix", "hsic_biased_gram",
+__all__ = ["linear_cka", "rbf_cka", "minibatch_cka", "cka_matrix", "hsic_biased_gram",
            "hsic_unbiased_gram"]

@@ -22,7 +22,7 @@ import torch
 
 from lab.errors import LabError
 from lab.io import cache_root
-from lab.metrics.similarity import blas_threads  # noqa: F401  (re-exported: tests use probes.embeddings.blas_threads)
+from lab.metrics.threads import blas_threads
 from lab.probes.kd import features
 
 METHODS = ("pca", "umap")

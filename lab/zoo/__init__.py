@@ -77,14 +77,9 @@ def image_student_methods() -> tuple[str, ...]:
     return _methods(lambda c: c.zoo_digits)
 
 
-def __getattr__(name: str):
-    """``IMAGE_STUDENT_METHODS`` and ``IMAGE_STUDENT_RECIPES`` (the digits students and every method's digits
-    recipe), derived from the method classes when read: the names notebooks/03_images.ipynb uses."""
-    if name == "IMAGE_STUDENT_METHODS":
-        return image_student_methods()
-    if name == "IMAGE_STUDENT_RECIPES":
-        return {m: dict(get_method(m).digits_recipe) for m in _methods(lambda c: c.digits_recipe is not None)}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def image_student_recipes() -> dict[str, dict]:
+    """Every method's digits recipe (``digits_recipe``; config overrides for an 8x8 digits student)."""
+    return {m: dict(get_method(m).digits_recipe) for m in _methods(lambda c: c.digits_recipe is not None)}
 
 
 def is_image_entry(entry: str) -> bool:
