@@ -10,7 +10,7 @@ import statistics
 import pytest
 
 import lab
-from lab.kd.features import feature_cka
+from lab.kd.feature.base import feature_cka
 
 pytestmark = pytest.mark.claim
 
@@ -50,7 +50,7 @@ def test_fitnets_one_stage_beats_scratch_with_200_labels():
 
 
 def test_fitnets_hint_stage_makes_the_guided_layer_more_cka_similar_to_the_hint_layer():
-    """Two-stage FitNets does not beat scratch here (see the module docstring of lab.kd.features); what
+    """Two-stage FitNets does not beat scratch here (see the module docstring of lab.kd.feature.fitnets); what
     its hint stage does measurably: after it, the student's guided layer (fc1) is closer in linear CKA to
     the teacher's hint layer (pool) on the test digits than the same layer of a scratch student."""
     seeds = [0, 1]

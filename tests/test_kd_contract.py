@@ -19,7 +19,7 @@ import torch
 import lab
 from lab.errors import LabError
 from lab.kd import KD_REGISTRY, get, get_task, list_methods, load_model
-from lab.trainable import config_from_dict
+from lab.config import config_from_dict
 
 STEPS = 8
 

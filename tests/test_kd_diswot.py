@@ -49,7 +49,7 @@ def test_semantic_gradient_is_the_cross_entropy_gradient_of_the_head_and_frozen_
     x, y = batch
     torch.manual_seed(0)
     net = build_classifier(TEACHER)
-    g, f = diswot._probe(net, x, y, "teacher")
+    g, f = diswot.probe(net, x, y, "teacher")
     F.cross_entropy(net(x), y).backward()
     assert torch.allclose(g, net.head.weight.grad, atol=1e-6) and f.shape == (64, net.head.in_features)
     trained = load_teacher("kd/digits/teacher")  # frozen (requires_grad False)

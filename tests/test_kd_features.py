@@ -8,10 +8,13 @@ import torch.nn.functional as F
 
 import lab
 from lab.errors import LabError
-from lab.kd.features import (CNN_STUDENT, at_loss, at_vector, attention_map, hint_loss, middle_layer,
-                             penultimate_layer, rkd_angle_loss, rkd_distance_loss, run_with_features, vkd_loss)
-from lab.kd.minilm import attention_kl, value_relation_kl
-from lab.kd.ofa import VIT_STUDENT, ofa_loss
+from lab.kd.feature.at import CNN_STUDENT, at_loss, at_vector, attention_map
+from lab.kd.feature.base import middle_layer, penultimate_layer, run_with_features
+from lab.kd.feature.fitnets import hint_loss
+from lab.kd.feature.minilm import attention_kl, value_relation_kl
+from lab.kd.feature.ofa import VIT_STUDENT, ofa_loss
+from lab.kd.feature.rkd import rkd_angle_loss, rkd_distance_loss
+from lab.kd.feature.vkd import vkd_loss
 from lab.nets.classifiers import build_classifier
 
 TEACHER = "kd/digits/teacher"

@@ -6,9 +6,9 @@ import torch
 
 import lab
 from lab.errors import LabError
-from lab.kd.bdkd import balanced_kl
-from lab.kd.dkd import dkd_terms
-from lab.kd.taid import interpolate
+from lab.kd.logit.bdkd import balanced_kl
+from lab.kd.logit.dkd import dkd_terms
+from lab.kd.logit.taid import interpolate
 from lab.losses import forward_kl, reverse_kl
 from lab.probes.taid import interpolated, taid_trace
 from lab.viz.taid import interpolated_figure, taid_trace_figure

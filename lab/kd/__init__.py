@@ -1,7 +1,14 @@
-"""Knowledge distillation of classifiers and language models.
+"""Knowledge distillation of classifiers and language models, grouped by family (one package each).
 
-Methods live one module each in this package and register by name (``lab.kd.list_methods()``);
-a new method only needs its own file with a ``@register("name")`` class. Tasks: ``lab.kd.list_tasks()``.
+    logit/     kd, scratch, rkl, jsd, skew_kl, tvd, dkd, bdkd, taid, function_matching: the student's logits are
+               pulled to (a function of) the teacher's
+    feature/   fitnets, at, vkd, rkd, minilm, ofa: intermediate features (hints, attention, embeddings,
+               relations, per-stage logits) are matched too
+    online/    dml, born_again: no pre-trained teacher; peers or earlier generations teach
+
+Methods register by name (``lab.kd.list_methods()``); every module in these packages is imported here, so a new
+method only needs its own file in its family's package with a ``@register("name")`` class. ``diswot`` (choosing a
+student architecture without training) is a search tool, not a method. Tasks: ``lab.kd.list_tasks()``.
 """
 import importlib
 import pkgutil
@@ -10,10 +17,9 @@ from lab.kd.base import KD_REGISTRY, KDConfig, KDMethod, KDTargets, get, list_me
 from lab.kd.tasks import KDTask, get_task, list_tasks
 from lab.kd.zoo import KDModel, load_model, load_teacher
 
-_SKIP = {"base", "tasks", "zoo"}
-for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    if _m.name not in _SKIP and not _m.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_m.name}")
+for _m in sorted(pkgutil.walk_packages(__path__, prefix=f"{__name__}."), key=lambda m: m.name):
+    if not _m.name.rsplit(".", 1)[-1].startswith("_"):
+        importlib.import_module(_m.name)
 
 __all__ = ["KD_REGISTRY", "KDConfig", "KDMethod", "KDTargets", "get", "list_methods", "register", "KDTask",
            "get_task", "list_tasks", "KDModel", "load_model", "load_teacher"]

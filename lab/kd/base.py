@@ -10,11 +10,13 @@ callbacks, run folders and resume serve it as the step-distillation methods:
     m.evaluate()            # test acc / nll / ece / agreement (and kl_truth on the language task)
     m.history               # the periodic evaluations (best and last epoch both come from here)
 
-Subclasses set ``Config`` (a validated dataclass), ``paper``, ``mechanism`` and implement
+Subclasses set ``Config`` (a :class:`KDConfig` subclass whose fields are declared with
+:func:`lab.config.param`), ``paper``, ``mechanism`` and implement
 ``loss(student_logits, teacher_logits, y, batch, it) -> (loss, terms)``, or override ``compute(batch, it)`` when
 they need features. ``targets(batch)`` says what distribution the student is pulled to, without
-training. Extra trainable modules (regressors, projectors, peers) are added with ``add_net(name,
-net, lr)``; ``optimize(loss)`` steps every optimiser.
+training. Extra trainable modules (regressors, projectors, peers) are added with ``add_trainable(name,
+net, lr)``; ``optimize(loss)`` steps every optimiser. The methods live in family packages: ``logit/``,
+``feature/`` and ``online/`` (each with a README).
 """
 from __future__ import annotations
 
@@ -25,11 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.config import Config, param
 from lab.errors import LabError
 from lab.kd.tasks import KDTask, get_task, logits_of
-from lab.nets.classifiers import CLASSIFIERS
+from lab.kd.zoo import KDModel
+from lab.losses import forward_kl
+from lab.nets.classifiers import CLASSIFIERS, build_classifier
 from lab.nets.specs import check_net_spec
-from lab.trainable import StepOutput, Trainable, check, is_num, make_registry, resolve_reference
+from lab.trainable import StepOutput, Trainable, make_registry, resolve_reference
 
 #: the knowledge-distillation methods by name: ``register("name")`` decorates a KDMethod subclass
 KD_REGISTRY, register, list_methods, get = make_registry("KD method")
@@ -52,6 +57,9 @@ class KDTargets:
 
 AUGMENTATIONS = ("none", "shift")
 
+#: the benchmark setting where Hinton KD beats training from scratch (scarce labels): 200 labelled digits, 1000 steps
+SCARCE_LABELS = {"steps": 1000, "n_train": 200}
+
 
 def shift_images(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
     """Translate each image (n, C, H, W) by (dx, dy) in {-1, 0, 1} pixels, filling with the background (-1)."""
@@ -63,45 +71,30 @@ def shift_images(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.T
     return pad.permute(0, 2, 3, 1)[n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-@dataclass
-class KDConfig:
-    steps: int = 1000
-    batch: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    #: the student network spec (None: the task's default student)
-    student: dict | None = None
-    #: softmax temperature of the distillation term
-    temperature: float = 4.0
-    #: weight of the cross-entropy with the true labels
-    ce_weight: float = 0.1
-    #: weight of the distillation term
-    kd_weight: float = 0.9
-    #: evaluate on the test split every this many steps (0: ten times per run)
-    eval_every: int = 0
-    #: use only the first n_train training examples (0: all), to study KD with scarce labels
-    n_train: int = 0
-    #: data augmentation of image batches: "none" or "shift" (random translations by up to one pixel)
-    augment: str = "none"
+def _student_spec(spec: dict, name: str) -> dict:
+    return check_net_spec(spec, name, CLASSIFIERS, None, complete=True)
 
-    def __post_init__(self):
-        check(isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps >= 1, "steps",
-              self.steps, "an integer >= 1")
-        check(isinstance(self.batch, int) and self.batch >= 2, "batch", self.batch, "an integer >= 2")
-        check(is_num(self.lr) and self.lr > 0, "lr", self.lr, "a positive float")
-        check(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", self.weight_decay, "a float >= 0")
-        check(self.student is None or isinstance(self.student, dict), "student", self.student,
-              "null or a network spec (a JSON object with a 'type')")
-        if self.student is not None:
-            self.student = check_net_spec(self.student, "student", CLASSIFIERS, None, complete=True)
-        check(is_num(self.temperature) and self.temperature > 0, "temperature", self.temperature, "a positive float")
-        check(is_num(self.ce_weight) and self.ce_weight >= 0, "ce_weight", self.ce_weight, "a float >= 0")
-        check(is_num(self.kd_weight) and self.kd_weight >= 0, "kd_weight", self.kd_weight, "a float >= 0")
-        check(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", self.eval_every,
-              "an integer >= 0 (0: ten evaluations per run)")
-        check(isinstance(self.n_train, int) and self.n_train >= 0, "n_train", self.n_train,
-              "an integer >= 0 (0: the whole training split)")
-        check(self.augment in AUGMENTATIONS, "augment", self.augment, ", ".join(AUGMENTATIONS))
+
+@dataclass
+class KDConfig(Config):
+    steps: int = param(1000, ge=1)
+    batch: int = param(64, ge=2)
+    lr: float = param(1e-3, gt=0)
+    weight_decay: float = param(0.0, ge=0)
+    #: the student network spec (None: the task's default student)
+    student: dict | None = param(None, spec=_student_spec, note="a network spec with a 'type'")
+    #: softmax temperature of the distillation term
+    temperature: float = param(4.0, gt=0)
+    #: weight of the cross-entropy with the true labels
+    ce_weight: float = param(0.1, ge=0)
+    #: weight of the distillation term
+    kd_weight: float = param(0.9, ge=0)
+    #: evaluate on the test split every this many steps (0: ten times per run)
+    eval_every: int = param(0, ge=0, note="0: ten evaluations per run")
+    #: use only the first n_train training examples (0: all), to study KD with scarce labels
+    n_train: int = param(0, ge=0, note="0: the whole training split")
+    #: data augmentation of image batches: "none" or "shift" (random translations by up to one pixel)
+    augment: str = param("none", choices=AUGMENTATIONS)
 
 
 class KDMethod(Trainable):
@@ -163,8 +156,6 @@ class KDMethod(Trainable):
         return dict(self.config.student or self.task.student_net)
 
     def new_student(self, spec: dict | None = None) -> nn.Module:
-        from lab.nets.classifiers import build_classifier  # lazy: classifier nets only needed to build a student
-
         return build_classifier(spec or self.student_spec())
 
     def add_optimizer(self, name: str, net: nn.Module, lr: float | None = None) -> None:
@@ -203,6 +194,22 @@ class KDMethod(Trainable):
             terms["ce"] = self.ce(student_logits, y)
             loss = loss + self.config.ce_weight * terms["ce"]
         return loss, terms
+
+    def plus_kd(self, loss: torch.Tensor, terms: dict, student_logits: torch.Tensor, teacher_logits: torch.Tensor):
+        """``loss + kd_weight * T^2 KL(teacher || student)`` (term "kd") when the config's kd_weight is positive;
+        else unchanged (the optional Hinton head of the feature methods)."""
+        if self.config.kd_weight > 0:
+            terms["kd"] = forward_kl(flat(student_logits), flat(teacher_logits), temperature=self.config.temperature)
+            loss = loss + self.config.kd_weight * terms["kd"]
+        return loss, terms
+
+    def detached_logits(self, x: torch.Tensor):
+        """(student, teacher) logits of ``x`` as (rows, classes), without gradients (the teacher's None without a
+        teacher): what :meth:`targets` compares."""
+        with torch.no_grad():
+            student_logits = flat(logits_of(self.student(x)))
+            teacher_logits = flat(self.teacher_logits(x)) if self.teacher is not None else None
+        return student_logits, teacher_logits
 
     def loss(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, y: torch.Tensor, batch: dict,
              it: int):
@@ -250,13 +257,10 @@ class KDMethod(Trainable):
     def targets(self, batch: dict) -> KDTargets:
         """Default: the teacher's tempered softmax (Hinton). Methods with another target override this."""
         temperature = self.config.temperature
-        with torch.no_grad():
-            student_logits = logits_of(self.student(batch["x"]))
-            teacher_logits = self.teacher_logits(batch["x"]) if self.teacher is not None else None
-        n_classes = student_logits.shape[-1]
-        tp = torch.softmax(flat(teacher_logits) / temperature, -1) if teacher_logits is not None \
-            else F.one_hot(batch["y"].reshape(-1), n_classes).float()
-        student = torch.softmax(flat(student_logits) / temperature, -1)
+        student_logits, teacher_logits = self.detached_logits(batch["x"])
+        tp = torch.softmax(teacher_logits / temperature, -1) if teacher_logits is not None \
+            else F.one_hot(batch["y"].reshape(-1), student_logits.shape[-1]).float()
+        student = torch.softmax(student_logits / temperature, -1)
         return KDTargets(target=tp, teacher=tp, student=student, labels=batch["y"].reshape(-1),
                          info={"temperature": temperature})
 
@@ -295,8 +299,6 @@ class KDMethod(Trainable):
 
     def model(self):
         """The trained student as a saveable :class:`lab.kd.zoo.KDModel`."""
-        from lab.kd.zoo import KDModel  # late: lab.kd/__init__ imports base before zoo (package cycle)
-
         card = {"method": self.name, "task": self.task.name, "history": [dict(r) for r in self.history]}
         if self.history:
             card["summary"] = self.summary()
@@ -325,4 +327,5 @@ def flat(z: torch.Tensor) -> torch.Tensor:
     return z.reshape(-1, z.shape[-1])
 
 
-__all__ = ["KD_REGISTRY", "KDConfig", "KDMethod", "KDTargets", "register", "get", "list_methods", "flat", "kl_rows"]
+__all__ = ["KD_REGISTRY", "KDConfig", "KDMethod", "KDTargets", "register", "get", "list_methods", "flat", "kl_rows",
+           "SCARCE_LABELS", "AUGMENTATIONS", "shift_images"]

@@ -25,8 +25,8 @@ Fidelity notes:
 - both networks are built from their specs with the same seed-derived initialisation (PyTorch's
   default init, not the paper's Gaussian re-init); a module given as the teacher is used with its
   current weights (pass a spec, or ``net.spec()``, for the paper's random teacher).
-- the penultimate features are the input of each network's ``head`` (read with a forward pre-hook),
-  so MLPs, CNNs and ViTs are scored alike; the Grad-CAM weights are the head-weight gradients
+- the penultimate features are the input of each network's ``head`` (read with
+  :func:`lab.nets.hooks.tap_features`, ``inputs=True``), so MLPs, CNNs and ViTs are scored alike; the Grad-CAM weights are the head-weight gradients
   themselves (for a linear head on pooled features these are the class-wise channel importances),
   computed in closed form ``(softmax - onehot)^T f / n`` (equal to autograd's; frozen networks work too).
 - the 1/C^2 normalisation of the semantic term is ours, putting both terms on the same scale; the
@@ -50,11 +50,13 @@ from torch import nn
 
 from lab.errors import LabError
 from lab.io import zoo_entry_name
+from lab.kd.base import get
+from lab.kd.tasks import get_task, logits_of
+from lab.nets.classifiers import build_classifier, param_count
+from lab.nets.hooks import tap_features
 
 
 def _net(spec_or_net, seed: int, what: str) -> nn.Module:
-    from lab.nets.classifiers import build_classifier  # lazy: classifier nets only needed for candidates
-
     if isinstance(spec_or_net, nn.Module):
         return spec_or_net
     if not isinstance(spec_or_net, dict) or "type" not in spec_or_net:
@@ -73,30 +75,28 @@ def _head(net: nn.Module, what: str) -> nn.Linear:
     return head
 
 
-def _probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str):
-    """(head-weight gradient (C, D), penultimate features (n, D)) of ``net`` on one batch."""
-    head = _head(net, what)
-    feats = {}
-    handle = head.register_forward_pre_hook(lambda m, args: feats.__setitem__("f", args[0]))
+def probe(net: nn.Module, x: torch.Tensor, y: torch.Tensor, what: str):
+    """(head-weight gradient (C, D), penultimate features (n, D)) of ``net`` on one batch (in train mode, the
+    features being the input of its linear ``head``)."""
+    _head(net, what)
     was = net.training
     net.train()
     try:
         with torch.no_grad():
-            out = net(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        if logits.ndim != 2:
-            raise LabError(f"invalid {what}: DisWOT scores classifiers with (n, classes) logits, got shape "
-                           f"{tuple(logits.shape)}")
-        if logits.shape[1] <= int(y.max()):
-            raise LabError(f"invalid {what}: it has {logits.shape[1]} classes but the labels go up to {int(y.max())}; "
-                           f"allowed: a classifier with at least {int(y.max()) + 1} classes")
-        f = feats["f"].reshape(len(x), -1)
-        # d CE(mean) / d W_head = (softmax - onehot)^T f / n (the head is linear): no autograd needed, so frozen
-        # networks (requires_grad False) are scored too
-        grad = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)).T @ f / len(x)
+            out, feats = tap_features(net, x, ["head"], inputs=True)
     finally:
-        handle.remove()
         net.train(was)
+    logits = logits_of(out)
+    if logits.ndim != 2:
+        raise LabError(f"invalid {what}: DisWOT scores classifiers with (n, classes) logits, got shape "
+                       f"{tuple(logits.shape)}")
+    if logits.shape[1] <= int(y.max()):
+        raise LabError(f"invalid {what}: it has {logits.shape[1]} classes but the labels go up to {int(y.max())}; "
+                       f"allowed: a classifier with at least {int(y.max()) + 1} classes")
+    f = feats["head"].reshape(len(x), -1)
+    # d CE(mean) / d W_head = (softmax - onehot)^T f / n (the head is linear): no autograd needed, so frozen
+    # networks (requires_grad False) are scored too
+    grad = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[1]).to(logits.dtype)).T @ f / len(x)
     return grad, f
 
 
@@ -128,9 +128,9 @@ def score(teacher, student_spec, x_batch: torch.Tensor, y_batch: torch.Tensor, s
         t = _net(teacher, seed + r, "teacher")
         s = _net(student_spec, seed + r, "student_spec")
         dev = next(iter(s.parameters())).device
-        gt, ft = _probe(t, x_batch.to(next(iter(t.parameters())).device), y_batch.to(next(iter(t.parameters())).device),
+        gt, ft = probe(t, x_batch.to(next(iter(t.parameters())).device), y_batch.to(next(iter(t.parameters())).device),
                         "teacher")
-        gs, fs = _probe(s, x_batch.to(dev), y_batch.to(dev), "student_spec")
+        gs, fs = probe(s, x_batch.to(dev), y_batch.to(dev), "student_spec")
         if gt.shape[0] != gs.shape[0]:
             raise LabError(f"invalid student_spec: {gs.shape[0]} classes; allowed: the teacher's {gt.shape[0]}")
         gt, gs, ft, fs = (v.cpu().double() for v in (gt, gs, ft, fs))
@@ -143,8 +143,6 @@ def score(teacher, student_spec, x_batch: torch.Tensor, y_batch: torch.Tensor, s
 
 def default_candidates(task: str = "digits") -> dict[str, dict]:
     """Eight MLP/CNN students of varied width and depth for an image task (``digits``)."""
-    from lab.kd.tasks import get_task  # lazy: tasks only needed for the default candidates
-
     tk = get_task(task)
     if tk.kind != "classify":
         raise LabError(f"invalid task={tk.name!r} for DisWOT candidates; allowed: classification tasks")
@@ -184,10 +182,7 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
     ``train_seeds``) and the frame gets an ``acc`` column and ``attrs["kendall_tau"]``,
     ``attrs["kendall_p"]``. Rows are sorted by ``total`` (best first) with a ``rank`` column.
     """
-    import pandas as pd  # lazy: pandas only needed for the search table
-
-    from lab.kd.tasks import get_task  # lazy: only needed for the search
-    from lab.nets.classifiers import param_count  # lazy: only needed for the search
+    import pandas as pd  # lazy: heavy import (pandas), only needed for the search table
 
     tk = get_task(task)
     if tk.kind != "classify":
@@ -212,8 +207,7 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
                      "spec": spec if isinstance(spec, dict) else net.spec()})
     df = pd.DataFrame(rows)
     if train_steps:
-        import lab  # lazy: lab.train only when the search trains
-        from lab.kd.base import get  # lazy: KD methods only when the search trains
+        import lab  # lazy: lab.train is in lab.runs, a layer above lab.kd (an upward import at load time)
 
         accs = []
         for spec in df["spec"]:
@@ -233,4 +227,4 @@ def search(candidates, task="digits", teacher=None, batch: int = 64, seed: int =
     return df
 
 
-__all__ = ["score", "search", "kendall_tau", "default_candidates"]
+__all__ = ["score", "search", "kendall_tau", "default_candidates", "probe"]

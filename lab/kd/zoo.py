@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
+from lab.diffusion.generators import build_fitting, load_weights_into, one_line, read_model_json, read_weights
 from lab.errors import LabError
 from lab.io import atomic_write_json, save_tensors
+from lab.nets.classifiers import CLASSIFIERS, build_classifier
+from lab.nets.specs import check_net_spec, short_repr
 from lab.trainable import resolve_reference
 
 
@@ -42,10 +44,6 @@ def load_model(folder, device="cpu") -> nn.Module:
     Validated on load: a missing folder, a missing, unparseable or non-object ``model.json``, a missing or
     bad ``net`` spec, a missing, truncated or ill-fitting ``weights.safetensors``, or either file reached
     through a symlink leading outside the folder, is one LabError line naming the file."""
-    from lab.diffusion.generators import build_fitting, load_weights_into, one_line, read_model_json, read_weights  # lazy: only needed when loading a model
-    from lab.nets.classifiers import CLASSIFIERS, build_classifier  # lazy: only needed when loading a model
-    from lab.nets.specs import check_net_spec, short_repr  # lazy: only needed when loading a model
-
     folder = Path(folder)
     if not (folder / "model.json").exists() and folder.is_dir():
         raise LabError(f"{folder} holds no saved model (no model.json)")

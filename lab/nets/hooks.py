@@ -5,10 +5,15 @@
     h = tap["fc1"]
 
 Each named submodule (``net.get_submodule(name)``) gets a forward hook that records its output
-(the last call's, if it runs more than once per forward); the hook returns nothing, so the
-network's outputs are unchanged. ``detach=True`` stores detached tensors (for probes);
-the default keeps the graph (feature losses such as FitNets back-propagate through it).
-All hooks are removed on exit, even when the body raises.
+(the last call's, if it runs more than once per forward), or with ``inputs=True`` its first
+positional input (what a ``head`` is fed); the hook returns nothing, so the network's outputs are
+unchanged. ``detach=True`` stores detached tensors (for probes); the default keeps the graph
+(feature losses such as FitNets back-propagate through it). All hooks are removed on exit, even
+when the body raises.
+
+This is the one way features are read in the lab: :func:`tap_features` (one forward pass and its
+features) is what the KD feature methods (``lab.kd.feature.base.run_with_features``), the KD probes
+(``lab.probes.kd.features``) and DisWOT (``lab.kd.diswot``) use.
 """
 from __future__ import annotations
 
@@ -40,13 +45,14 @@ class FeatureTap:
     """A context manager recording the outputs of ``net``'s named submodules ``layers``.
 
     Any submodule path accepted by ``net.get_submodule`` works (``"block1.attn"`` too), not only
-    ``net.feature_layers``. ``tap[name]`` is the recorded output, ``tap.features`` the dict.
+    ``net.feature_layers``. ``tap[name]`` is the recorded output (with ``inputs=True``: the first positional
+    input), ``tap.features`` the dict.
     """
 
-    def __init__(self, net: nn.Module, layers, detach: bool = False):
+    def __init__(self, net: nn.Module, layers, detach: bool = False, inputs: bool = False):
         if isinstance(layers, str):
             layers = [layers]
-        self.net, self.layers, self.detach = net, list(layers), bool(detach)
+        self.net, self.layers, self.detach, self.inputs = net, list(layers), bool(detach), bool(inputs)
         if not self.layers:
             raise LabError(f"give at least one layer name; available: {', '.join(layer_names(net))}")
         self.modules: dict[str, nn.Module] = {}
@@ -61,7 +67,8 @@ class FeatureTap:
 
     def _hook(self, name):
         def hook(module, args, output):
-            self.features[name] = _detach(output) if self.detach else output
+            value = args[0] if self.inputs else output
+            self.features[name] = _detach(value) if self.detach else value
 
         return hook
 
@@ -98,9 +105,9 @@ class FeatureTap:
         return list(self.features)
 
 
-def tap_features(net: nn.Module, x, layers, detach: bool = True, **kwargs) -> tuple:
-    """(net(x, **kwargs), {layer: output}) in one call."""
-    with FeatureTap(net, layers, detach=detach) as tap:
+def tap_features(net: nn.Module, x, layers, detach: bool = True, inputs: bool = False, **kwargs) -> tuple:
+    """(net(x, **kwargs), {layer: output (``inputs=True``: input)}) in one call."""
+    with FeatureTap(net, layers, detach=detach, inputs=inputs) as tap:
         out = net(x, **kwargs)
     return out, {name: tap[name] for name in tap.layers}
 

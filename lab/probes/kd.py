@@ -2,7 +2,7 @@
 trained KD runs. Data only (tidy DataFrames); the figures are in ``lab.viz.kd``.
 
 - ``layer_cka(teacher, student, x)``: linear CKA between every tapped teacher layer and every student layer on the
-  same inputs (features read with :class:`lab.nets.hooks.FeatureTap`, flattened per example), as a long table
+  same inputs (features read with :func:`lab.nets.hooks.tap_features`, flattened per example), as a long table
   (teacher_layer, student_layer, cka) in layer order. CKA compares representations of different widths and
   architectures (a CNN teacher, an MLP student), which is why OFA-KD uses it to show that heterogeneous
   teachers and students diverge in feature space.
@@ -24,8 +24,9 @@ import pandas as pd
 import torch
 
 from lab.errors import LabError
-from lab.nets.hooks import FeatureTap, layer_names
-from lab.metrics.similarity import blas_threads, cka_matrix
+from lab.metrics.similarity import cka_matrix
+from lab.metrics.threads import blas_threads
+from lab.nets.hooks import layer_names, tap_features
 from lab.runs.loop import Callback, LoopState, train
 
 METRICS = ("acc", "nll", "ece", "agree", "kl_truth")
@@ -58,9 +59,8 @@ def features(net, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Ten
     was = net.training
     net.eval()
     try:
-        with FeatureTap(net, layers, detach=True) as tap:
-            net(x.to(dev))
-        return {name: _flatten(tap[name], name) for name in tap.layers}
+        _, feats = tap_features(net, x.to(dev), layers)
+        return {name: _flatten(f, name) for name, f in feats.items()}
     finally:
         net.train(was)
 

@@ -1,4 +1,4 @@
-"""TAID probes (``lab.kd.taid``): the interpolation parameter t over training, and the interpolated
+"""TAID probes (``lab.kd.logit.taid``): the interpolation parameter t over training, and the interpolated
 target distributions p_t between a student and a teacher. They return DataFrames (figures:
 ``lab.viz.taid``).
 

@@ -49,9 +49,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import check, param
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import logits_of
-from lab.trainable import check, is_num
 
 
 @dataclass
@@ -60,21 +59,17 @@ class TAIDConfig(KDConfig):
     ce_weight: float = 0.0
     kd_weight: float = 1.0
     #: interpolation parameter at the first step (0: the student itself, 1: the teacher)
-    t_start: float = 0.4
+    t_start: float = param(0.4, ge=0, le=1)
     #: the value t reaches (and the linear floor reaches at the last step)
-    t_end: float = 1.0
+    t_end: float = param(1.0, gt=0, le=1)
     #: step size of the adaptive increase of t (paper 5e-4; larger for the short toy runs)
-    alpha: float = 5e-3
+    alpha: float = param(5e-3, ge=0, le=1)
     #: momentum of the relative loss change
-    beta: float = 0.99
+    beta: float = param(0.99, ge=0, lt=1)
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.t_start) and 0.0 <= self.t_start <= 1.0, "t_start", self.t_start, "a float in [0, 1]")
-        check(is_num(self.t_end) and 0.0 < self.t_end <= 1.0 and self.t_end >= self.t_start, "t_end", self.t_end,
-              f"a float in (0, 1] and >= t_start ({self.t_start})")
-        check(is_num(self.alpha) and 0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "a float in [0, 1]")
-        check(is_num(self.beta) and 0.0 <= self.beta < 1.0, "beta", self.beta, "a float in [0, 1)")
+    def validate(self):
+        super().validate()
+        check(self.t_end >= self.t_start, "t_end", self.t_end, f"a float in (0, 1] and >= t_start ({self.t_start})")
 
 
 def interpolate(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t_interp: float,
@@ -137,9 +132,7 @@ class TAID(KDMethod):
 
     def targets(self, batch: dict) -> KDTargets:
         temperature = self.config.temperature
-        with torch.no_grad():
-            student_logits = flat(logits_of(self.student(batch["x"])))
-            teacher_logits = flat(self.teacher_logits(batch["x"]))
+        student_logits, teacher_logits = self.detached_logits(batch["x"])
         return KDTargets(target=interpolate(student_logits, teacher_logits, self.t, temperature),
                          teacher=torch.softmax(teacher_logits / temperature, -1),
                          student=torch.softmax(student_logits / temperature, -1), labels=batch["y"].reshape(-1),

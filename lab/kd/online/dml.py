@@ -37,37 +37,27 @@ from dataclasses import dataclass
 
 import torch
 
-from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
+from lab.config import param
+from lab.kd.base import KDTargets, flat, register
+from lab.kd.online.base import OnlineConfig, OnlineKD
 from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
-from lab.trainable import check
 
 
 @dataclass
-class DMLConfig(KDConfig):
-    #: DML uses no softening (the paper's KL is on the plain softmax)
-    temperature: float = 1.0
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
+class DMLConfig(OnlineConfig):
     #: number of peers in the cohort (the student is peer 0)
-    n_peers: int = 2
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.n_peers, int) and not isinstance(self.n_peers, bool) and self.n_peers >= 2,
-              "n_peers", self.n_peers, "an integer >= 2 (the student and at least one peer)")
+    n_peers: int = param(2, ge=2, note="the student and at least one peer")
 
 
 @register("dml")
-class DML(KDMethod):
+class DML(OnlineKD):
     Config = DMLConfig
     paper = "Zhang et al. 2018, Deep Mutual Learning (CVPR)"
     mechanism = ("a cohort of peer students trained together: each CE + mean over the other peers of "
                  "KL(p_other || p_self), the others detached; no pre-trained teacher")
-    needs_teacher = False
     tiny = {"steps": 8, "batch": 32, "n_peers": 3}
     #: a narrow student (MLP[16]) on the hard task: there the peers' soft targets help (see the claim test)
-    bench_task = "hard"
     bench_config = {"steps": 1000}
 
     def setup(self) -> None:

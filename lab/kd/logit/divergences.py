@@ -11,7 +11,8 @@ the gradients); Wen et al. 2023, "f-Divergence Minimization for Sequence-Level K
 (total variation among the f-divergences).
 
 Every method here is ``ce_weight * CE(y) + kd_weight * D(student, teacher)`` on the temperature-T
-distributions, like ``kd`` (:mod:`lab.kd.hinton`) with another divergence D from :mod:`lab.losses`:
+distributions, like ``kd`` (:mod:`lab.kd.logit.hinton`) with another divergence D from :mod:`lab.losses`
+(each is a :class:`lab.kd.logit.base.DivergenceKD`):
 
 - ``rkl``: ``T^2 * KL(q || p)`` (student first), mode-seeking;
 - ``jsd``: GKD's ``JSD_beta = beta * KL(p || M) + (1 - beta) * KL(q || M)``, ``M = beta p + (1 - beta) q``
@@ -56,33 +57,16 @@ from dataclasses import dataclass
 
 import torch
 
-from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
-from lab.kd.tasks import logits_of
+from lab.config import param
+from lab.kd.base import KDConfig, KDTargets, register
+from lab.kd.logit.base import DivergenceKD
 from lab.losses import generalized_jsd, reverse_kl, skew_forward_kl, skew_reverse_kl, tvd
-from lab.trainable import check, is_num
-
-#: the scarce-label digits setting where ``kd`` beats ``scratch`` (lab.kd.hinton)
-_SCARCE = {"steps": 1000, "n_train": 200}
-
-
-class _DivergenceKD(KDMethod):
-    """CE + kd_weight * divergence(student, teacher) at temperature T; subclasses define :meth:`divergence`."""
-
-    def divergence(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def loss(self, student_logits, teacher_logits, y, batch, it):
-        c = self.config
-        ce = self.ce(student_logits, y)
-        d = self.divergence(flat(student_logits), flat(teacher_logits))
-        return c.ce_weight * ce + c.kd_weight * d, {"ce": ce, self.name: d}
 
 
 @register("rkl")
-class ReverseKL(_DivergenceKD):
+class ReverseKL(DivergenceKD):
     paper = "Gu et al. 2024, MiniLLM (reverse KL); Agarwal et al. 2024, GKD"
     mechanism = "cross-entropy + T^2 * KL(student || teacher): reverse KL, mode-seeking"
-    bench_config = dict(_SCARCE)
 
     def divergence(self, student_logits, teacher_logits):
         return reverse_kl(student_logits, teacher_logits, temperature=self.config.temperature)
@@ -91,21 +75,15 @@ class ReverseKL(_DivergenceKD):
 @dataclass
 class JSDConfig(KDConfig):
     #: the JSD mixture weight: 0 is forward KL(p || q), 1 reverse KL(q || p) (TRL's convention)
-    beta: float = 0.5
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.beta) and 0.0 <= self.beta <= 1.0, "beta", self.beta,
-              "a number in [0, 1] (0: forward KL, 1: reverse KL)")
+    beta: float = param(0.5, ge=0, le=1, note="0: forward KL, 1: reverse KL")
 
 
 @register("jsd")
-class JSD(_DivergenceKD):
+class JSD(DivergenceKD):
     Config = JSDConfig
     paper = "Agarwal et al. 2024, On-Policy Distillation of Language Models (GKD)"
     mechanism = ("cross-entropy + generalised JSD_beta(teacher, student) with the mixture beta*p + (1-beta)*q; "
                  "beta 0 = forward KL, 1 = reverse KL")
-    bench_config = dict(_SCARCE)
 
     def divergence(self, student_logits, teacher_logits):
         c = self.config
@@ -118,24 +96,17 @@ SKEW_DIRECTIONS = ("forward", "reverse")
 @dataclass
 class SkewKLConfig(KDConfig):
     #: the skew: share of the divergence's first argument mixed into its second
-    alpha: float = 0.1
+    alpha: float = param(0.1, ge=0, lt=1, note="0: plain KL; DistiLLM uses 0.1")
     #: "forward": SKL = KL(p || alpha p + (1-alpha) q); "reverse": SRKL = KL(q || alpha q + (1-alpha) p)
-    direction: str = "forward"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.alpha) and 0.0 <= self.alpha < 1.0, "alpha", self.alpha,
-              "a number in [0, 1) (0: plain KL; DistiLLM uses 0.1)")
-        check(self.direction in SKEW_DIRECTIONS, "direction", self.direction, ", ".join(SKEW_DIRECTIONS))
+    direction: str = param("forward", choices=SKEW_DIRECTIONS)
 
 
 @register("skew_kl")
-class SkewKL(_DivergenceKD):
+class SkewKL(DivergenceKD):
     Config = SkewKLConfig
     paper = "Ko et al. 2024, DistiLLM: Towards Streamlined Distillation for Large Language Models"
     mechanism = ("cross-entropy + T^2 * skew KL: KL(p || alpha p + (1-alpha) q) (forward) or "
                  "KL(q || alpha q + (1-alpha) p) (reverse), alpha 0.1")
-    bench_config = dict(_SCARCE)
 
     def divergence(self, student_logits, teacher_logits):
         c = self.config
@@ -145,9 +116,7 @@ class SkewKL(_DivergenceKD):
     def targets(self, batch: dict) -> KDTargets:
         c = self.config
         temperature, a = c.temperature, c.alpha
-        with torch.no_grad():
-            student_logits = flat(logits_of(self.student(batch["x"])))
-            teacher_logits = flat(self.teacher_logits(batch["x"]))
+        student_logits, teacher_logits = self.detached_logits(batch["x"])
         p, q = torch.softmax(teacher_logits / temperature, -1), torch.softmax(student_logits / temperature, -1)
         info = {"temperature": temperature, "alpha": a, "direction": c.direction}
         if c.direction == "reverse":
@@ -160,10 +129,9 @@ class SkewKL(_DivergenceKD):
 
 
 @register("tvd")
-class TVD(_DivergenceKD):
+class TVD(DivergenceKD):
     paper = "Wen et al. 2023, f-Divergence Minimization for Sequence-Level Knowledge Distillation (TVD)"
     mechanism = "cross-entropy + total variation 0.5 * sum |p - q| between teacher and student"
-    bench_config = dict(_SCARCE)
 
     def divergence(self, student_logits, teacher_logits):
         return tvd(student_logits, teacher_logits, temperature=self.config.temperature)

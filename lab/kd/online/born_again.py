@@ -44,24 +44,21 @@ import torch
 from torch import nn
 
 from lab.errors import LabError
-from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
+from lab.config import check, param
+from lab.kd.base import KDTargets, flat, register
+from lab.kd.online.base import OnlineConfig, OnlineKD
 from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
-from lab.trainable import check
 
 
 @dataclass
-class BornAgainConfig(KDConfig):
-    temperature: float = 1.0
-    ce_weight: float = 1.0
-    kd_weight: float = 1.0
+class BornAgainConfig(OnlineConfig):
     #: number of generations (generation 0 from the labels, then each from the previous one)
-    generations: int = 3
+    generations: int = param(3, ge=2, note="the steps are split evenly over the generations")
 
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.generations, int) and not isinstance(self.generations, bool)
-              and 2 <= self.generations <= self.steps, "generations", self.generations,
+    def validate(self):
+        super().validate()
+        check(self.generations <= self.steps, "generations", self.generations,
               f"an integer from 2 to steps={self.steps} (the steps are split evenly over the generations)")
 
 
@@ -78,15 +75,14 @@ class _Ensemble(nn.Module):
 
 
 @register("born_again")
-class BornAgain(KDMethod):
+class BornAgain(OnlineKD):
     Config = BornAgainConfig
     paper = "Furlanello et al. 2018, Born-Again Neural Networks (ICML)"
     mechanism = ("generations of the same architecture: each freshly initialised student is distilled from the "
                  "previous generation (frozen); the ensemble averages the generations")
-    needs_teacher = False
     tiny = {"steps": 8, "batch": 32, "generations": 2}
-    #: where the paper's claim (a generation beats its teacher generation) holds: see the fidelity notes
-    bench_task = "hard"
+    #: where the paper's claim (a generation beats its teacher generation) holds (the hard task): see the fidelity
+    #: notes
     bench_config = {"steps": 3000, "generations": 3}
 
     def setup(self) -> None:

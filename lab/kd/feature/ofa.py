@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lab.config import param
 from lab.errors import LabError
-from lab.kd.base import KDConfig, KDMethod, flat, register
-from lab.kd.features import hidden_layers, run_with_features, teacher_features
-from lab.trainable import check, is_num
+from lab.kd.base import KDConfig, flat, register
+from lab.kd.feature.base import FeatureKD, hidden_layers
 
 VIT_STUDENT = {"type": "clf_vit", "in_channels": 1, "size": 8, "patch": 2, "dim": 16, "depth": 2, "heads": 2,
                "n_classes": 10}
@@ -98,32 +98,21 @@ class OFAConfig(KDConfig):
     #: weight of L_OFA on the student's own head
     kd_weight: float = 1.0
     #: weight of the sum of L_OFA over the stage branches
-    branch_weight: float = 1.0
+    branch_weight: float = param(1.0, ge=0)
     #: the target-enhancement exponent gamma (>= 1)
-    gamma: float = 1.0
+    gamma: float = param(1.0, ge=1)
     #: the student layers with a branch (None: every stage layer)
-    stages: list | None = None
+    stages: list[str] | None = param(None, note="student layer names")
     #: hidden width of a branch
-    branch_width: int = 64
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.branch_weight) and self.branch_weight >= 0, "branch_weight", self.branch_weight,
-              "a float >= 0")
-        check(is_num(self.gamma) and self.gamma >= 1, "gamma", self.gamma, "a float >= 1")
-        check(self.stages is None or (isinstance(self.stages, list) and all(isinstance(n, str) for n in self.stages)),
-              "stages", self.stages, "null or a list of student layer names")
-        check(isinstance(self.branch_width, int) and self.branch_width >= 1, "branch_width", self.branch_width,
-              "an integer >= 1")
+    branch_width: int = param(64, ge=1)
 
 
 @register("ofa")
-class OFA(KDMethod):
+class OFA(FeatureKD):
     Config = OFAConfig
     paper = "Hao et al. 2023, One-for-All: Bridge the Gap Between Heterogeneous Architectures in KD"
     mechanism = ("branches project each student stage to class logits; the adaptive-target OFA loss pulls every "
                  "branch and the head to the teacher (CNN teacher -> ViT student)")
-    kinds = ("classify",)
     kinds_note = "branches project classifier stages to class logits"
     tiny = {"steps": 8, "batch": 32, "student": VIT_STUDENT}
     bench_config = {"steps": 600, "n_train": 200, "student": VIT_STUDENT}
@@ -136,16 +125,13 @@ class OFA(KDMethod):
             if n not in allowed:
                 raise LabError(f"invalid stages entry {n!r} for the student {type(self.student).__name__}; "
                                f"allowed: {', '.join(allowed)}")
-        x = self.task.x_train[:2].to(self.device)
-        with torch.no_grad():
-            _, fs = run_with_features(self.student, x, self.stages, grad=False)
+        shapes = self.feature_shapes(self.stages, [])[0]
         self.branches = self.add_trainable("branches", nn.ModuleDict(
-            {n: Branch(tuple(fs[n].shape[1:]), self.task.n_classes, c.branch_width) for n in self.stages}))
+            {n: Branch(shapes[n], self.task.n_classes, c.branch_width) for n in self.stages}))
 
     def compute(self, batch, it):
-        c, x, y = self.config, batch["x"], batch["y"]
-        teacher_logits, _ = teacher_features(self, batch, [])
-        student_logits, fs = run_with_features(self.student, x, self.stages)
+        c, y = self.config, batch["y"]
+        student_logits, fs, teacher_logits, _ = self.forward_features(batch, self.stages, [])
         ce = self.ce(student_logits, y)
         head = ofa_loss(flat(student_logits), flat(teacher_logits), y, c.gamma, c.temperature)
         terms = {"ce": ce, "ofa_head": head}

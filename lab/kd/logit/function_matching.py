@@ -44,7 +44,6 @@ import torch
 from lab.kd.base import KDConfig, KDMethod, flat, register
 from lab.kd.tasks import logits_of
 from lab.losses import forward_kl
-from lab.trainable import check
 
 
 @dataclass
@@ -58,11 +57,6 @@ class FunctionMatchingConfig(KDConfig):
     mixup: bool = True
     #: teacher and student see the identical input (False: the paper's "independent noise" ablation)
     consistent: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.mixup, bool), "mixup", self.mixup, "true or false")
-        check(isinstance(self.consistent, bool), "consistent", self.consistent, "true or false")
 
 
 @register("function_matching")

@@ -43,9 +43,9 @@ from dataclasses import dataclass
 
 import torch
 
+from lab.config import param
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
 from lab.kd.tasks import logits_of
-from lab.trainable import check, is_num
 
 
 @dataclass
@@ -53,17 +53,9 @@ class BDKDConfig(KDConfig):
     #: also train (a copy of) the teacher with the student, as in online KD
     online: bool = False
     #: learning rate of the online teacher (0: the config's lr)
-    teacher_lr: float = 0.0
+    teacher_lr: float = param(0.0, ge=0, note="0: the config's lr")
     #: slope (per nat) of the sigmoid that turns the entropy gap H_T - H_S into the reverse-KL weight
-    gap_scale: float = 2.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(isinstance(self.online, bool), "online", self.online, "true or false")
-        check(is_num(self.teacher_lr) and self.teacher_lr >= 0, "teacher_lr", self.teacher_lr,
-              "a float >= 0 (0: the config's lr)")
-        check(is_num(self.gap_scale) and self.gap_scale >= 0, "gap_scale", self.gap_scale,
-              "a float >= 0 (0: equal forward and reverse weights)")
+    gap_scale: float = param(2.0, ge=0, note="0: equal forward and reverse weights")
 
 
 def _entropy(log_p: torch.Tensor) -> torch.Tensor:
@@ -133,9 +125,8 @@ class BDKD(KDMethod):
 
     def targets(self, batch: dict) -> KDTargets:
         tg = super().targets(batch)
+        student_logits, teacher_logits = self.detached_logits(batch["x"])
         with torch.no_grad():
-            student_logits = flat(logits_of(self.student(batch["x"])))
-            teacher_logits = flat(self.teacher_logits(batch["x"]))
             _, w, _, _ = balanced_kl(student_logits, teacher_logits, self.config.temperature, self.config.gap_scale)
         return KDTargets(tg.target, tg.teacher, tg.student, tg.labels,
                          info={**tg.info, "w_rev": w.cpu(), "online": self.config.online})

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lab.kd.base import KDConfig, KDMethod, KDTargets, register
-from lab.trainable import check, is_num
+from lab.config import param
+from lab.kd.base import SCARCE_LABELS, KDConfig, KDMethod, KDTargets, register
 
 _MASK = 1000.0
 
@@ -42,18 +42,11 @@ _MASK = 1000.0
 class DKDConfig(KDConfig):
     ce_weight: float = 1.0
     #: weight of TCKD (target vs rest binary KL)
-    alpha: float = 1.0
+    alpha: float = param(1.0, ge=0)
     #: weight of NCKD (KL among the non-target classes)
-    beta: float = 8.0
+    beta: float = param(8.0, ge=0)
     #: steps over which the distillation weight rises linearly from 0 to 1 (0: no warm-up)
-    warmup: int = 100
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.alpha) and self.alpha >= 0, "alpha", self.alpha, "a float >= 0")
-        check(is_num(self.beta) and self.beta >= 0, "beta", self.beta, "a float >= 0")
-        check(isinstance(self.warmup, int) and not isinstance(self.warmup, bool) and self.warmup >= 0, "warmup",
-              self.warmup, "an integer >= 0 (steps; 0: no warm-up)")
+    warmup: int = param(100, ge=0, note="steps; 0: no warm-up")
 
 
 def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -87,7 +80,7 @@ class DKD(KDMethod):
                   "broad and the target/non-target split is not the paper's setting")
     bench_task = "digits"
     #: scarce labels (as the kd benchmark); beta 2 instead of the paper's 8 (see the fidelity notes)
-    bench_config = {"steps": 1000, "n_train": 200, "beta": 2.0}
+    bench_config = {**SCARCE_LABELS, "beta": 2.0}
     bench_references = {"kd": ("kd", {})}
 
     def weight(self, it: int) -> float:

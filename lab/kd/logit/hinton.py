@@ -19,7 +19,8 @@ Fidelity notes:
 """
 from __future__ import annotations
 
-from lab.kd.base import KDMethod, flat, register
+from lab.kd.base import KDMethod, register
+from lab.kd.logit.base import DivergenceKD
 from lab.losses import forward_kl
 
 
@@ -35,14 +36,10 @@ class Scratch(KDMethod):
 
 
 @register("kd")
-class KD(KDMethod):
+class KD(DivergenceKD):
     paper = "Hinton et al. 2015, Distilling the Knowledge in a Neural Network"
     mechanism = "cross-entropy + T^2 * KL(teacher || student) on temperature-softened probabilities"
-    #: scarce labels (Hinton's transfer-set setting): 200 labelled digits
-    bench_config = {"steps": 1000, "n_train": 200}
+    # benchmark: scarce labels (Hinton's transfer-set setting), 200 labelled digits (DivergenceKD's SCARCE_LABELS)
 
-    def loss(self, student_logits, teacher_logits, y, batch, it):
-        c = self.config
-        ce = self.ce(student_logits, y)
-        kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
-        return c.ce_weight * ce + c.kd_weight * kl, {"ce": ce, "kd": kl}
+    def divergence(self, student_logits, teacher_logits):
+        return forward_kl(student_logits, teacher_logits, temperature=self.config.temperature)

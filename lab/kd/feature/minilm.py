@@ -22,6 +22,8 @@ Fidelity notes:
   KL(true next-token law || student) on the test sequences, lower is better): scratch 0.200±0.002,
   minilm 0.172±0.010: mimicking the teacher's last-layer attention and value relations helps.
 - no teacher assistant (the paper's optional intermediate-size teacher).
+- the attention and the values are what the tiny LM returns with ``return_attention=True`` (no forward hooks), so
+  it is a plain :class:`~lab.kd.base.KDMethod`, not a :class:`~lab.kd.feature.base.FeatureKD`.
 """
 from __future__ import annotations
 
@@ -31,10 +33,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lab.config import param
 from lab.errors import LabError
-from lab.kd.base import KDConfig, KDMethod, flat, register
-from lab.losses import forward_kl
-from lab.trainable import check, is_num
+from lab.kd.base import KDConfig, KDMethod, register
 
 
 def attention_kl(a_t: torch.Tensor, a_s: torch.Tensor) -> torch.Tensor:
@@ -74,15 +75,9 @@ class MiniLMConfig(KDConfig):
     ce_weight: float = 1.0
     kd_weight: float = 0.0
     #: weight of the last-layer attention KL
-    attn_weight: float = 1.0
+    attn_weight: float = param(1.0, ge=0)
     #: weight of the last-layer value-relation KL
-    value_weight: float = 1.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        check(is_num(self.attn_weight) and self.attn_weight >= 0, "attn_weight", self.attn_weight, "a float >= 0")
-        check(is_num(self.value_weight) and self.value_weight >= 0, "value_weight", self.value_weight,
-              "a float >= 0")
+    value_weight: float = param(1.0, ge=0)
 
 
 @register("minilm")
@@ -116,12 +111,7 @@ class MiniLM(KDMethod):
         vr = value_relation_kl(t_val[-1], s_val[-1])
         ce = self.ce(student_logits, y)
         loss = c.ce_weight * ce + c.attn_weight * at + c.value_weight * vr
-        terms = {"ce": ce, "attn": at, "value": vr}
-        if c.kd_weight > 0:
-            kl = forward_kl(flat(student_logits), flat(teacher_logits), temperature=c.temperature)
-            loss = loss + c.kd_weight * kl
-            terms["kd"] = kl
-        return loss, terms
+        return self.plus_kd(loss, {"ce": ce, "attn": at, "value": vr}, student_logits, teacher_logits)
 
 
 __all__ = ["MiniLM", "attention_kl", "value_relation_kl", "value_relation_log"]

@@ -1,0 +1,1 @@
+"""Feature distillation methods (see README.md)."""

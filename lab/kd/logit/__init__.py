@@ -1,0 +1,1 @@
+"""Logit distillation methods (see README.md)."""

@@ -1,0 +1,1 @@
+"""Online and self-distillation methods (see README.md)."""
