@@ -357,11 +357,12 @@ def export(
 
 
 @runs_app.command("list")
-def runs_list(root: Path = typer.Option(Path("runs"), help="folder to search for runs")):
+def runs_list(root: Path = typer.Option(None, help="folder to search for runs (default: $LAB_RUNS, else ./runs)")):
     """List run folders under ROOT."""
+    from lab.io import runs_root  # lazy: loaded only when this command runs
     from lab.runs.run import list_runs  # lazy: loaded only when this command runs
 
-    df = list_runs(root)
+    df = list_runs(root if root is not None else runs_root())
     typer.echo("no runs found" if df.empty else df.to_string(index=False))
 
 

@@ -262,6 +262,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("LAB_CACHE", Path.home() / ".cache" / "distillation-lab"))
 
 
+def runs_root() -> Path:
+    """Where run folders are listed from: ``$LAB_RUNS``, default ``runs`` under the working directory (the one
+    reader of ``LAB_RUNS``: the CLI's ``lab runs list`` and the app agree)."""
+    return Path(os.environ.get("LAB_RUNS", "runs"))
+
+
 def zoo_entry_name(family: str, dataset: str, model: str = "teacher") -> str:
     """The zoo entry name (also its folder under the zoo root) of ``model`` on ``dataset``:
     ``toy2d/8gaussians/dmd`` ("toy2d"), ``digits/teacher`` or the judge ``digits/features`` ("images"),
