@@ -1193,37 +1193,35 @@ def _load_demo():
 
 
 def test_fuzz_app_demo(sandbox):
-    """The Gradio callbacks called directly with odd values: distribution and student names, NFEs, seeds,
-    counts, digit labels (floats, huge, negative, NaN, strings, None)."""
+    """The Gradio callbacks called directly with odd values: model names, NFEs, seeds, counts, labels,
+    guidance weights and the off-grid switch (floats, huge, negative, NaN, strings, None)."""
     import gradio as gr
 
     demo = _load_demo()
-    students = demo.student_choices("8gaussians")
-    digit_students = demo.digits_student_choices()
-    names = st.sampled_from(["8gaussians", "8gaussians", "moons", "", None, "nope", "8GAUSSIANS", "toy2d:moons", 3])
+    models = demo.refresh_models()
     nums = lambda lo, hi: st.one_of(st.integers(lo, hi), st.integers(lo, hi), fs.py_numbers)  # noqa: E731
+    model = st.sampled_from(models + ["", None, "nope", 0, "toy2d/8gaussians/teacher"])
 
     calls = st.one_of(
-        st.builds(lambda name, s, tn, sn, seed, n: (
-            f"generate({name!r}, {s!r}, teacher_nfe={tn!r}, student_nfe={sn!r}, seed={seed!r}, n={n!r})",
-            lambda: demo.generate(name, s, tn, sn, seed, n)),
-            names, st.sampled_from(students + ["", None, "nope", 0]), nums(1, 30), nums(1, 4), nums(0, 99),
-            nums(2, 300)),
-        st.builds(lambda s, label, seed, tn, n: (
-            f"digits_generate({s!r}, label={label!r}, seed={seed!r}, teacher_nfe={tn!r}, n={n!r})",
-            lambda: demo.digits_generate(s, label, seed, tn, n)),
-            st.sampled_from(digit_students + ["", None, "nope", "teacher"]), nums(0, 9), nums(0, 99), nums(1, 8),
-            nums(1, 4)),
-        st.builds(lambda name: (f"update_students({name!r})", lambda: demo.update_students(name)), names),
-        st.builds(lambda name: (f"student_choices({name!r})", lambda: demo.student_choices(name)), names),
+        st.builds(lambda m, tn, sn, seed, label, w, n, off: (
+            f"sample({m!r}, teacher_nfe={tn!r}, student_nfe={sn!r}, seed={seed!r}, label={label!r}, w={w!r}, "
+            f"n={n!r}, off_grid={off!r})",
+            lambda: demo.sample(m, tn, sn, seed, label, w, n, off)),
+            model, nums(1, 30), st.one_of(st.none(), nums(1, 8)), nums(0, 99),
+            st.one_of(st.just(demo.ANY), nums(0, 9), st.just("7")), st.one_of(st.none(), nums(0, 4)),
+            st.one_of(st.none(), nums(1, 300)), st.one_of(st.booleans(), st.just("yes"))),
+        st.builds(lambda m, off: (f"model_changed({m!r}, {off!r})", lambda: demo.model_changed(m, off)),
+                  model, st.booleans()),
     )
 
     def check(r):
-        if isinstance(r, tuple) and len(r) == 2 and isinstance(r[1], str):
-            if r[0] is None:
-                return [("app/demo.py", "no figure/image returned")]
-            if "| nan" in r[1] or " nan |" in r[1]:
-                return [("app/demo.py", "NaN in the summary table")]
+        if isinstance(r, dict) and "samples" in r:
+            if [m.get("model") for m in r["samples"]] != ["teacher", "student"]:
+                return [("app/demo.py", "the result is not teacher then student")]
+            for m in r["samples"]:
+                data = m.get("points", m.get("images"))
+                if data is None or not np.isfinite(np.asarray(data, dtype=float)).all():
+                    return [("app/demo.py", f"missing or non-finite samples for the {m.get('model')}")]
         return []
 
     @settings(max_examples=n_examples(100))

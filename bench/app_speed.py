@@ -1,0 +1,157 @@
+"""Time to first figure of each explorer page, in headless Chromium against a real `streamlit run`.
+
+For each page: a fresh server (so nothing is cached from an earlier page), one cold visit (the first
+visitor after `make demo`) and then warm visits in new browser tabs (later visitors: Streamlit's caches
+are filled). Time to first figure = from `page.goto` to the first plotly chart attached to the page.
+Median of the warm visits; the cold one is reported on its own.
+
+    python bench/app_speed.py                    # every page, 3 warm visits each
+    python bench/app_speed.py --pages Generators Digits --warm 5
+    python bench/app_speed.py --write            # rebuild the "Explorer speed" section of RESULTS.md
+
+Goal (issue 14, section 8): the first figure within 5 s of the page loading on an idle 2-core machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "app_speed.json"
+SECTION = "## Explorer speed (time to first figure)"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
+GOAL_S = 5.0
+CHART = "[data-testid='stPlotlyChart'] .js-plotly-plot, [data-testid='stPlotlyChart'] .main-svg"
+
+
+def pages() -> dict[str, str]:
+    """Page name -> URL path, from the files in app/pages (Streamlit's URL is the name without its number)."""
+    out = {"Home": "/"}
+    for p in sorted((ROOT / "app" / "pages").glob("*.py")):
+        name = p.stem.split("_", 1)[1] if p.stem[0].isdigit() else p.stem
+        out[name] = "/" + name
+    return out
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve():
+    port = _port()
+    env = {**os.environ, "LAB_NUM_THREADS": os.environ.get("LAB_NUM_THREADS", "1")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("streamlit did not start")
+
+
+def first_figure_s(browser, url: str, timeout_s: float = 180.0) -> float | None:
+    """Seconds from navigation to the first plotly chart on the page (None: no chart within the timeout)."""
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    try:
+        t0 = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        try:
+            page.wait_for_selector(CHART, state="attached", timeout=timeout_s * 1000)
+        except Exception:  # noqa: BLE001 - a page without a figure (or a timeout) is recorded as None
+            return None
+        return round(time.perf_counter() - t0, 2)
+    finally:
+        page.close()
+
+
+def measure(names: list[str], warm: int) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    rows = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            for name in names:
+                proc, url = _serve()
+                try:
+                    cold = first_figure_s(browser, url + pages()[name])
+                    warms = [first_figure_s(browser, url + pages()[name]) for _ in range(warm)]
+                finally:
+                    proc.kill()
+                    proc.wait(timeout=10)
+                ok = [w for w in warms if w is not None]
+                rows.append({"page": name, "cold_s": cold, "warm_median_s": statistics.median(ok) if ok else None,
+                             "warm_s": warms})
+                print(rows[-1], flush=True)
+        finally:
+            browser.close()
+    return rows
+
+
+def write() -> str:
+    data = json.loads(RESULTS.read_text())
+    lines = [SECTION, "",
+             f"Headless Chromium at 1024x768 against `streamlit run app/Home.py` on 127.0.0.1, "
+             f"{data['cpu']}; a fresh server per page. Cold: the first visit after start-up; warm: the median of "
+             f"{data['warm']} later visits in new tabs. Goal: the first figure within {GOAL_S:.0f} s "
+             f"(`python bench/app_speed.py`, {data['date']}).", "",
+             "| page | cold (s) | warm median (s) | goal |", "|---|---|---|---|"]
+    for r in data["rows"]:
+        w = r["warm_median_s"]
+        lines.append(f"| {r['page']} | {r['cold_s'] if r['cold_s'] is not None else 'no figure'} | "
+                     f"{w if w is not None else 'no figure'} | {'met' if w is not None and w <= GOAL_S else 'missed'} |")
+    text = "\n".join(lines) + "\n"
+    res = ROOT / "bench" / "RESULTS.md"
+    old = res.read_text()
+    if SECTION in old:
+        head, rest = old.split(SECTION, 1)
+        tail = rest.split("\n## ", 1)
+        old = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
+    else:
+        old = old.rstrip("\n") + "\n\n" + text
+    res.write_text(old)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pages", nargs="*", default=None, help=f"pages (default: all of {', '.join(pages())})")
+    ap.add_argument("--warm", type=int, default=3)
+    ap.add_argument("--write", action="store_true", help="only rewrite the RESULTS.md section from the JSON")
+    a = ap.parse_args()
+    if a.write:
+        print(write())
+        return
+    names = a.pages or [n for n in pages() if n != "Home"]
+    bad = [n for n in names if n not in pages()]
+    if bad:
+        raise SystemExit(f"unknown page(s) {', '.join(bad)}; allowed: {', '.join(pages())}")
+    rows = measure(names, a.warm)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "warm": a.warm, "rows": rows,
+                                   "cpu": f"{os.cpu_count()} cores, {platform.machine()}",
+                                   "threads": os.environ.get("LAB_NUM_THREADS", "1")}, indent=1))
+    print(write())
+
+
+if __name__ == "__main__":
+    main()
