@@ -33,11 +33,16 @@ st.page_link("pages/1_Generators.py", label="Generators: teacher vs students fro
 st.page_link("pages/2_Digits.py", label="Digits: few-step grids, the x̂0 view and guidance on a UNet teacher", icon="🔢")
 st.page_link("pages/3_Knowledge_distillation.py",
              label="Knowledge distillation: divergences, KD vs scratch live, CKA, embeddings, calibration", icon="🧪")
+if (Path(__file__).parent / "pages" / "4_Distill_live.py").exists():  # the live page ships with its own change
+    st.page_link("pages/4_Distill_live.py", label="Distill live: watch a student being distilled", icon="▶️")
+st.page_link("pages/5_Runs.py", label="Runs: every run folder, quality against NFE, curves and snapshots", icon="📁")
+st.caption("Every page keeps its settings in its address: copy the link to share a view.")
 
 st.subheader("Methods")
 st.caption("Every method registered in `lab` (the same list as `lab methods`). Distil one with "
            "`lab distill --method METHOD --teacher toy2d/8gaussians/teacher --out runs/NAME`; its run folder then "
-           "appears on the Generators page.")
+           "appears on the Runs page and, with its student, on the Generators page (Digits for `--teacher "
+           "digits/teacher`).")
 st.dataframe(common.methods_table(), width="stretch")
 
 st.subheader("Knowledge-distillation methods")

@@ -4,23 +4,49 @@ Only lookups through ``lab`` (zoo, data, runs); no streamlit or gradio here, so 
 and the tests can import it. Nothing is trained: the app opens instantly on what exists.
 
 Run folders are searched under ``$LAB_RUNS`` (default ``runs``, relative to the working
-directory, like ``lab runs list``).
+directory: :func:`lab.runs.runs_root`). The app opens model and run folders only under its zoo and runs
+roots: every folder is checked by :func:`lab.runs.confine` (symlinks followed, ``..`` collapsed) before it is read.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab import zoo
-from lab.runs import find_students
+from lab.errors import LabError
+from lab.io import read_json
+from lab.runs import confine, find_students
+from lab.runs import runs_root as lab_runs_root
 
 STUDENT_NFE = (1, 2, 4)
 DEFAULT_TEACHER_NFE = zoo.TEACHER_NFE
+#: panels per row on the Generators page (by default), and the height of a row in screen pixels: a fixed panel
+#: size, however many students
+PANELS_PER_ROW = 4
+PANEL_HEIGHT = 330
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("LAB_RUNS", "runs"))
+    """The runs root the app reads: ``$LAB_RUNS``, else ``runs`` (:func:`lab.runs.runs_root`)."""
+    return lab_runs_root()
+
+
+def zoo_roots() -> list[Path]:
+    """The zoo roots the app reads: the shipped assets and the cache."""
+    return [zoo.ASSETS, zoo.cache_dir()]
+
+
+def run_folder(ref, root: str | Path | None = None) -> Path:
+    """A run folder ``ref`` (a path, as listed) resolved and refused (a one-line LabError) when it leaves the
+    runs root, through ``..`` or a symlink."""
+    return confine(ref, root if root is not None else runs_root())
+
+
+def zoo_folder(entry: str) -> Path | None:
+    """The folder of zoo ``entry`` (None when it is neither shipped nor cached), refused when it leaves the zoo
+    roots (a symlinked entry pointing elsewhere)."""
+    p = zoo.find(entry)
+    return None if p is None else confine(p, *zoo_roots())
 
 
 @dataclass(frozen=True)
@@ -63,39 +89,79 @@ def zoo_students(name: str) -> list[StudentRef]:
     return [StudentRef(e.rsplit("/", 1)[1], "zoo", e) for e in zoo.students(name)]
 
 
-def run_students(name: str, root: str | Path | None = None) -> list[StudentRef]:
-    """Distilled students in run folders whose data is ``toy2d:name`` and that have a saved model."""
+def data_run_students(data_spec: str, root: str | Path | None = None) -> list[StudentRef]:
+    """Distilled students in run folders under the runs root whose data is ``data_spec`` and that have a saved
+    model (a folder reached through a symlink that leaves the root is left out)."""
+    root = root if root is not None else runs_root()
     out = []
-    for _, r in find_students(f"toy2d:{name}", root if root is not None else runs_root()).iterrows():
+    for _, r in find_students(data_spec, root).iterrows():
         folder = Path(str(r["run"]))
+        try:
+            run_folder(folder, root)
+        except LabError:
+            continue
         method = str(r.get("method") or "student")
         label = folder.name if method in folder.name else f"{method}:{folder.name}"
         out.append(StudentRef(label, "run", str(folder)))
     return out
 
 
-def students(name: str, root: str | Path | None = None) -> list[StudentRef]:
-    """Zoo students first, then run folders; labels made unique."""
-    refs, seen = [], set()
-    for s in zoo_students(name) + run_students(name, root):
+def run_students(name: str, root: str | Path | None = None) -> list[StudentRef]:
+    """Distilled students in run folders whose data is ``toy2d:name`` and that have a saved model."""
+    return data_run_students(f"toy2d:{name}", root)
+
+
+def unique_labels(refs: list[StudentRef]) -> list[StudentRef]:
+    """``refs`` with labels made unique (``label #2``, ...; never "teacher")."""
+    out, seen = [], set()
+    for s in refs:
         label, i = s.label, 2
         while label in seen or label == "teacher":
             label, i = f"{s.label} #{i}", i + 1
         seen.add(label)
-        refs.append(StudentRef(label, s.source, s.ref))
-    return refs
+        out.append(StudentRef(label, s.source, s.ref))
+    return out
+
+
+def students(name: str, root: str | Path | None = None) -> list[StudentRef]:
+    """Zoo students first, then run folders; labels made unique."""
+    return unique_labels(zoo_students(name) + run_students(name, root))
 
 
 def load_teacher(name: str):
-    """The zoo teacher, never trained on the spot."""
+    """The zoo teacher, never trained on the spot (an entry that leaves the zoo roots through a symlink is
+    refused)."""
+    zoo_folder(teacher_entry(name))
     return zoo.load(teacher_entry(name), train_if_missing=False, progress=False)
 
 
-def load_student(source: str, ref: str):
-    """A student from the zoo (``source`` "zoo": an entry name, never trained on the spot) or a run folder,
-    by :func:`lab.zoo.resolve` (a run's ``ref`` is always taken as a folder)."""
-    return zoo.resolve(ref if source == "zoo" else Path(ref), kind="generator", train_if_missing=False,
-                       progress=False).model
+def load_student(source: str, ref: str, root: str | Path | None = None):
+    """A student from the zoo (``source`` "zoo": an entry name, never trained on the spot) or a run folder under
+    the runs root (``root``, default :func:`runs_root`), by :func:`lab.zoo.resolve` (a run's ``ref`` is always
+    taken as a folder). A folder outside its root is refused (a one-line LabError)."""
+    if source == "zoo":
+        if zoo_folder(ref) is None:
+            raise LabError(f"zoo entry {ref!r} is not built yet: neither shipped nor cached; run "
+                           f"`lab zoo build --entry {ref}`")
+        return zoo.resolve(ref, kind="generator", train_if_missing=False, progress=False).model
+    if source != "run":
+        raise LabError(f"unknown student source {source!r}; allowed: zoo, run")
+    return zoo.resolve(run_folder(ref, root), kind="generator", train_if_missing=False, progress=False).model
+
+
+def stamp(ref: StudentRef) -> float:
+    """mtime of the student's model.json (0 when absent): a cache key, so a rewritten model is reloaded."""
+    p = (zoo.find(ref.ref) if ref.source == "zoo" else Path(ref.ref))
+    return (p / "model.json").stat().st_mtime if p is not None and (p / "model.json").exists() else 0.0
+
+
+def panel_rows(panels, per_row: int = PANELS_PER_ROW) -> list:
+    """Layout: the panels of ``lab.probes.sample_panels`` in rows of at most ``per_row`` (model, NFE) panels, in
+    order (a list of DataFrames), so that any number of students keeps a fixed panel size."""
+    key = list(zip(panels.model, panels.nfe))
+    order = list(dict.fromkeys(key))
+    rows = [set(order[i:i + per_row]) for i in range(0, len(order), per_row)]
+    return [panels[[k in row for k in key]] for row in rows]
 
 
 def summary_table(panels):
@@ -129,6 +195,13 @@ def digits_students() -> list[str]:
     return [m for m in zoo.image_student_methods() if zoo.find(digits_entry(m)) is not None]
 
 
+def digits_student_refs(root: str | Path | None = None) -> list[StudentRef]:
+    """The digits students the app can show: the zoo's (labelled by method), then run folders whose data is
+    digits and that saved a model; labels made unique."""
+    zoo_refs = [StudentRef(m, "zoo", digits_entry(m)) for m in digits_students()]
+    return unique_labels(zoo_refs + data_run_students("digits", root))
+
+
 def digits_missing_students() -> list[str]:
     present = set(digits_students())
     return [m for m in zoo.image_student_methods() if m not in present]
@@ -150,14 +223,20 @@ def digits_stamp(name: str) -> float:
 
 
 def load_digits(name: str):
-    """The digits teacher or a digits student from the zoo, never trained on the spot."""
+    """The digits teacher or a digits student from the zoo, never trained on the spot (an entry that leaves the
+    zoo roots through a symlink is refused)."""
+    zoo_folder(digits_entry(name))
     return zoo.load(digits_entry(name), train_if_missing=False, progress=False)
+
+
+def digits_pixel(n_labels: int) -> int:
+    """Layout: screen pixels per image pixel for a grid of ``n_labels`` columns of 8x8 digits (about 900 px
+    wide, 4 to 10 px per pixel: never 8 pixels drawn as 8 screen pixels)."""
+    return max(4, min(10, 900 // (9 * max(1, int(n_labels)))))
 
 
 def digits_labels(text: str) -> list[int]:
     """A row of digit labels from text such as "0 1 2 3" or "7,7,7" (one to 32 labels, each 0..9)."""
-    from lab.errors import LabError
-
     parts = [p for p in str(text).replace(",", " ").split() if p]
     # ASCII digits only: str.isdigit() is also true for "²", which int() refuses
     if not parts or len(parts) > 32 or any(not (p.isascii() and p.isdigit()) or int(p) > 9 for p in parts):
@@ -166,20 +245,35 @@ def digits_labels(text: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-def digits_metrics_table(names: list[str]) -> "pd.DataFrame":  # noqa: F821
-    """Image metrics from the model cards (``lab.zoo.card``): one row per (model, NFE) with FD-digits, KID,
-    class accuracy, precision, recall and within-class diversity, then a "noise floor" row (the train split
-    scored as samples against the test split: the value of perfect samples at the cards' sample size).
-    Also the training seconds of each model. Models without a card or metrics are left out."""
+def model_card(ref: StudentRef) -> dict:
+    """The model card of a zoo entry or of a run folder's model (``{}`` when there is none)."""
+    if ref.source == "zoo":
+        return zoo.card(ref.ref)
+    p = run_folder(ref.ref) / "model.json"
+    spec = read_json(p) if p.is_file() else {}
+    return (spec.get("card") or {}) if isinstance(spec, dict) else {}
+
+
+def digits_metrics_table(names: list) -> "pd.DataFrame":  # noqa: F821
+    """Image metrics from the model cards (``lab.zoo.card``, or a run folder's model.json): one row per
+    (model, NFE) with FD-digits, KID, class accuracy, precision, recall and within-class diversity, then a
+    "noise floor" row (the train split scored as samples against the test split: the value of perfect samples
+    at the cards' sample size). Also the training seconds of each model. ``names`` are zoo names ("teacher",
+    a method) or StudentRefs. Models without a card or metrics are left out (a run with a card but no metrics
+    gives one row with its training seconds)."""
     import pandas as pd
 
     rows, floor = [], {}
-    for name in names:
-        c = zoo.card(digits_entry(name))
+    for item in names:
+        ref = item if isinstance(item, StudentRef) else StudentRef(item, "zoo", digits_entry(item))
+        name, c = ref.label, model_card(ref)
         m = c.get("metrics") or {}
         nfes = sorted({int(k.split("@", 1)[1]) for k in m if "@" in k and k.split("@", 1)[1].isdigit()})
         for k in nfes:
             rows.append({"model": name, "nfe": k, **{key: m.get(f"{key}@{k}") for key in DIGITS_METRICS},
+                         "train s": c.get("train_seconds")})
+        if not nfes and ref.source == "run" and c:
+            rows.append({"model": name, "nfe": None, **{key: None for key in DIGITS_METRICS},
                          "train s": c.get("train_seconds")})
         for key in DIGITS_METRICS:
             if f"{key}_noise_floor" in m and key not in floor:

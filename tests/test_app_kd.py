@@ -135,3 +135,47 @@ def test_kd_page_widgets_retrain_and_redraw(page):
         assert f"the student of {name}'s benchmark" in " ".join(c.value for c in at.caption)
         heat = _charts(at)[f"kd_cka_{name}"]["data"][0]
         assert heat["x"] == list(lab.nets.classifiers.build_classifier(spec).feature_layers)
+
+
+def test_kd_page_link_reopens_the_comparison(page):
+    """Every setting lives in the URL: a link opens the same comparison (same runs, same numbers); a bad
+    parameter falls back to the default with one note naming it and the allowed values."""
+    params = {"steps": "50", "n_train": "200", "div": "gaussian", "div_left": "0.3", "emb_teacher": "conv1",
+              "emb_student": "scratch"}
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    _ok(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert at.selectbox(key="kd_method").value == "kd" and at.select_slider(key="kd_steps").value == 50
+    assert at.selectbox(key="kd_n_train").value == 200 and at.radio(key="kd_div_kind").value == "gaussian"
+    assert at.slider(key="kd_div_left").value == pytest.approx(0.3)
+    assert at.selectbox(key="kd_emb_teacher_layer").value == "conv1"
+    assert at.selectbox(key="kd_emb_student").value == "scratch"
+    table = _compare(at)
+    ref = probes.compare_runs(_direct(50, n_train=200))
+    assert (table.steps == 50).all() and np.allclose(table.last_acc.to_numpy(dtype=float),
+                                                      ref.last_acc.to_numpy(dtype=float))
+    assert _charts(at)["kd_embeddings"]["layout"]["annotations"][0]["text"] == "teacher · conv1"
+    div = next(d.value for d in at.dataframe if "divergence" in getattr(d.value, "columns", []))
+    from lab.probes import divergence as divprobe
+
+    direct = divprobe.explore(kind="gaussian", teacher=divprobe.two_gaussians(weights=(0.3, 0.7)), steps=150,
+                              restarts=4)
+    assert np.allclose(div.select_dtypes("number").to_numpy(dtype=float),
+                       direct.select_dtypes("number").to_numpy(dtype=float))
+    at.text_input(key="kd_seed").set_value("1").run()
+    assert at.query_params["seed"] == "1" and at.query_params["steps"] == "50"
+
+    bad = AppTest.from_file(PAGE, default_timeout=180)
+    for k, v in {"method": "nope", "steps": "7", "div_left": "2", "seed": "-1"}.items():
+        bad.query_params[k] = v
+    bad.run()
+    _ok(bad)
+    assert len(bad.warning) == 1
+    note = bad.warning[0].value
+    for text in ("method=nope", "steps=7", "one of 50, 100, 200, 300, 500, 1000", "div_left=2",
+                 "a number from 0.1 to 0.9 in steps of 0.1", "seed=-1", "an integer from 0 to 2147483647"):
+        assert text in note, (text, note)
+    assert bad.select_slider(key="kd_steps").value == 200 and bad.selectbox(key="kd_method").value == "kd"

@@ -1,7 +1,7 @@
 """Generators: a teacher and its distilled students, sampled from the same noise.
 
 Everything shown is computed by ``lab.probes`` and drawn by ``lab.viz``; this page only
-picks models and displays.
+picks models and displays. Every setting lives in the URL (``state.UrlState``): a link reopens the same view.
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common), also under AppTest
 
 import common  # noqa: E402
+import state  # noqa: E402
 from lab import probes, viz  # noqa: E402
+from lab.errors import LabError  # noqa: E402
 from lab.data import toy2d  # noqa: E402
 
 st.set_page_config(page_title="Generators · Distillation Lab", layout="wide")
@@ -24,18 +26,13 @@ def teacher(name: str):
     return common.load_teacher(name)
 
 
-@st.cache_resource(show_spinner="loading student…")
+@st.cache_resource(show_spinner="loading student…", max_entries=64)
 def student(source: str, ref: str, stamp: float):  # stamp: model.json mtime, so a rewritten run reloads
     return common.load_student(source, ref)
 
 
-def _stamp(ref: common.StudentRef) -> float:
-    p = Path(ref.ref) / "model.json"
-    return p.stat().st_mtime if ref.source == "run" and p.exists() else 0.0
-
-
 def _load(refs):
-    return {r.label: student(r.source, r.ref, _stamp(r)) for r in refs}
+    return {r.label: student(r.source, r.ref, common.stamp(r)) for r in refs}
 
 
 @st.cache_data(show_spinner="sampling…", max_entries=32)
@@ -52,6 +49,7 @@ def paths(name: str, ref: tuple | None, teacher_nfe: int, student_nfe: int, seed
 
 st.title("Generators")
 st.caption("A teacher at many steps and its distilled students at 1, 2 and 4 steps, all starting from the same noise.")
+url = state.UrlState("generators")
 
 names = common.distributions()
 if not names:
@@ -59,16 +57,22 @@ if not names:
     st.stop()
 
 with st.sidebar:
-    name = st.selectbox("Distribution", names, key="dist")
+    name = url.selectbox("Distribution", names, key="dist")
     st.caption(toy2d.get(name).description)
     available = common.students(name)
     by_label = {s.label: s for s in available}
-    chosen = st.multiselect("Students", list(by_label), default=list(by_label)[:3], key=f"students_{name}",
-                            help="Zoo students, then distilled run folders under $LAB_RUNS (default ./runs) for this distribution.")
-    teacher_nfe = int(st.number_input("Teacher NFE", min_value=1, max_value=500, value=common.DEFAULT_TEACHER_NFE,
-                                      step=1, key="teacher_nfe"))
-    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed"))
-    n = int(st.select_slider("Points", options=[250, 500, 1000, 2000, 4000], value=1000, key="n"))
+    chosen = url.multiselect("Students", list(by_label), key=f"students_{name}", param="students",
+                             default=list(by_label)[:3],
+                             help="Zoo students, then distilled run folders under $LAB_RUNS (default ./runs) for "
+                                  "this distribution. Any number: the panels wrap into rows (Panels per row).")
+    teacher_nfe = url.integer("Teacher NFE", key="teacher_nfe", param="tnfe", default=common.DEFAULT_TEACHER_NFE,
+                              lo=1, hi=500)
+    seed = url.integer("Seed", key="seed", default=0, lo=0, hi=2**31 - 1)
+    n = int(url.select_slider("Points", [250, 500, 1000, 2000, 4000], key="n", default=1000))
+    per_row = int(url.select_slider("Panels per row", [2, 3, 4], key="per_row", param="cols",
+                                    default=common.PANELS_PER_ROW,
+                                    help="Fewer on a narrow screen or a projector: the panels wrap into more rows."))
+    st.caption("Every setting is in the page's address: copy it to share this view.")
 
 if not available:
     st.info(f"No students are available for {name} yet: none in the zoo and no distilled run folder with a "
@@ -77,11 +81,36 @@ if not available:
 elif not chosen:
     st.info("No student selected: showing the teacher only.")
 
-refs = tuple((by_label[c].label, by_label[c].source, by_label[c].ref) for c in chosen)
+try:
+    teacher(name)
+except LabError as e:
+    st.error(f"The {name} teacher cannot be loaded: {e}")
+    st.stop()
+refs, broken = [], []
+for c in chosen:  # a damaged or refused folder is named once and left out, never a traceback
+    r = by_label[c]
+    try:
+        student(r.source, r.ref, common.stamp(r))
+        refs.append((r.label, r.source, r.ref))
+    except LabError as e:
+        broken.append(f"**{c}** ({e})")
+if broken:
+    st.warning(f"Left out, cannot be loaded: {'; '.join(broken)}")
+refs = tuple(refs)
+shown = [r[0] for r in refs]
 
 st.subheader("Teacher vs students (same noise)")
 df = panels(name, refs, n, teacher_nfe, seed)
-st.plotly_chart(viz.sample_panels_figure(df), key="sample_panels")
+# a fixed panel size however many students: one figure per row of `per_row` panels, on one shared scale, a fixed
+# height per row; a short last row keeps the panel width (it fills only its share of the page)
+lim = float(max(df.x.abs().quantile(0.99), df.y.abs().quantile(0.99)) * 1.15)
+for i, row in enumerate(common.panel_rows(df, per_row)):
+    k = len(row.groupby(["model", "nfe"], sort=False))
+    box = st.container() if k == per_row else st.columns([k, per_row - k])[0]
+    fig = viz.sample_panels_figure(row, lim=lim).update_layout(
+        title=None if i else "Same noise: teacher vs students", height=common.PANEL_HEIGHT + (50 if i == 0 else 0),
+        margin=dict(l=40, r=20, t=80 + (50 if i == 0 else 0)))
+    box.plotly_chart(fig.update_annotations(font_size=11), key="sample_panels" if i == 0 else f"sample_panels_{i}")
 st.dataframe(common.summary_table(df), hide_index=True,
              column_config={"distance to data (SWD)": st.column_config.NumberColumn(format="%.4f"),
                             "noise floor": st.column_config.NumberColumn(format="%.4f"),
@@ -92,11 +121,16 @@ st.caption("Distance to data is the sliced Wasserstein distance to fresh data; t
 st.subheader("Trajectories")
 c1, c2 = st.columns(2)
 with c1:
-    traj_label = st.selectbox("Student", chosen or ["(teacher only)"], key=f"traj_student_{name}",
-                              disabled=not chosen)
-with c2:
-    student_nfe = int(st.selectbox("Student NFE", common.STUDENT_NFE, index=1, key="traj_nfe", disabled=not chosen))
+    traj_label = url.selectbox("Student", shown or ["(teacher only)"], key=f"traj_student_{name}",
+                               param="traj", disabled=not shown)
 traj_ref = next((r for r in refs if r[0] == traj_label), None)
+# the NFEs the student was trained for (a one-step student is not run at 4 steps behind the viewer's back)
+nfe_options = (probes.panel_nfes(_load([common.StudentRef(*traj_ref)])[traj_ref[0]], (1, 2, 4, 8))
+               if traj_ref else common.STUDENT_NFE)
+with c2:
+    student_nfe = int(url.selectbox("Student NFE", nfe_options, key=f"traj_nfe_{traj_label}", param="traj_nfe",
+                                    default=2 if 2 in nfe_options else nfe_options[0], disabled=not shown,
+                                    help="Only the step counts this student was trained for."))
 p, summ = paths(name, traj_ref, teacher_nfe, student_nfe, seed)
 st.plotly_chart(viz.trajectories_figure(p, summ), key="trajectories")
 st.dataframe(summ, hide_index=True)

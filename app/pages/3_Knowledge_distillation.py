@@ -3,7 +3,8 @@ CKA, feature embeddings and reliability diagrams.
 
 Everything shown is computed by ``lab.kd``, ``lab.probes.kd``, ``lab.probes.embeddings``, ``lab.probes.divergence``
 and drawn by ``lab.viz``; this page only picks settings and displays. Trained runs are kept with
-``st.cache_resource`` (same settings, same seed: the same run, trained once per server).
+``st.cache_resource`` (same settings, same seed: the same run, trained once per server). Every setting lives in
+the URL (``state.UrlState``): a link reopens the same comparison.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common), also under AppTest
 
+import state  # noqa: E402
 import lab  # noqa: E402
 import lab.kd  # noqa: E402
 from lab.errors import LabError  # noqa: E402
@@ -75,19 +77,22 @@ st.title("Knowledge distillation")
 st.caption("A big teacher network's outputs train a small student. Which divergence pulls the student to the teacher "
            "decides where it lands; with the teacher's soft labels the student learns from every class's probability, "
            "not only the true label.")
+url = state.UrlState("kd")
 
 methods = [m for m in lab.kd.list_methods() if m != "scratch" and "classify" in lab.kd.get(m).kinds]
 with st.sidebar:
     st.header("Run comparison")
-    method = st.selectbox("KD method", methods, index=methods.index("kd") if "kd" in methods else 0, key="kd_method",
-                          help="Every registered KD method for classifiers (lab.kd.list_methods()).")
-    steps = int(st.select_slider("Training steps", STEP_OPTIONS, value=200, key="kd_steps"))
-    n_train = int(st.selectbox("Labelled training digits", N_TRAIN_OPTIONS, index=0, key="kd_n_train",
-                               format_func=lambda n: "all 1,437" if n == 0 else str(n),
-                               help="KD shines when labels are scarce: the teacher's soft labels carry the rest. The kd benchmark "
-                                    "(1000 steps, 200 labelled digits) is where kd beats scratch on accuracy; "
-                                    "short runs favour scratch's accuracy and kd's calibration."))
-    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="kd_seed"))
+    method = url.selectbox("KD method", methods, key="kd_method", param="method",
+                           default="kd" if "kd" in methods else methods[0],
+                           help="Every registered KD method for classifiers (lab.kd.list_methods()).")
+    steps = int(url.select_slider("Training steps", STEP_OPTIONS, key="kd_steps", param="steps", default=200))
+    n_train = int(url.selectbox("Labelled training digits", N_TRAIN_OPTIONS, key="kd_n_train", param="n_train",
+                                format_func=lambda n: "all 1,437" if n == 0 else str(n),
+                                help="KD shines when labels are scarce: the teacher's soft labels carry the rest. "
+                                     "The kd benchmark (1000 steps, 200 labelled digits) is where kd beats scratch on "
+                                     "accuracy; short runs favour scratch's accuracy and kd's calibration."))
+    seed = url.integer("Seed", key="kd_seed", param="seed", default=0, lo=0, hi=2**31 - 1)
+    st.caption("Every setting is in the page's address: copy it to share this comparison.")
 
 # ---------------------------------------------------------------- (1) divergence explorer
 st.subheader("Divergence explorer")
@@ -95,13 +100,14 @@ st.caption("One one-mode student fitted to a two-mode teacher under each diverge
            "second): forward KL covers both modes, reverse KL picks one; JSD and the skew KLs sit in between.")
 d1, d2, d3 = st.columns(3)
 with d1:
-    kind = st.radio("Setting", ["categorical", "gaussian"], horizontal=True, key="kd_div_kind",
-                    help="categorical: a distribution over 24 ordered classes; gaussian: a 1D mixture.")
+    kind = url.radio("Setting", ["categorical", "gaussian"], key="kd_div_kind", param="div", horizontal=True,
+                     help="categorical: a distribution over 24 ordered classes; gaussian: a 1D mixture.")
 with d2:
-    left = float(st.slider("Teacher weight of the left mode", 0.1, 0.9, 0.5, 0.1, key="kd_div_left"))
+    left = url.number("Teacher weight of the left mode", key="kd_div_left", param="div_left", default=0.5, lo=0.1,
+                      hi=0.9, step=0.1)
 with d3:
-    fit_steps = int(st.selectbox("Fit steps (x restarts)", [150, 400, 800], index=0, key="kd_div_steps",
-                                 format_func=lambda k: f"{k} x {4 if k == 150 else 8}"))
+    fit_steps = int(url.selectbox("Fit steps (x restarts)", [150, 400, 800], key="kd_div_steps", param="div_steps",
+                                  format_func=lambda k: f"{k} x {4 if k == 150 else 8}"))
 div_df, fits = divergence_sweep(kind, round(left, 2), fit_steps, 4 if fit_steps == 150 else 8)
 st.plotly_chart(divviz.explorer_figure(fits), key="kd_divergence")
 st.plotly_chart(divviz.landing_figure(div_df), key="kd_divergence_landing")
@@ -165,13 +171,15 @@ student_net = runs[method].student
 e1, e2, e3 = st.columns(3)
 with e1:
     t_layers = list(teacher.feature_layers)
-    layer_t = st.selectbox("Teacher layer", t_layers, index=t_layers.index("pool") if "pool" in t_layers else 0,
-                           key="kd_emb_teacher_layer")
+    layer_t = url.selectbox("Teacher layer", t_layers, key="kd_emb_teacher_layer", param="emb_teacher",
+                            default="pool" if "pool" in t_layers else t_layers[0])
 with e2:
     s_layers = list(student_net.feature_layers)
-    layer_s = st.selectbox("Student layer", s_layers, index=max(0, len(s_layers) - 2), key="kd_emb_student_layer")
+    layer_s = url.selectbox("Student layer", s_layers, key="kd_emb_student_layer", param="emb_layer",
+                            default=s_layers[max(0, len(s_layers) - 2)])
 with e3:
-    which = st.selectbox("Student", ["scratch", method], index=1, key="kd_emb_student")
+    which = url.selectbox("Student", ["scratch", method], key="kd_emb_student", param="emb_student",
+                          default=method)
 task = runs[method].task
 df_emb = emb.teacher_student_embeddings(teacher, runs[which].student, task.x_test, task.y_test, layer_t, layer_s,
                                         method="pca", seed=seed)

@@ -4,3 +4,5 @@ from lab.runs.run import Run, find_students, list_runs
 
 __all__ = ["EMA", "Callback", "Checkpoint", "Guard", "LoopState", "NaNGuard", "ProgressBar", "Recorder", "StepOutput", "distill",
            "run_to_end", "train", "Run", "find_students", "list_runs"]
+from lab.runs.index import confine, filter_runs, measure, pareto, quality_points, runs_root, runs_table  # noqa: E402
+__all__ += ["confine", "filter_runs", "measure", "pareto", "quality_points", "runs_root", "runs_table"]
