@@ -1308,7 +1308,7 @@ def _broken_run_call(common, build, which):
     if which == "load":
         for r in refs:
             if r.source == "run":
-                gen = common.load_student(r.source, r.ref)
+                gen = common.load_student(r.source, r.ref, root=root)
                 x = gen.sample(4, nfe=1, seed=0).x
                 if not _finite(x):
                     raise AssertionError("a damaged run's student loaded and gave non-finite samples")

@@ -30,7 +30,7 @@ from lab.io import read_json
 from lab.methods.trajectory.guidance import CFGGenerator, is_class_conditional
 from lab.metrics import noise_floor, sliced_wasserstein
 from lab.probes.images import n_classes_of
-from lab.runs import list_runs
+from lab.runs import confine, list_runs
 
 #: generator kinds that take a guidance weight w as an input
 GUIDED_KINDS = ("guided_flow",)
@@ -106,8 +106,11 @@ def demo_models(runs_root=None) -> list[DemoModel]:
             teacher = _teacher_for(str(r.data), str(getattr(r, "teacher", "")))
             if teacher is None:
                 continue
-            folder = Path(str(r.run))
-            rel = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else folder.name
+            try:  # a run reached through a symlink that leaves the runs root is not offered
+                folder = confine(str(r.run), root)
+            except LabError:
+                continue
+            rel = folder.relative_to(root.resolve()).as_posix()
             try:
                 cfg = read_json(folder / "config.json").get("config") or {}
             except (LabError, OSError, AttributeError):
