@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import statistics
 import time
 
 import numpy as np
@@ -98,13 +99,34 @@ def panel_nfes(gen: Generator, wanted=(1, 2, 4), native_only: bool = True) -> tu
     return tuple(k for k in wanted if k in nat) or (min(nat),)
 
 
+def timed_sample(gen: Generator, z: torch.Tensor, nfe: int, seed: int = 0, y=None, repeats: int = 5,
+                 budget: float | None = None, **cond) -> tuple:
+    """Sample ``gen`` from noise ``z`` at ``nfe``, timed warm: one untimed call first (first-call setup,
+    allocator, caches), then ``repeats`` timed calls, each until the samples are on the host (so an
+    asynchronous device is timed too). With a ``budget`` (seconds), stop early once at least
+    ``min(3, repeats)`` timed calls took that long together (a slow model still gets a median of three).
+    Returns (SampleResult of the last call, its x a CPU tensor; median seconds; every timed call's seconds)."""
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise LabError(f"repeats must be an integer >= 1, got {repeats!r}")
+    z = z.to(gen.device)
+    y = None if y is None else y.to(gen.device)
+    gen.sample(z=z, nfe=nfe, seed=seed, y=y, **cond).x.cpu()  # warm-up, not timed
+    times, res = [], None
+    while len(times) < repeats and not (budget is not None and len(times) >= min(3, repeats) and sum(times) > budget):
+        t0 = time.perf_counter()
+        res = gen.sample(z=z, nfe=nfe, seed=seed, y=y, **cond)
+        res.x = res.x.cpu()
+        times.append(time.perf_counter() - t0)
+    return res, statistics.median(times), times
+
+
 def sample_panels(teacher: Generator, students: dict[str, Generator], source, n: int = 1000, teacher_nfe: int = 50,
                   student_nfe=(1, 2, 4), seed: int = 0, native_only: bool = True) -> pd.DataFrame:
     """Samples from the same noise: teacher at ``teacher_nfe`` and each student at each of ``student_nfe``
     that it serves natively (``panel_nfes``; ``native_only=False`` shows every one).
 
     One row per point: model, nfe, x, y; plus per-panel columns swd (to fresh data), swd_floor
-    and seconds (wall-clock time to sample).
+    and seconds (wall-clock time to sample, warm: the median of up to three timed calls after an untimed one).
     """
     from lab.metrics import noise_floor  # inside: no cycle; lab.metrics is already imported at the top
 
@@ -115,10 +137,8 @@ def sample_panels(teacher: Generator, students: dict[str, Generator], source, n:
                                                     for k in panel_nfes(g, student_nfe, native_only)]
     frames = []
     for label, gen, nfe in panels:
-        gen.sample(z=z[:8].to(gen.device), nfe=nfe, seed=seed)  # warm-up: time the sampling, not first-call setup
-        t0 = time.perf_counter()
-        x = gen.sample(z=z.to(gen.device), nfe=nfe, seed=seed).x
-        sec = time.perf_counter() - t0
+        res, sec, _ = timed_sample(gen, z, nfe, seed=seed, repeats=3, budget=0.5)
+        x = res.x
         xs = to_numpy(x)
         frames.append(pd.DataFrame({"model": label, "nfe": nfe, "x": xs[:, 0], "y": xs[:, 1],
                                     "swd": sliced_wasserstein(x, ref), "swd_floor": floor, "seconds": sec}))
@@ -133,6 +153,6 @@ def panel_summary(panels: pd.DataFrame) -> pd.DataFrame:
 from lab.metrics.calibration import agreement, ece, entropy_per_class, reliability, soft_labels, temperature_sweep  # noqa: E402
 from lab.metrics.similarity import cka_matrix, linear_cka, minibatch_cka, rbf_cka  # noqa: E402
 
-__all__ = ["grid", "targets", "trajectories", "panel_nfes", "sample_panels", "panel_summary", "linear_cka", "rbf_cka",
+__all__ = ["grid", "targets", "trajectories", "panel_nfes", "timed_sample", "sample_panels", "panel_summary", "linear_cka", "rbf_cka",
            "minibatch_cka", "cka_matrix", "ece", "reliability", "agreement", "entropy_per_class", "soft_labels",
            "temperature_sweep"]

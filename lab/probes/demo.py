@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from lab.errors import LabError
 from lab.io import read_json
 from lab.methods.trajectory.guidance import CFGGenerator, is_class_conditional
 from lab.metrics import noise_floor, sliced_wasserstein
+from lab.probes import timed_sample
 from lab.probes.images import n_classes_of
 from lab.runs import confine, list_runs
 
@@ -150,26 +149,6 @@ def _check_int(name: str, v, lo: int, hi: int | None = None) -> int:
 
 
 @torch.no_grad()
-def timed_sample(gen: Generator, z: torch.Tensor, nfe: int, seed: int = 0, y=None, repeats: int = 5,
-                 budget: float | None = None, **cond) -> tuple:
-    """Sample ``gen`` from noise ``z`` at ``nfe``, timed warm: one untimed call first (first-call setup,
-    allocator, caches), then ``repeats`` timed calls, each until the samples are on the host (so an
-    asynchronous device is timed too). With a ``budget`` (seconds), stop early once at least
-    ``min(3, repeats)`` timed calls took that long together (a slow model still gets a median of three).
-    Returns (SampleResult of the last call, its x a CPU tensor; median seconds; every timed call's seconds)."""
-    _check_int("repeats", repeats, 1)
-    z = z.to(gen.device)
-    y = None if y is None else y.to(gen.device)
-    gen.sample(z=z, nfe=nfe, seed=seed, y=y, **cond).x.cpu()  # warm-up, not timed
-    times, res = [], None
-    while len(times) < repeats and not (budget is not None and len(times) >= min(3, repeats) and sum(times) > budget):
-        t0 = time.perf_counter()
-        res = gen.sample(z=z, nfe=nfe, seed=seed, y=y, **cond)
-        res.x = res.x.cpu()
-        times.append(time.perf_counter() - t0)
-    return res, statistics.median(times), times
-
-
 def side_by_side(teacher: Generator, student: Generator, teacher_nfe: int = 50, student_nfe: int | None = None,
                  n: int = 1000, seed: int = 0, label: int | None = None, w: float | None = None, repeats: int = 5,
                  off_grid: bool = False, data=None, budget: float | None = None) -> dict:
