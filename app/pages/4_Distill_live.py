@@ -1,0 +1,275 @@
+"""Distill live: watch a student being distilled, step by step, with the method's own field under its samples.
+
+Everything shown is computed by ``lab.runs.live`` (the session: training on demand, samples, losses, distances)
+and ``lab.probes.fields`` (the method's field), and drawn by ``lab.viz.live``; this page only picks settings,
+keeps the session in ``st.session_state`` and displays. While playing, only the live fragment runs (a loop of
+frames; see ``live_view``).
+"""
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import time
+from pathlib import Path
+
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common), also under AppTest
+
+import common  # noqa: E402
+from lab import zoo  # noqa: E402
+from lab.data import toy2d  # noqa: E402
+from lab.errors import LabError  # noqa: E402
+from lab.methods import get_method  # noqa: E402
+from lab.probes.fields import field_caption, method_field  # noqa: E402
+from lab.runs import live  # noqa: E402
+from lab.viz import live as liveviz  # noqa: E402
+
+st.set_page_config(page_title="Distill live · Distillation Lab", layout="wide")
+
+LOOP_SECONDS = 2.0        # while playing, one fragment run draws frames for about this long (session_state
+                          # "live_loop_seconds" overrides it: the AppTests set 0, one frame per run)
+MIN_FRAME_SECONDS = 0.12  # at most about 8 frames a second
+CURVES_SECONDS = 1.0      # the loss and distance curves while playing (they change slowly; each redraw costs)
+AUTO_SECONDS = 0.08       # "auto" steps per frame: about this much training per frame
+POINTS = 200              # samples per panel
+FIELD_GRID = 11           # the field's grid side (coarse: it is computed and drawn every frame)
+STEPS_PER_FRAME = ["auto", 1, 2, 4, 8, 16, 32]
+DEFAULT_METHOD = "dmd"
+ZOO, UPLOAD = "zoo distribution", "my points (.npy / .csv)"
+
+
+@st.cache_resource
+def freeze_long_lived_objects() -> bool:
+    """Streamlit runs a full ``gc.collect()`` after every script run, fragment reruns included (its
+    ``runner.postScriptGC``): with torch, pandas and plotly loaded that took about 150 ms of each frame. Freezing
+    the objects alive now (modules, caches) once per process takes them out of the collector's scans, so a
+    frame's collection only walks the frame's own objects (a fragment drawing a text and a figure went from 4.0 to
+    5.8 updates a second; bench/RESULTS.md, Live distillation)."""
+    gc.freeze()
+    return True
+
+
+freeze_long_lived_objects()
+state = st.session_state
+state.setdefault("live_playing", False)
+state.setdefault("live_cfg", {})       # method -> its last valid hyperparameters
+state.setdefault("live_hp_error", "")
+
+
+@st.cache_resource(show_spinner="loading the teacher…")
+def zoo_teacher(entry: str):
+    return zoo.load(entry, train_if_missing=False, progress=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def upload_slot(name: str, raw: bytes) -> dict:
+    """One upload's checked points and its teacher, trained once (outside, so that it can draw a progress bar)."""
+    slot = {"lock": threading.Lock(), "teacher": None, "source": None, "error": ""}
+    try:
+        slot["source"] = live.points_from_upload(name, raw)
+    except LabError as e:
+        slot["error"] = str(e)
+    return slot
+
+
+def upload_teacher(slot: dict):
+    """The upload's teacher (seed 0: the same teacher whatever the student's seed), trained on first use."""
+    with slot["lock"]:
+        if slot["teacher"] is None:
+            bar = st.progress(0.0, text="training a teacher on your points…")
+            slot["teacher"] = live.train_points_teacher(
+                slot["source"], seed=0,
+                progress=lambda f: bar.progress(f, text=f"training a teacher on your points: {f:.0%}"))
+            bar.empty()
+    return slot["teacher"]
+
+
+def live_field(method):
+    return method_field(method, n=FIELD_GRID, points=POINTS // 2)
+
+
+def check_hp(method: str, name: str, default):
+    """A hyperparameter widget changed: keep it if the method's Config accepts it, else restore the last valid value
+    and say why in one line."""
+    key = f"hp_{method}_{name}"
+    valid = state.live_cfg.setdefault(method, {})
+    try:
+        live.check_config(method, {**valid, name: state[key]})
+        valid[name] = state[key]
+        state.live_hp_error = ""
+    except LabError as e:
+        state.live_hp_error = str(e)
+        state[key] = valid.get(name, default)
+
+
+def set_playing(on: bool):
+    state.live_playing = on
+
+
+def step_once():
+    state.live_playing = False
+    if "live_session" in state:
+        state.live_session.advance(1)
+
+
+def reset():
+    state.live_playing = False
+    if "live_session" in state:
+        state.live_session.reset()
+
+
+st.title("Distill live")
+st.caption("A student distilled from its teacher while you watch: its samples against the teacher's from the same "
+           "noise, with the method's own field under them, the losses and the distance to data.")
+
+# ---------------------------------------------------------------- settings
+with st.sidebar:
+    kind = st.radio("Data", [ZOO, UPLOAD], key="live_data_kind")
+    if kind == ZOO:
+        names = common.distributions()
+        if not names:
+            st.error("No teacher in the zoo yet. Build them with `lab zoo build`, then reload this page.")
+            st.stop()
+        dist = st.selectbox("Distribution", names, key="live_dist")
+        st.caption(toy2d.get(dist).description)
+    else:
+        up = st.file_uploader("Points: an (N, 2) array", type=["npy", "csv"], key="live_upload",
+                              help=f"At most {live.MAX_UPLOAD_BYTES // 2**20} MB, {live.MIN_POINTS} to "
+                                   f"{live.MAX_POINTS:_} finite points; centred and scaled to the zoo's range.")
+    methods = live.methods_2d()
+    method = st.selectbox("Method", methods, index=methods.index(DEFAULT_METHOD), key="live_method",
+                          help="Every registered method that trains on 2D points.")
+    st.caption(get_method(method).mechanism)
+    st.markdown("**Hyperparameters**")
+    hp = live.hyperparameters(method)
+    valid = state.live_cfg.setdefault(method, {})
+    for row in hp.itertuples():
+        key = f"hp_{method}_{row.name}"
+        is_int = row.kind == "int"
+        default = int(row.default) if is_int else float(row.default)
+        if key not in state:
+            state[key] = valid.get(row.name, default)
+        st.number_input(row.name, key=key, step=1 if is_int else (abs(default) / 10 or 0.01),
+                        format=None if is_int else "%g", help=f"allowed: {row.allowed}",
+                        on_change=check_hp, args=(method, row.name, default))
+    if state.live_hp_error:
+        st.error(state.live_hp_error)
+    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="live_seed"))
+    slow = st.toggle("Slow motion (one step per frame)", key="live_slow")
+    k = st.select_slider("Steps per frame", STEPS_PER_FRAME, value="auto", key="live_k", disabled=slow,
+                         help=f"Training steps between two frames while playing; auto: as many as fit in about "
+                              f"{1000 * AUTO_SECONDS:.0f} ms. More steps: faster training, fewer frames per second.")
+
+# ---------------------------------------------------------------- the session (rebuilt when a setting changes)
+config = dict(valid)
+if kind == ZOO:
+    entry = zoo.student_teacher(dist, method)  # the analytic mixture for methods that need a conditional teacher
+    data_key = ("zoo", entry)
+else:
+    if up is None:
+        st.info("Upload a .npy or .csv file of (N, 2) points to distil on your own data.")
+        st.stop()
+    raw = up.getvalue()
+    slot = upload_slot(up.name, raw)
+    if slot["error"]:
+        st.error(slot["error"])
+        st.stop()
+    data_key = ("upload", up.name, len(raw), up.file_id)
+settings = (data_key, method, tuple(sorted(config.items())), seed)
+if state.get("live_key") != settings:
+    try:
+        if kind == ZOO:
+            sess = live.LiveSession(method, zoo_teacher(entry), f"toy2d:{dist}", config, seed, field=live_field,
+                                    n=POINTS, teacher_ref=entry)
+        else:
+            sess = live.LiveSession(method, upload_teacher(slot), slot["source"], config, seed,
+                                    field=live_field, n=POINTS)
+    except LabError as e:
+        state.pop("live_session", None)
+        state.pop("live_key", None)
+        st.error(str(e))
+        st.stop()
+    state.live_session, state.live_key, state.live_playing = sess, settings, False
+sess = state.live_session
+
+c1, c2, c3, c4 = st.columns(4)
+c1.button("Play", key="live_play", icon=":material/play_arrow:", on_click=set_playing, args=(True,),
+          disabled=sess.done, width="stretch")
+c2.button("Pause", key="live_pause", icon=":material/pause:", on_click=set_playing, args=(False,), width="stretch")
+c3.button("Step", key="live_step", icon=":material/skip_next:", on_click=step_once, disabled=sess.done,
+          width="stretch", help="Exactly one training step.")
+c4.button("Reset", key="live_reset", icon=":material/replay:", on_click=reset, width="stretch",
+          help="Back to step 0 with the same seed.")
+st.caption(f"{'playing' if state.live_playing else 'paused'} · {1 if slow else k} step(s) per frame · "
+           f"teacher: {sess.teacher_ref or 'trained here on your points'}")
+
+
+def advance(s):
+    if state.live_slow:
+        s.advance(1)
+    elif state.live_k == "auto":
+        s.advance_for(AUTO_SECONDS)
+    else:
+        s.advance(int(state.live_k))
+
+
+@st.fragment(run_every=LOOP_SECONDS if state.live_playing else None)
+def live_view():
+    """While playing, one run of this fragment draws frames into placeholders for about LOOP_SECONDS (a rerun per
+    frame would cost Streamlit's per-run overhead, and a timer faster than a frame preempts runs before they
+    draw); the timer then starts the next run. A click anywhere (Pause, Step) interrupts the loop at once."""
+    s = state.live_session
+    text, msg, fig, caption = st.empty(), st.empty(), st.empty(), st.empty()
+    left, right = st.columns(2)
+    loss_ph, dist_ph = left.empty(), right.empty()
+    t_end, curves_at, drawn = time.monotonic() + state.get("live_loop_seconds", LOOP_SECONDS), 0.0, 0
+    while True:
+        t0 = time.monotonic()
+        playing = state.live_playing and not s.done
+        if playing and s.iteration == 0:
+            with st.spinner("first steps (some methods first draw their teacher's ODE pairs)…"):
+                advance(s)
+        elif playing:
+            advance(s)
+        fr = s.frame()
+        text.text(f"step {fr.it}")
+        if fr.error:
+            msg.error(fr.error)
+        elif fr.done:
+            msg.success(f"Done: {fr.total} steps (the method's `steps`). Save the run below, or Reset.")
+        if playing:  # an image: swapped in one step (a changed plotly chart is redrawn from scratch)
+            fig.image(liveviz.png_data_uri(liveviz.live_image(fr)), width="stretch")
+        else:  # paused: the same frame as an interactive figure (zoom, hover)
+            fig.plotly_chart(liveviz.live_figure(fr), key="live_fig", config={"displayModeBar": False})
+        caption.caption(field_caption(s.method))
+        if not playing or t0 - curves_at >= CURVES_SECONDS:  # the curves change slowly; each redraw costs
+            cfg = {"displayModeBar": False}  # keys: unique within the run (the curves are redrawn in it)
+            loss_ph.plotly_chart(liveviz.loss_figure(fr.losses), key=f"live_loss_{drawn}", config=cfg)
+            dist_ph.plotly_chart(liveviz.distance_figure(fr.distance), key=f"live_distance_{drawn}", config=cfg)
+            curves_at, drawn = t0, drawn + 1
+        if not playing or time.monotonic() >= t_end:
+            break
+        time.sleep(max(0.0, MIN_FRAME_SECONDS - (time.monotonic() - t0)))
+    if state.live_playing and s.done:  # the end of the run: stop the timer (a full rerun re-reads live_playing)
+        state.live_playing = False
+        st.rerun()
+
+
+live_view()
+
+# ---------------------------------------------------------------- save
+st.subheader("Save the run")
+root = common.runs_root()
+n1, n2 = st.columns([3, 1])
+run_name = n1.text_input("Run name", value=f"live-{method}-{seed}", key="live_run_name",
+                         help=f"A new folder under the runs root ({root}); an existing one is never overwritten.")
+if n2.button("Save", key="live_save", width="stretch"):
+    try:
+        folder = sess.save(live.check_run_name(run_name, root))
+        where = ("it is listed on the Generators page" if kind == ZOO else
+                 "the Generators page lists zoo distributions only; load it with lab.load(folder)")
+        st.success(f"Saved step {sess.iteration} to {folder}: {where}; `lab distill --resume {folder}` finishes it.")
+    except LabError as e:
+        st.error(str(e))
