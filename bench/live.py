@@ -131,7 +131,8 @@ def browser(methods=METHODS, seconds: float = 10.0, k: str = "auto", shots: Path
                     box.fill(str(PAGE_STEPS[m]))
                     box.press("Enter")
                     page.wait_for_timeout(3000)  # the new session is built
-                # poll every 20 ms: the "step N" text and the live image (its data URI's length and middle identify a frame)
+                # poll every 20 ms: the "step N" text and the live image (its data URI's length and middle identify
+                # a frame)
                 page.evaluate("""() => { window.__seen = []; window.__imgs = []; window.__poll = setInterval(() => {
                     const el = [...document.querySelectorAll('[data-testid="stText"]')]
                         .find(e => e.innerText.startsWith('step '));
@@ -150,8 +151,12 @@ def browser(methods=METHODS, seconds: float = 10.0, k: str = "auto", shots: Path
                         break
                     except Exception:  # noqa: BLE001 - retried
                         pass
-                page.wait_for_timeout(2000)  # the first frames (some methods draw ODE pairs first)
-                page.evaluate("() => { window.__seen = window.__seen.slice(-1); window.__imgs = window.__imgs.slice(-1); }")
+                page.wait_for_function(  # the first steps (dmd draws its teacher's ODE pairs first: about 3 s)
+                    "() => window.__seen.length && window.__seen[window.__seen.length - 1][1] !== 'step 0'",
+                    timeout=120_000)
+                page.wait_for_timeout(1000)
+                page.evaluate("() => { window.__seen = window.__seen.slice(-1); "
+                              "window.__imgs = window.__imgs.slice(-1); }")
                 page.wait_for_timeout(int(seconds * 1000))
                 seen, imgs = page.evaluate("() => [window.__seen, window.__imgs]")
                 if shots is not None:
@@ -185,19 +190,29 @@ SECTION = "## Live distillation"
 def results_section(out: dict) -> str:
     """The "## Live distillation" section of bench/RESULTS.md from the measured numbers."""
     lines = [SECTION, "",
-             "The Distill live page (`app/pages/4_Distill_live.py`, issue 14 section 1), measured by `python bench/live.py "
+             "The Distill live page (`app/pages/4_Distill_live.py`, issue 14 section 1), measured by "
+             "`python bench/live.py "
              f"--browser --write` on {out['cpus']} cores, torch on {out['threads']} thread, zoo teacher "
              f"`{TEACHER}`, the methods' default configs, 200 points per panel, the field on an 11 x 11 grid. The goal: "
              "at least 5 visible updates a second.", "",
              "**In the browser** (Streamlit on 127.0.0.1, headless Chromium with software rendering, 1024 x 768; Play "
-             "for 10 s after 2 s of warm-up, the page's default `auto` steps per frame = about 80 ms of training): "
-             "updates of the `step N` text and of the live image, counted by polling the page every 20 ms.", "",
+             "for 10 s, from 1 s after the first step (dmd first draws its teacher's ODE pairs, about 3 s), the page's default `auto` steps per frame = about 80 ms of training): "
+             "updates of the `step N` text and of the live image, counted by polling the page every 20 ms. Median over "
+             f"{len(out.get('browser_runs', [])) or 1} sessions (a fresh server each), range in brackets. The machine "
+             "was shared with other jobs: its 1-minute load average was "
+             f"{' then '.join(str(v) for v in out.get('load_average', ('?',)))} (start, end) on its 2 cores, and "
+             "the rates fall with it.", "",
              "| method | updates/s (step text) | updates/s (image) | training steps/s | median gap between frames | "
              "first figure after opening the page |",
              "|---|---|---|---|---|---|"]
+    def rng(r, key, fmt="{:.1f}"):
+        lo, hi = r[key + "_range"]
+        return fmt.format(r[key]) + (f" ({fmt.format(lo)}-{fmt.format(hi)})" if lo != hi else "")
+
     for r in out.get("browser", []):
-        lines.append(f"| {r['method']} | {r['updates_per_s']} | {r['image_updates_per_s']} | {r['steps_per_s']} | "
-                     f"{r['median_gap_ms']:.0f} ms | {r['first_figure_s']} s (cold server) |")
+        lines.append(f"| {r['method']} | {rng(r, 'updates_per_s')} | {rng(r, 'image_updates_per_s')} | "
+                     f"{rng(r, 'steps_per_s')} | {rng(r, 'median_gap_ms', '{:.0f}')} ms | "
+                     f"{rng(r, 'first_figure_s')} s (cold server) |")
     if not out.get("browser"):
         lines.append("| (not measured: run with --browser) | | | | | |")
     lines += ["", "**In process** (the server's work per frame, no Streamlit, no browser: the ceiling): k training "
@@ -229,13 +244,25 @@ def main(argv=None):
     ap.add_argument("--browser", action="store_true", help="also measure the page in headless Chromium")
     ap.add_argument("--frames", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeat", type=int, default=3, help="browser sessions (fresh server each); medians reported")
     ap.add_argument("--shots", type=Path, default=None, help="save a screenshot per method there (e.g. tests/_out)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--write", action="store_true", help="rewrite the Live distillation section of bench/RESULTS.md")
     a = ap.parse_args(argv)
+    load0 = os.getloadavg()[0]
     out = {"threads": os.environ["LAB_NUM_THREADS"], "cpus": os.cpu_count(), "in_process": in_process(frames=a.frames)}
     if a.browser:
-        out["browser"] = browser(seconds=a.seconds, shots=a.shots)
+        runs = [browser(seconds=a.seconds, shots=a.shots) for _ in range(a.repeat)]
+        out["browser_runs"] = runs
+        out["browser"] = []
+        for i, r in enumerate(runs[0]):  # per method: the median over the sessions, and the range
+            row = dict(r)
+            for key in ("updates_per_s", "image_updates_per_s", "steps_per_s", "median_gap_ms", "first_figure_s"):
+                vals = sorted(run[i][key] for run in runs if run[i][key] is not None)
+                row[key] = statistics.median(vals) if vals else None
+                row[key + "_range"] = (vals[0], vals[-1]) if vals else None
+            out["browser"].append(row)
+    out["load_average"] = (round(load0, 1), round(os.getloadavg()[0], 1))
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
     if a.write:

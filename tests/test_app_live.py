@@ -57,7 +57,8 @@ def test_step_advances_by_exactly_one():
         at.button(key="live_step").click().run()
         _ok(at)
         assert _step(at) == want
-        assert at.session_state["live_session"].iteration == want and len(at.session_state["live_session"].losses) == want
+        sess = at.session_state["live_session"]
+        assert sess.iteration == want and len(sess.losses) == want
     assert not np.array_equal(_student_x(at), x0)  # the figure shows the trained student
     assert any("regression target" in c.value for c in at.caption)  # the field's caption (consistency: targets)
 

@@ -189,7 +189,8 @@ def test_custom_points_teacher_session_and_save(tmp_path):
     s.advance(2)
     folder = s.save(tmp_path / "mine")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["data"] == str((folder / "points.npy").resolve()) and cfg["teacher"] == str((folder / "teacher").resolve())
+    assert cfg["data"] == str((folder / "points.npy").resolve())
+    assert cfg["teacher"] == str((folder / "teacher").resolve())
     np.testing.assert_array_equal(toy2d.resolve(cfg["data"]).points.numpy(), src.points.numpy())
     gen, data = resolve_teacher(cfg["teacher"], data=cfg["data"])
     with torch.no_grad():
@@ -257,7 +258,8 @@ def test_live_figures_draw_the_frame():
     np.testing.assert_allclose(stud.x, f.samples[f.samples.model == "student"].x.to_numpy())
     assert stud.xaxis == "x2"
     assert fig.layout.yaxis.scaleanchor == "x" and fig.layout.yaxis2.scaleanchor == "x2"  # equal scales
-    assert [a.text for a in fig.layout.annotations] == ["teacher · 50 NFE", f"student · step 3/40 · {f.nfe['student']} NFE"]
+    titles = ["teacher · 50 NFE", f"student · step 3/40 · {f.nfe['student']} NFE"]
+    assert [a.text for a in fig.layout.annotations] == titles
     loss = liveviz.loss_figure(f.losses)
     assert {t.name for t in loss.data} == {c.split("/", 1)[1] for c in f.losses if c.startswith("loss/")}
     dist = liveviz.distance_figure(f.distance)

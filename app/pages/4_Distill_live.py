@@ -136,6 +136,7 @@ with st.sidebar:
         st.caption(toy2d.get(dist).description)
     else:
         up = st.file_uploader("Points: an (N, 2) array", type=["npy", "csv"], key="live_upload",
+                              max_upload_size=live.MAX_UPLOAD_BYTES // 2**20,  # the browser refuses bigger files
                               help=f"At most {live.MAX_UPLOAD_BYTES // 2**20} MB, {live.MIN_POINTS} to "
                                    f"{live.MAX_POINTS:_} finite points; centred and scaled to the zoo's range.")
     methods = live.methods_2d()

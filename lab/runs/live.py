@@ -52,7 +52,8 @@ MIN_POINTS, MAX_POINTS = 16, 100_000
 POINTS_RANGE = 2.0
 #: the on-the-spot teacher for custom points: about 5 s on one CPU core; on moons it reaches the zoo teacher's
 #: distance to data (SWD 0.069 vs 0.069; 300 steps of the zoo recipe: 0.150)
-QUICK_TEACHER = {"steps": 2000, "batch": 512, "lr": 4e-3, "net": {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32}}
+QUICK_TEACHER = {"steps": 2000, "batch": 512, "lr": 4e-3,
+                 "net": {"type": "mlp", "hidden": 128, "depth": 3, "t_dim": 32}}
 #: the teacher's number of steps in the frames (the zoo's TEACHER_NFE; runs sits below the zoo)
 TEACHER_NFE = 50
 #: the largest sizes a live session accepts (the Config's own bounds still apply)
