@@ -1416,17 +1416,17 @@ def test_fixed_failures_stay_fixed(case, tmp_path):
     _one_line_error(_fixed_cases()[case](tmp_path))
 
 
-@pytest.mark.parametrize("call", ["digits_generate(label=1e308)", "generate(n=10**12)", "generate(seed=nan)",
-                                  "generate(student=[])"])
+@pytest.mark.parametrize("call", ["sample(label=1e308)", "sample(n=10**12)", "sample(seed=nan)", "sample(model=[])"])
 def test_fixed_app_failures_stay_fixed(call):
-    """The Gradio callbacks refuse numbers outside their widgets' ranges with one line (OverflowError before)."""
+    """The Gradio callback refuses numbers outside its widgets' ranges with one line (OverflowError before),
+    replayed on the demo's one callback, ``sample`` (it replaced generate and digits_generate)."""
     import gradio as gr
 
     demo = _load_demo()
-    fn = {"digits_generate(label=1e308)": lambda: demo.digits_generate("guidance", 1e308, 1e308, 1e308, 1e308),
-          "generate(n=10**12)": lambda: demo.generate("8gaussians", demo.TEACHER_ONLY, 10, 1, 0, 10**12),
-          "generate(seed=nan)": lambda: demo.generate("8gaussians", demo.TEACHER_ONLY, 10, 1, math.nan, 100),
-          "generate(student=[])": lambda: demo.generate("8gaussians", [], 10, 1, 0, 100)}[call]
+    fn = {"sample(label=1e308)": lambda: demo.sample("digits/guidance", 1e308, 1e308, 1e308, 1e308, 1e308, 1e308),
+          "sample(n=10**12)": lambda: demo.sample("toy2d/8gaussians/consistency", 10, 1, 0, demo.ANY, None, 10**12),
+          "sample(seed=nan)": lambda: demo.sample("toy2d/8gaussians/consistency", 10, 1, math.nan, demo.ANY, None, 100),
+          "sample(model=[])": lambda: demo.sample([], 10, 1, 0, demo.ANY, None, 100)}[call]
     _one_line_error(fn, (gr.Error, LabError))
 
 
