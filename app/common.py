@@ -283,3 +283,17 @@ def digits_metrics_table(names: list) -> "pd.DataFrame":  # noqa: F821
                      "train s": None})
     cols = ["model", "nfe", *DIGITS_METRICS, "train s"]
     return pd.DataFrame(rows, columns=cols).astype({"nfe": "Int64"})
+
+
+def loadable(chosen, by_label: dict, load) -> tuple[tuple, list[str]]:
+    """The chosen students that load (``load(ref)`` raises a LabError for a damaged or refused folder), as
+    ``(label, source, ref)`` tuples, and one "**label** (reason)" line per student left out."""
+    refs, broken = [], []
+    for c in chosen:
+        r = by_label[c]
+        try:
+            load(r)
+            refs.append((r.label, r.source, r.ref))
+        except LabError as e:
+            broken.append(f"**{c}** ({e})")
+    return tuple(refs), broken

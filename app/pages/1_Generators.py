@@ -86,17 +86,9 @@ try:
 except LabError as e:
     st.error(f"The {name} teacher cannot be loaded: {e}")
     st.stop()
-refs, broken = [], []
-for c in chosen:  # a damaged or refused folder is named once and left out, never a traceback
-    r = by_label[c]
-    try:
-        student(r.source, r.ref, common.stamp(r))
-        refs.append((r.label, r.source, r.ref))
-    except LabError as e:
-        broken.append(f"**{c}** ({e})")
+refs, broken = common.loadable(chosen, by_label, lambda r: student(r.source, r.ref, common.stamp(r)))
 if broken:
     st.warning(f"Left out, cannot be loaded: {'; '.join(broken)}")
-refs = tuple(refs)
 shown = [r[0] for r in refs]
 
 st.subheader("Teacher vs students (same noise)")
