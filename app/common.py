@@ -81,6 +81,60 @@ def distributions() -> list[str]:
     return zoo.teachers()
 
 
+#: the label prefix of custom 2D data (points drawn or uploaded on the Distill live page, ``lab distill --data x.npy``)
+CUSTOM = "custom: "
+
+
+def custom_datasets(root: str | Path | None = None) -> dict[str, tuple[str, str]]:
+    """Custom 2D data of the distilled run folders under the runs root that saved a model: label -> (data spec as
+    the runs record it, teacher reference). The data file and a teacher folder must lie under the runs root (a run
+    whose data or teacher leaves it is left out); a zoo teacher is kept as its entry name. The label is
+    ``custom: <run folder>`` for data kept in its run folder (a live run's points.npy), else ``custom: <file>``."""
+    from lab.runs import list_runs
+
+    root = Path(root if root is not None else runs_root())
+    out: dict[str, tuple[str, str]] = {}
+    df = list_runs(root)
+    if df.empty or "data" not in df:
+        return out
+    for r in df[(df["has_model"] == True) & (df["kind"] == "distill")].itertuples():  # noqa: E712
+        data, folder = str(r.data), Path(str(r.run))
+        if not data.lower().endswith((".npy", ".csv")):
+            continue
+        try:
+            path = confine(data, root)
+            teacher = str(r.teacher)
+            if teacher not in zoo.entries():
+                confine(teacher, root)
+        except LabError:
+            continue
+        label = CUSTOM + (folder.name if path.parent == folder.resolve() else path.name)
+        out.setdefault(label, (data, teacher))
+    return out
+
+
+def is_custom(name: str) -> bool:
+    return str(name).startswith(CUSTOM)
+
+
+def data_source(name: str, root: str | Path | None = None):
+    """The data of a zoo distribution or of a custom dataset (:func:`custom_datasets`)."""
+    from lab.data import toy2d
+
+    if not is_custom(name):
+        return toy2d.get(name)
+    sets = custom_datasets(root)
+    if name not in sets:
+        raise LabError(f"unknown custom data {name!r}; allowed: {', '.join(sets) or '(none under the runs root)'}")
+    return toy2d.resolve(sets[name][0])
+
+
+def data_description(name: str) -> str:
+    if is_custom(name):
+        return "your own points, saved with a distilled run (the Distill live page, or `lab distill --data`)"
+    return data_source(name).description
+
+
 def teacher_entry(name: str) -> str:
     return zoo.entry_name("toy2d", name)
 
@@ -124,13 +178,23 @@ def unique_labels(refs: list[StudentRef]) -> list[StudentRef]:
 
 
 def students(name: str, root: str | Path | None = None) -> list[StudentRef]:
-    """Zoo students first, then run folders; labels made unique."""
+    """Zoo students first, then run folders; labels made unique. A custom dataset's are its run folders."""
+    if is_custom(name):
+        spec = custom_datasets(root).get(name)
+        return unique_labels(data_run_students(spec[0], root)) if spec else []
     return unique_labels(zoo_students(name) + run_students(name, root))
 
 
-def load_teacher(name: str):
+def load_teacher(name: str, root: str | Path | None = None):
     """The zoo teacher, never trained on the spot (an entry that leaves the zoo roots through a symlink is
-    refused)."""
+    refused); for custom data, the teacher its run names (a folder under the runs root, or a zoo entry)."""
+    if is_custom(name):
+        spec = custom_datasets(root).get(name)
+        if spec is None:
+            raise LabError(f"unknown custom data {name!r}; allowed: {', '.join(custom_datasets(root)) or '(none)'}")
+        if spec[1] not in zoo.entries():
+            return load_student("run", spec[1], root)
+        name = spec[1].split("/")[1]
     zoo_folder(teacher_entry(name))
     return zoo.load(teacher_entry(name), train_if_missing=False, progress=False)
 

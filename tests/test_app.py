@@ -255,6 +255,40 @@ def test_generators_leaves_out_a_damaged_run_folder(tmp_path, monkeypatch):
     assert set(at.dataframe[0].value.model) == {"teacher", "consistency"}
 
 
+def test_a_live_run_on_drawn_points_appears_on_the_generators_page(tmp_path, monkeypatch):
+    """Distill live saves a run on custom points (its points and its teacher in the folder); the Generators page
+    lists its data as "custom: <run>", with that teacher and that student, sampled on those points."""
+    from lab.runs import live
+
+    root = tmp_path / "runs"
+    teacher = zoo.load(f"toy2d/{APP_DATA}/teacher", train_if_missing=False, progress=False)
+    pts = live.points_from_cells(list(range(600, 620)) + list(range(1000, 1020)))
+    sess = live.LiveSession("consistency", teacher, pts, {"batch": 64}, seed=0, n=64)
+    sess.advance(3)
+    sess.save(root / "my-drawing")
+    monkeypatch.setenv("LAB_RUNS", str(root))
+    assert list(common.custom_datasets()) == ["custom: my-drawing"]
+    at = _page(GENERATORS, {"dist": "custom: my-drawing"})
+    _ok(at)
+    assert at.selectbox(key="dist").value == "custom: my-drawing"
+    table = at.dataframe[0].value
+    assert set(table.model) == {"teacher", "consistency:my-drawing"}
+    # the distances are to the drawn points: the same panels sampled by hand against them agree
+    direct = probes.sample_panels(teacher, {"s": sess.method.generator()}, pts, 1000, common.DEFAULT_TEACHER_NFE,
+                                  (1, 2, 4), 0)
+    assert np.allclose(table.set_index("model").loc["teacher", "distance to data (SWD)"],
+                       direct[direct.model == "teacher"].swd.iloc[0])
+    assert not np.allclose(table.set_index("model").loc["teacher", "distance to data (SWD)"],
+                           probes.sample_panels(teacher, {}, toy2d.get(APP_DATA), 1000, common.DEFAULT_TEACHER_NFE,
+                                                (1,), 0).swd.iloc[0])  # not the zoo distribution's
+    # a run whose data file leaves the runs root is not offered
+    outside = tmp_path / "elsewhere.npy"
+    np.save(outside, pts.points.numpy())
+    cfg = json.loads((root / "my-drawing" / "config.json").read_text())
+    (root / "my-drawing" / "config.json").write_text(json.dumps({**cfg, "data": str(outside)}))
+    assert common.custom_datasets() == {}
+
+
 def test_runs_page(runs_root, monkeypatch):
     monkeypatch.setenv("LAB_RUNS", str(runs_root))
     at = _page(RUNS)

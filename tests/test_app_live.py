@@ -80,10 +80,10 @@ def test_play_then_pause_advances_and_slow_motion_runs_one_step_per_frame():
     assert not np.array_equal(_student_x(at), x0)
     at.run()
     assert _step(at) == 4  # paused: nothing moves
-    at.toggle(key="live_slow").set_value(True).run()
+    at.radio(key="live_slow_mode").set_value("slow motion (one step per frame)").run()
     at.button(key="live_play").click().run()
     assert _step(at) == 5
-    at.toggle(key="live_slow").set_value(False).run()
+    at.radio(key="live_slow_mode").set_value("normal").run()
     at.select_slider(key="live_k").set_value("auto").run()  # auto: whole steps for about 80 ms, at least one
     assert _step(at) > 5
     at.button(key="live_reset").click().run()
@@ -93,18 +93,66 @@ def test_play_then_pause_advances_and_slow_motion_runs_one_step_per_frame():
 
 def test_bad_hyperparameter_is_one_line_and_training_goes_on():
     at = _page()
-    at.number_input(key="hp_consistency_batch").set_value(1).run()
-    assert not at.exception
-    assert [e.value for e in at.error] == ["invalid batch=1; allowed: an integer >= 2"]
-    assert at.number_input(key="hp_consistency_batch").value == 512  # the previous valid value stays
+    box = lambda: at.text_input(key="hp_consistency_batch")  # noqa: E731
+    box().set_value("1").run()
+    assert not at.exception and not at.error
+    assert [w.value for w in at.warning] == [
+        "batch: 1 is refused; allowed: an integer >= 2, at most 8_192 here. Using 512."]  # the Config's words
     at.button(key="live_step").click().run()
-    assert _step(at) == 1 and at.session_state["live_session"].method.config.batch == 512
-    at.number_input(key="hp_consistency_batch").set_value(64).run()  # a valid change: a new session, applied
+    assert _step(at) == 1 and at.session_state["live_session"].method.config.batch == 512  # the last valid value
+    box().set_value("64").run()  # a valid change: a new session, applied, and in the link
     _ok(at)
     assert _step(at) == 0 and at.session_state["live_session"].method.config.batch == 64
-    at.number_input(key="hp_consistency_batch").set_value(10**9).run()  # the Config allows it, the live view not
-    assert len(at.error) == 1 and "at most 8_192" in at.error[0].value
+    assert at.query_params["hp.batch"] == "64"
+    box().set_value("1e9").run()  # the Config allows it, the live view not
+    assert len(at.warning) == 1 and "at most 8_192" in at.warning[0].value
     assert at.session_state["live_session"].method.config.batch == 64
+
+
+def test_a_shared_link_reopens_the_same_session_and_a_bad_parameter_falls_back_with_a_note():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for k, v in {"dist": "moons", "method": "reflow", "seed": "7", "hp.batch": "128", "k": "2"}.items():
+        at.query_params[k] = v
+    at.run()
+    _ok(at)
+    sess = at.session_state["live_session"]
+    assert (sess.method_name, sess.seed, sess.method.config.batch, sess.source.spec) == ("reflow", 7, 128,
+                                                                                         "toy2d:moons")
+    assert at.select_slider(key="live_k").value == 2
+    bad = AppTest.from_file(PAGE, default_timeout=120)
+    bad.query_params["method"] = "nope"
+    bad.query_params["seed"] = "-3"
+    bad.run()
+    assert not bad.exception
+    notes = " ".join(w.value for w in bad.warning)
+    assert "method=nope" in notes and "seed=-3" in notes
+    assert (bad.session_state["live_session"].method_name, bad.session_state["live_session"].seed) == ("dmd", 0)
+
+
+def test_a_drawing_becomes_the_data_and_travels_in_the_link():
+    from lab.runs import live
+
+    cells = list(range(440, 452)) + list(range(1040, 1052))  # two horizontal strokes
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["data"] = "draw points"
+    at.query_params["cells"] = live.cells_to_text(cells)
+    at.query_params["method"] = "consistency"
+    at.query_params["hp.steps"] = "200"
+    at.run()
+    _ok(at)
+    sess = at.session_state["live_session"]
+    pts = sess.source.points.numpy()
+    assert sess.source.spec == "drawn:24-cells" and len(pts) == 24 * live.CANVAS_PER_CELL
+    grid = live.canvas_grid()
+    side = 2 * live.CANVAS_LIM / live.CANVAS_CELLS
+    near = np.abs(pts[:, None, :] - grid[cells][None]).max(-1).min(1)  # every point lies in a painted cell
+    assert (near <= side / 2 + 1e-6).all()
+    assert set(at.session_state["live_painted"]) == set(cells)
+    at.button(key="live_step").click().run()
+    _ok(at)
+    assert _step(at) == 1
+    at.button(key="live_clear").click().run()  # the canvas is cleared; the session on the drawing stays
+    assert at.session_state["live_painted"] == set() and _step(at) == 1
 
 
 def test_a_method_that_cannot_run_on_this_data_says_why():

@@ -16,6 +16,7 @@ from PIL import Image
 import lab
 from lab.data import toy2d
 from lab.errors import LabError
+from lab.config import describe_field
 from lab.probes import fields
 from lab.probes import targets as targets_probe
 from lab.probes.dm import score_field
@@ -134,7 +135,8 @@ def test_hyperparameters_from_the_config():
     hp = hyperparameters("dmd")
     assert hp.name.tolist()[:3] == ["steps", "lr", "batch"] and "fake_updates" in hp.name.tolist()
     assert set(hp.kind) <= {"int", "float"} and len(hp) <= 8
-    assert hp.set_index("name").loc["batch", "allowed"] == "an integer >= 2"
+    assert hp.set_index("name").loc["batch", "allowed"] == "an integer >= 2, at most 8_192 here"
+    assert hp.set_index("name").loc["lr", "allowed"] == describe_field(lab.get_method("dmd").Config, "lr")
     assert check_config("dmd", {"batch": 8, "lr": 1e-3}) == {"batch": 8, "lr": 1e-3}
     with pytest.raises(LabError, match=r"^invalid batch=1; allowed: an integer >= 2$"):
         check_config("dmd", {"batch": 1})
@@ -143,6 +145,32 @@ def test_hyperparameters_from_the_config():
     with pytest.raises(LabError, match="unknown 2D method"):
         LiveSession("nope", TEACHER)
     assert methods_2d() == lab.list_methods()  # every registered method trains on points today
+
+
+# ---------------------------------------------------------------- a drawing
+def test_painted_cells_become_points_inside_them_and_a_drawing_round_trips_through_text():
+    from lab.runs.live import CANVAS_CELLS, CANVAS_PER_CELL, canvas_grid, cells_from_text, cells_to_text, \
+        points_from_cells
+
+    grid = canvas_grid()
+    assert grid.shape == (CANVAS_CELLS**2, 2) and np.abs(grid).max() < 3.0
+    cells = [0, 41, 82, 1599, 800]
+    a, b = points_from_cells(cells, seed=3), points_from_cells(cells, seed=3)
+    assert torch.equal(a.points, b.points) and not torch.equal(a.points, points_from_cells(cells, seed=4).points)
+    pts = a.points.numpy()
+    side = grid[1, 0] - grid[0, 0]
+    owner = np.abs(pts[:, None, :] - grid[None, sorted(cells)]).max(-1)  # Chebyshev distance to each centre
+    assert len(pts) == len(cells) * CANVAS_PER_CELL and (owner.min(1) <= side / 2 + 1e-6).all()
+    assert np.bincount(owner.argmin(1)).tolist() == [CANVAS_PER_CELL] * len(cells)  # the same share per cell
+    assert cells_from_text(cells_to_text(cells)) == sorted(cells)
+    assert cells_from_text(cells_to_text([])) == []
+    with pytest.raises(LabError, match="paint at least 1 cells"):
+        points_from_cells([])
+    with pytest.raises(LabError, match="indices from 0 to 1599"):
+        points_from_cells([5, 1600])
+    for bad in ("", "zz", "abc", cells_to_text(cells)[:-3], "x" * 500):
+        with pytest.raises(LabError, match="^invalid canvas .*allowed: a canvas bitmap of 1600 cells"):
+            cells_from_text(bad)
 
 
 # ---------------------------------------------------------------- custom points

@@ -16,7 +16,6 @@ import common  # noqa: E402
 import state  # noqa: E402
 from lab import probes, viz  # noqa: E402
 from lab.errors import LabError  # noqa: E402
-from lab.data import toy2d  # noqa: E402
 
 st.set_page_config(page_title="Generators · Distillation Lab", layout="wide")
 
@@ -38,7 +37,8 @@ def _load(refs):
 @st.cache_data(show_spinner="sampling…", max_entries=32)
 def panels(name: str, refs: tuple, n: int, teacher_nfe: int, seed: int):
     studs = _load([common.StudentRef(*r) for r in refs])
-    return probes.sample_panels(teacher(name), studs, toy2d.get(name), n, teacher_nfe, common.STUDENT_NFE, seed)
+    return probes.sample_panels(teacher(name), studs, common.data_source(name), n, teacher_nfe, common.STUDENT_NFE,
+                                seed)
 
 
 @st.cache_data(show_spinner="tracing paths…", max_entries=32)
@@ -51,14 +51,14 @@ st.title("Generators")
 st.caption("A teacher at many steps and its distilled students at 1, 2 and 4 steps, all starting from the same noise.")
 url = state.UrlState("generators")
 
-names = common.distributions()
+names = common.distributions() + list(common.custom_datasets())
 if not names:
     st.error("No teacher in the zoo yet. Build them with `lab zoo build` (or `make zoo`), then reload this page.")
     st.stop()
 
 with st.sidebar:
     name = url.selectbox("Distribution", names, key="dist")
-    st.caption(toy2d.get(name).description)
+    st.caption(common.data_description(name))
     available = common.students(name)
     by_label = {s.label: s for s in available}
     chosen = url.multiselect("Students", list(by_label), key=f"students_{name}", param="students",

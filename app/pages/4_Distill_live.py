@@ -18,6 +18,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common), also under AppTest
 
 import common  # noqa: E402
+import state as urlstate  # noqa: E402
 from lab import zoo  # noqa: E402
 from lab.data import toy2d  # noqa: E402
 from lab.errors import LabError  # noqa: E402
@@ -37,7 +38,7 @@ POINTS = 200              # samples per panel
 FIELD_GRID = 11           # the field's grid side (coarse: it is computed and drawn every frame)
 STEPS_PER_FRAME = ["auto", 1, 2, 4, 8, 16, 32]
 DEFAULT_METHOD = "dmd"
-ZOO, UPLOAD = "zoo distribution", "my points (.npy / .csv)"
+ZOO, DRAW, UPLOAD = "zoo distribution", "draw points", "my points (.npy / .csv)"
 
 
 @st.cache_resource
@@ -54,8 +55,8 @@ def freeze_long_lived_objects() -> bool:
 freeze_long_lived_objects()
 state = st.session_state
 state.setdefault("live_playing", False)
-state.setdefault("live_cfg", {})       # method -> its last valid hyperparameters
-state.setdefault("live_hp_error", "")
+state.setdefault("live_painted", set())   # canvas cells painted so far (indices into live.canvas_grid())
+state.setdefault("live_canvas_gen", 0)    # bumped to give the canvas a fresh selection
 
 
 @st.cache_resource(show_spinner="loading the teacher…")
@@ -74,14 +75,15 @@ def upload_slot(name: str, raw: bytes) -> dict:
     return slot
 
 
-def upload_teacher(slot: dict):
-    """The upload's teacher (seed 0: the same teacher whatever the student's seed), trained on first use."""
+def upload_teacher(slot: dict, what: str = "your points"):
+    """The upload's (or drawing's) teacher (seed 0: the same teacher whatever the student's seed), trained on first
+    use."""
     with slot["lock"]:
         if slot["teacher"] is None:
-            bar = st.progress(0.0, text="training a teacher on your points…")
+            bar = st.progress(0.0, text=f"training a teacher on {what}…")
             slot["teacher"] = live.train_points_teacher(
                 slot["source"], seed=0,
-                progress=lambda f: bar.progress(f, text=f"training a teacher on your points: {f:.0%}"))
+                progress=lambda f: bar.progress(f, text=f"training a teacher on {what}: {f:.0%}"))
             bar.empty()
     return slot["teacher"]
 
@@ -90,18 +92,37 @@ def live_field(method):
     return method_field(method, n=FIELD_GRID, points=POINTS // 2)
 
 
-def check_hp(method: str, name: str, default):
-    """A hyperparameter widget changed: keep it if the method's Config accepts it, else restore the last valid value
-    and say why in one line."""
-    key = f"hp_{method}_{name}"
-    valid = state.live_cfg.setdefault(method, {})
+def drawn_slot(cells: tuple) -> dict:
+    return _drawn_slot(cells)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _drawn_slot(cells: tuple) -> dict:
+    """One drawing's points and its teacher, trained once (outside, so that it can draw a progress bar)."""
+    slot = {"lock": threading.Lock(), "teacher": None, "source": None, "error": ""}
     try:
-        live.check_config(method, {**valid, name: state[key]})
-        valid[name] = state[key]
-        state.live_hp_error = ""
+        slot["source"] = live.points_from_cells(cells)
     except LabError as e:
-        state.live_hp_error = str(e)
-        state[key] = valid.get(name, default)
+        slot["error"] = str(e)
+    return slot
+
+
+def paint(key: str, erase: bool):
+    """A lasso or box selection on the canvas: its cells are painted (or erased); the canvas then gets a fresh key,
+    so the next stroke starts from an empty selection."""
+    ev = state.get(key)
+    idx = set(ev.selection.point_indices) if ev is not None and ev.selection else set()
+    state.live_painted = (state.live_painted - idx) if erase else (state.live_painted | idx)
+    state.live_canvas_gen += 1
+
+
+def clear_canvas():
+    state.live_painted = set()
+    state.live_canvas_gen += 1
+
+
+def use_drawing():
+    state.live_drawn = live.cells_to_text(sorted(state.live_painted))
 
 
 def set_playing(on: bool):
@@ -125,49 +146,88 @@ st.caption("A student distilled from its teacher while you watch: its samples ag
            "noise, with the method's own field under them, the losses and the distance to data.")
 
 # ---------------------------------------------------------------- settings
+url = urlstate.UrlState("live")
 with st.sidebar:
-    kind = st.radio("Data", [ZOO, UPLOAD], key="live_data_kind")
+    kind = url.radio("Data", [ZOO, DRAW, UPLOAD], key="live_data_kind", param="data")
     if kind == ZOO:
         names = common.distributions()
         if not names:
             st.error("No teacher in the zoo yet. Build them with `lab zoo build`, then reload this page.")
             st.stop()
-        dist = st.selectbox("Distribution", names, key="live_dist")
+        dist = url.selectbox("Distribution", names, key="live_dist", param="dist")
         st.caption(toy2d.get(dist).description)
-    else:
+    elif kind == UPLOAD:
         up = st.file_uploader("Points: an (N, 2) array", type=["npy", "csv"], key="live_upload",
                               max_upload_size=live.MAX_UPLOAD_BYTES // 2**20,  # the browser refuses bigger files
                               help=f"At most {live.MAX_UPLOAD_BYTES // 2**20} MB, {live.MIN_POINTS} to "
                                    f"{live.MAX_POINTS:_} finite points; centred and scaled to the zoo's range.")
     methods = live.methods_2d()
-    method = st.selectbox("Method", methods, index=methods.index(DEFAULT_METHOD), key="live_method",
-                          help="Every registered method that trains on 2D points.")
+    method = url.selectbox("Method", methods, key="live_method", param="method", default=DEFAULT_METHOD,
+                           help="Every registered method that trains on 2D points.")
     st.caption(get_method(method).mechanism)
     st.markdown("**Hyperparameters**")
-    hp = live.hyperparameters(method)
-    valid = state.live_cfg.setdefault(method, {})
-    for row in hp.itertuples():
-        key = f"hp_{method}_{row.name}"
+    config = {}
+    for row in live.hyperparameters(method).itertuples():
         is_int = row.kind == "int"
+        conv = (lambda v: urlstate.parse_int(v, -2**63, 2**63 - 1)) if is_int else float
         default = int(row.default) if is_int else float(row.default)
-        if key not in state:
-            state[key] = valid.get(row.name, default)
-        st.number_input(row.name, key=key, step=1 if is_int else (abs(default) / 10 or 0.01),
-                        format=None if is_int else "%g", help=f"allowed: {row.allowed}",
-                        on_change=check_hp, args=(method, row.name, default))
-    if state.live_hp_error:
-        st.error(state.live_hp_error)
-    seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="live_seed"))
-    slow = st.toggle("Slow motion (one step per frame)", key="live_slow")
-    k = st.select_slider("Steps per frame", STEPS_PER_FRAME, value="auto", key="live_k", disabled=slow,
-                         help=f"Training steps between two frames while playing; auto: as many as fit in about "
-                              f"{1000 * AUTO_SECONDS:.0f} ms. More steps: faster training, fewer frames per second.")
+
+        def check(text, name=row.name, conv=conv):  # the method's Config decides, with its own message
+            live.check_config(method, {name: conv(text)})
+
+        text = url.text(row.name, key=f"hp_{method}_{row.name}", default=f"{default:g}" if not is_int else str(default),
+                        check=check, allowed=row.allowed, param=f"hp.{row.name}", help=f"allowed: {row.allowed}")
+        if conv(text) != default:
+            config[row.name] = conv(text)
+    seed = url.integer("Seed", key="live_seed", default=0, lo=0, hi=2**31 - 1, param="seed")
+    slow = url.radio("Speed", ["normal", "slow motion (one step per frame)"], key="live_slow_mode",
+                     param="speed", horizontal=True) != "normal"
+    k = url.select_slider("Steps per frame", STEPS_PER_FRAME, key="live_k", param="k", default="auto",
+                          disabled=slow,
+                          help=f"Training steps between two frames while playing; auto: as many as fit in about "
+                               f"{1000 * AUTO_SECONDS:.0f} ms. More steps: faster training, fewer frames per second.")
+    st.caption("Every setting is in the page's address (a drawing too): copy it to share this view.")
+state.live_slow = slow
 
 # ---------------------------------------------------------------- the session (rebuilt when a setting changes)
-config = dict(valid)
+if kind != DRAW and "cells" in st.query_params:  # a drawing's link parameter belongs to the draw mode only
+    del st.query_params["cells"]
 if kind == ZOO:
     entry = zoo.student_teacher(dist, method)  # the analytic mixture for methods that need a conditional teacher
     data_key = ("zoo", entry)
+elif kind == DRAW:
+    st.subheader("Draw your points")
+    if "live_drawn" not in state:  # a shared link's drawing (read once)
+        state.live_drawn = st.query_params.get("cells", "")
+        try:  # its drawing is painted on the canvas too
+            state.live_painted = set(live.cells_from_text(state.live_drawn)) if state.live_drawn else set()
+        except LabError as e:
+            st.warning(f"URL parameter **cells** is not valid ({e}); starting with an empty canvas.", icon="🔗")
+            state.live_drawn = ""
+    drawn = state.live_drawn
+    if drawn:
+        st.query_params["cells"] = drawn
+    d1, d2 = st.columns([3, 1])
+    with d2:
+        st.toggle("Erase", key="live_erase", help="Strokes erase cells instead of painting them.")
+        st.button("Clear", key="live_clear", on_click=clear_canvas, width="stretch")
+        st.button("Distil on this drawing", key="live_use", on_click=use_drawing, type="primary", width="stretch",
+                  disabled=not state.live_painted,
+                  help="A teacher is trained on the painted cells' points (a few seconds), then the student.")
+        st.caption(f"{len(state.live_painted)} cells painted ({len(state.live_painted) * live.CANVAS_PER_CELL} points).")
+    with d1:
+        ckey = f"live_canvas_{state.live_canvas_gen}"
+        st.plotly_chart(liveviz.canvas_figure(live.canvas_grid(), state.live_painted, live.CANVAS_LIM), key=ckey,
+                        on_select=lambda: paint(ckey, state.live_erase), selection_mode=("lasso", "box"),
+                        config={"displayModeBar": True, "modeBarButtonsToRemove": ["toImage"]})
+    if not drawn:
+        st.info("Paint cells with the lasso or box tool (drag over the dots), then press **Distil on this drawing**.")
+        st.stop()
+    slot = drawn_slot(tuple(live.cells_from_text(drawn)))
+    if slot["error"]:
+        st.error(slot["error"])
+        st.stop()
+    data_key = ("drawn", drawn)
 else:
     if up is None:
         st.info("Upload a .npy or .csv file of (N, 2) points to distil on your own data.")
@@ -184,6 +244,9 @@ if state.get("live_key") != settings:
         if kind == ZOO:
             sess = live.LiveSession(method, zoo_teacher(entry), f"toy2d:{dist}", config, seed, field=live_field,
                                     n=POINTS, teacher_ref=entry)
+        elif kind == DRAW:
+            sess = live.LiveSession(method, upload_teacher(slot, "your drawing"), slot["source"], config, seed,
+                                    field=live_field, n=POINTS)
         else:
             sess = live.LiveSession(method, upload_teacher(slot), slot["source"], config, seed,
                                     field=live_field, n=POINTS)
@@ -270,7 +333,7 @@ if n2.button("Save", key="live_save", width="stretch"):
     try:
         folder = sess.save(live.check_run_name(run_name, root))
         where = ("it is listed on the Generators page" if kind == ZOO else
-                 "the Generators page lists zoo distributions only; load it with lab.load(folder)")
+                 f"the Generators page lists it under the distribution **{common.CUSTOM}{folder.name}**")
         st.success(f"Saved step {sess.iteration} to {folder}: {where}; `lab distill --resume {folder}` finishes it.")
     except LabError as e:
         st.error(str(e))

@@ -18,12 +18,14 @@ The method's own field comes from ``lab.probes.fields`` (a layer above this one)
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import json
 import re
 import time
 import typing
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -50,6 +52,8 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MIN_POINTS, MAX_POINTS = 16, 100_000
 #: uploaded points are centred and scaled so that 99.5% of their coordinates lie within +-POINTS_RANGE (the zoo's scale)
 POINTS_RANGE = 2.0
+#: the drawing canvas: CANVAS_CELLS x CANVAS_CELLS cells over [-CANVAS_LIM, CANVAS_LIM]^2
+CANVAS_LIM, CANVAS_CELLS, CANVAS_PER_CELL = 3.0, 40, 24
 #: the on-the-spot teacher for custom points: about 5 s on one CPU core; on moons it reaches the zoo teacher's
 #: distance to data (SWD 0.069 vs 0.069; 300 steps of the zoo recipe: 0.150)
 QUICK_TEACHER = {"steps": 2000, "batch": 512, "lr": 4e-3,
@@ -71,7 +75,8 @@ def methods_2d() -> list[str]:
 def hyperparameters(method: str, own: int = 5) -> pd.DataFrame:
     """The main numeric hyperparameters of ``method``'s Config, for a form: steps, lr and batch, then up to
     ``own`` numeric fields of its own (declared below :class:`~lab.methods.MethodConfig`, the most specific
-    class first). Columns: name, kind ("int" or "float"), default, allowed (the Config's words)."""
+    class first). Columns: name, kind ("int" or "float"), default, allowed (the Config's words, and the live
+    view's own limit where :data:`LIVE_LIMITS` has one)."""
     cfg_cls = get_method(method).Config
     hints = typing.get_type_hints(cfg_cls)
     base = {f.name for f in dataclasses.fields(MethodConfig)}
@@ -84,7 +89,8 @@ def hyperparameters(method: str, own: int = 5) -> pd.DataFrame:
                 names.append(name)
     default = cfg_cls()
     return pd.DataFrame([{"name": n, "kind": hints[n].__name__, "default": getattr(default, n),
-                          "allowed": describe_field(cfg_cls, n)} for n in names])
+                          "allowed": describe_field(cfg_cls, n) + (f", at most {LIVE_LIMITS[n]:_} here"
+                                                                    if n in LIVE_LIMITS else "")} for n in names])
 
 
 def check_config(method: str, config: dict | None) -> dict:
@@ -127,6 +133,15 @@ def points_from_upload(filename: str, raw: bytes, rescale: bool = True) -> Point
     except Exception as e:  # noqa: BLE001 - any parse failure is one clear line
         reason = " ".join(str(e).split())[:120] or type(e).__name__
         raise LabError(f"could not read points from {name!r} ({reason}); allowed: {allowed}") from None
+    return points_from_array(arr, name, allowed, rescale)
+
+
+def points_from_array(arr, name: str = "points", allowed: str | None = None, rescale: bool = True,
+                      kind: str = "upload") -> PointCloud:
+    """An (N, 2) array of finite numbers (16 <= N <= 100000) as a data source, checked as an upload is (one
+    LabError line naming ``allowed``); with ``rescale`` centred and scaled so that 99.5% of the coordinates lie
+    within +-2. Its spec is ``<kind>:<name>``."""
+    allowed = allowed or (f"an (N, 2) array of finite numbers, {MIN_POINTS} <= N <= {MAX_POINTS:_}")
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiu":
         raise LabError(f"{name!r} holds no numeric array; allowed: {allowed}")
     if arr.ndim != 2 or arr.shape[1] != 2:
@@ -144,7 +159,54 @@ def points_from_upload(filename: str, raw: bytes, rescale: bool = True) -> Point
         arr = arr * (POINTS_RANGE / s)
     if np.abs(arr).max() > np.finfo(np.float32).max:
         raise LabError(f"{name!r} has values beyond the float32 range; allowed: {allowed}")
-    return PointCloud(arr.astype(np.float32), name=Path(name).stem, spec=f"upload:{name}")
+    return PointCloud(arr.astype(np.float32), name=Path(name).stem, spec=f"{kind}:{name}")
+
+
+def canvas_grid(lim: float = CANVAS_LIM, n: int = CANVAS_CELLS) -> np.ndarray:
+    """The drawing canvas: the centres of an ``n`` x ``n`` grid of cells covering [-lim, lim]^2, shape (n*n, 2).
+    A page draws them as faint dots; lasso or box selections of them are painted cells."""
+    c = (np.arange(n) + 0.5) / n * 2 * lim - lim
+    xx, yy = np.meshgrid(c, c, indexing="xy")
+    return np.stack([xx.ravel(), yy.ravel()], 1)
+
+
+def points_from_cells(cells, lim: float = CANVAS_LIM, n: int = CANVAS_CELLS, per_cell: int = CANVAS_PER_CELL,
+                      seed: int = 0) -> PointCloud:
+    """Painted canvas cells (indices into :func:`canvas_grid`) as points: ``per_cell`` points uniform in each
+    cell, seeded; not rescaled (the canvas is already on the zoo's scale). Fewer than 16 points, or an index off
+    the grid, is one LabError line."""
+    idx = np.unique(np.asarray(list(cells), dtype=np.int64))
+    if idx.size and (idx.min() < 0 or idx.max() >= n * n):
+        raise LabError(f"canvas cells must be indices from 0 to {n * n - 1}, got {int(idx.min())}..{int(idx.max())}")
+    if idx.size * per_cell < MIN_POINTS:
+        raise LabError(f"paint at least {-(-MIN_POINTS // per_cell)} cells ({MIN_POINTS} points); "
+                       f"{idx.size} painted")
+    centres = canvas_grid(lim, n)[idx]
+    side = 2 * lim / n
+    rng = np.random.default_rng(seed)
+    pts = np.repeat(centres, per_cell, 0) + rng.uniform(-side / 2, side / 2, (idx.size * per_cell, 2))
+    return points_from_array(pts, name=f"{idx.size}-cells", rescale=False, kind="drawn")
+
+
+def cells_to_text(cells, n: int = CANVAS_CELLS) -> str:
+    """Painted canvas cells as a short URL-safe text (the grid's bitmap, deflated, in base64): a link carries a
+    drawing."""
+    bits = np.zeros(n * n, np.uint8)
+    bits[np.asarray(sorted(cells), dtype=np.int64)] = 1
+    return base64.urlsafe_b64encode(zlib.compress(np.packbits(bits).tobytes(), 9)).decode().rstrip("=")
+
+
+def cells_from_text(text: str, n: int = CANVAS_CELLS) -> list[int]:
+    """The inverse of :func:`cells_to_text`; a text that is not such a bitmap is one LabError line."""
+    allowed = f"a canvas bitmap of {n * n} cells as cells_to_text writes it (deflated, URL-safe base64)"
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(base64.urlsafe_b64decode(str(text) + "=" * (-len(str(text)) % 4)), -(-n * n // 8) + 1)
+    except (ValueError, TypeError, zlib.error):
+        raise LabError(f"invalid canvas {str(text)[:24]!r}; allowed: {allowed}") from None
+    if len(raw) != -(-n * n // 8) or not d.eof or d.unused_data:
+        raise LabError(f"invalid canvas {str(text)[:24]!r} ({len(raw)} bytes); allowed: {allowed}")
+    return np.flatnonzero(np.unpackbits(np.frombuffer(raw, np.uint8))[: n * n]).tolist()
 
 
 def train_points_teacher(source: Source, seed: int = 0, config: dict | None = None, device="cpu",
@@ -408,5 +470,6 @@ def _save_npy(path, arr: np.ndarray) -> None:
 
 
 __all__ = ["LiveSession", "LiveFrame", "DistanceTracker", "methods_2d", "hyperparameters", "check_config",
-           "points_from_upload", "train_points_teacher", "check_run_name", "MAX_UPLOAD_BYTES", "MIN_POINTS",
+           "points_from_upload", "points_from_array", "canvas_grid", "points_from_cells", "cells_to_text",
+           "cells_from_text", "train_points_teacher", "check_run_name", "MAX_UPLOAD_BYTES", "MIN_POINTS",
            "MAX_POINTS", "QUICK_TEACHER", "LIVE_LIMITS"]

@@ -297,3 +297,16 @@ def distance_figure(distance: pd.DataFrame, height: int = 300) -> go.Figure:
 
 __all__ = ["live_figure", "live_image", "png_data_uri", "loss_figure", "distance_figure", "field_traces",
            "field_layers", "FIELD_COLORS"]
+
+
+def canvas_figure(grid: np.ndarray, painted, lim: float, height: int = 420) -> go.Figure:
+    """The drawing canvas: the grid's cells as faint dots, the painted ones filled. Lasso or box selections on
+    it (a page's ``on_select``) are the strokes; ``grid`` is ``lab.runs.live.canvas_grid()``."""
+    painted = np.zeros(len(grid), bool) if painted is None else np.isin(np.arange(len(grid)), list(painted))
+    fig = go.Figure(go.Scatter(x=grid[:, 0], y=grid[:, 1], mode="markers", hoverinfo="none",
+                               marker=dict(size=np.where(painted, 9, 5),
+                                           color=np.where(painted, COLORS["student"], "rgba(120,120,120,0.25)")),
+                               selected=dict(marker=dict(color=COLORS["student"])), name="canvas"))
+    fig.update_layout(height=height, dragmode="lasso", showlegend=False, margin=dict(l=10, r=10, t=30, b=10),
+                      title=f"{int(painted.sum())} cells painted: lasso or box over the dots to paint more")
+    return square_axes(fig, lim * 1.02)
