@@ -398,13 +398,12 @@ def run_app(port: int = bounded("port", 8501, "port to serve on"), host: str = t
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    page = root / "app" / "Home.py"
-    if not page.exists():
-        fail(f"the app is not installed next to the package ({page} missing)")
+    serve = root / "app" / "serve.py"  # streamlit's command line after a warm-up (imports, the first teacher)
+    if not serve.exists():
+        fail(f"the app is not installed next to the package ({serve} missing)")
     typer.echo(f"Distillation Lab app: http://{host}:{port}")
-    raise typer.Exit(subprocess.call([sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port),
-                                      "--server.address", host, "--server.headless", "true",
-                                      "--browser.gatherUsageStats", "false"]))
+    raise typer.Exit(subprocess.call([sys.executable, str(serve), "--server.port", str(port),
+                                      "--server.address", host]))
 
 
 def _click_exceptions() -> list:
