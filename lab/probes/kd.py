@@ -11,6 +11,10 @@ trained KD runs. Data only (tidy DataFrames); the figures are in ``lab.viz.kd``.
 - ``compare_runs``: best and last test metrics of trained methods (from ``KDMethod.summary()``);
   ``history_table``: their periodic evaluations in one tidy table; ``reliability_tables``: the reliability
   tables (``lab.probes.calibration.reliability``) of each student, and of the teacher, on the test split.
+- ``disagreements(teacher, students, task)``: one row per test prediction (a digit; a token position on the
+  language task) with the teacher's and each student's prediction, confidence, KL(teacher || student) and agree
+  flag; ``disagreement_summary`` (per student: how many, how far), ``confusion`` (teacher-vs-student predictions)
+  and ``disagreement_examples`` (the most disagreeing rows, with their images or token contexts) for the views.
 
 Paper: Kornblith et al. 2019, "Similarity of Neural Network Representations Revisited" (linear CKA); the
 minibatch and debiased estimators are those of ``lab.probes.similarity``.
@@ -247,5 +251,130 @@ def reliability_tables(methods: Mapping, n_bins: int = 15, include_teacher: bool
     return out
 
 
+# ---------------------------------------------------------------- where the student and the teacher disagree
+#: tokens of the language task as text: real tokens a, b, c, ... and BOS as "^" (``token_text``)
+BOS_TEXT = "^"
+#: context tokens shown before a language-task prediction
+CONTEXT = 12
+
+
+def token_text(ids, vocab: int) -> str:
+    """Token ids of the synthetic language (0..vocab-1, BOS = vocab) as letters ("^" for BOS; ``<id>`` beyond z)."""
+    return "".join(BOS_TEXT if i == vocab else (chr(97 + i) if i < 26 else f"<{i}>") for i in map(int, ids))
+
+
+def _task(task):
+    from lab.kd.tasks import get_task  # inside: the probes read KD tasks only for these views
+
+    return get_task(task)
+
+
+@torch.no_grad()
+def disagreements(teacher, students: Mapping, task, n: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Where each student and the teacher disagree, one row per test prediction.
+
+    Rows: each test digit (``example`` = its index in the test split), or on the language task each token position
+    of each test sequence (``example``, ``position``, and ``context``: the last :data:`CONTEXT` tokens as text, see
+    :func:`token_text`). ``n``: a seeded subset of n test examples (None: all). Columns: label (the true class or
+    next token), teacher_pred, teacher_conf (top-1 probability), then for each student ``<name>_pred``,
+    ``<name>_conf``, ``<name>_kl`` (KL(teacher || student) at temperature 1, nats) and ``<name>_agree`` (same
+    top-1 as the teacher). ``df.attrs["n_classes"]`` holds the number of classes."""
+    task = _task(task)
+    if not isinstance(students, Mapping) or not students:
+        raise LabError(f"students must be a non-empty dict {{name: network}}, got {type(students).__name__}")
+    x, y = task.x_test, task.y_test
+    idx = torch.arange(len(x))
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise LabError(f"n must be None (every test example) or an integer >= 1, got {n!r}")
+        if n < len(x):
+            idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    x, y = x[idx], y[idx]
+    zt = task.logits(teacher, x).double()
+    lm = task.kind == "lm"
+    rows = {"example": idx.repeat_interleave(zt.shape[1]) if lm else idx}
+    if lm:
+        L = zt.shape[1]
+        rows["position"] = torch.arange(L).repeat(len(idx))
+        vocab = task.n_classes - 1
+        texts = [token_text(seq, vocab) for seq in x.tolist()]
+        if vocab <= 26:  # one character per token: slice each sequence's text
+            rows["context"] = [t[max(0, p - CONTEXT + 1):p + 1] for t in texts for p in range(L)]
+        else:
+            rows["context"] = [token_text(x[i, max(0, p - CONTEXT + 1):p + 1], vocab) for i in range(len(idx))
+                               for p in range(L)]
+    lt = torch.log_softmax(zt.reshape(-1, zt.shape[-1]), -1)
+    pt = lt.exp()
+    tpred = lt.argmax(-1)
+    rows.update(label=y.reshape(-1), teacher_pred=tpred, teacher_conf=pt.max(-1).values)
+    for name, net in students.items():
+        ls = torch.log_softmax(task.logits(net, x).double().reshape(-1, zt.shape[-1]), -1)
+        spred = ls.argmax(-1)
+        rows.update({f"{name}_pred": spred, f"{name}_conf": ls.exp().max(-1).values,
+                     f"{name}_kl": (pt * (lt - ls)).sum(-1).clamp_min(0), f"{name}_agree": spred == tpred})
+    df = pd.DataFrame({k: (v.numpy() if torch.is_tensor(v) else v) for k, v in rows.items()})
+    df.attrs["n_classes"] = int(task.n_classes)
+    return df
+
+
+def _students_of(df: pd.DataFrame) -> list[str]:
+    return [c[:-len("_agree")] for c in df.columns if c.endswith("_agree")]
+
+
+def _check_student(df: pd.DataFrame, student: str) -> None:
+    if not isinstance(df, pd.DataFrame) or "teacher_pred" not in df.columns:
+        raise LabError("expected the table of disagreements(); allowed: its output")
+    if student not in _students_of(df):
+        raise LabError(f"unknown student {student!r}; allowed: {', '.join(_students_of(df))}")
+
+
+def disagreement_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Per student (index ``student``): rows, disagree (count), rate, mean_kl (nats), acc, and teacher_acc."""
+    if not isinstance(df, pd.DataFrame) or "teacher_pred" not in df.columns:
+        raise LabError("expected the table of disagreements(); allowed: its output")
+    t_acc = float((df.teacher_pred == df.label).mean())
+    out = [{"student": s, "rows": len(df), "disagree": int((~df[f"{s}_agree"]).sum()),
+            "rate": float(1 - df[f"{s}_agree"].mean()), "mean_kl": float(df[f"{s}_kl"].mean()),
+            "acc": float((df[f"{s}_pred"] == df.label).mean()), "teacher_acc": t_acc} for s in _students_of(df)]
+    return pd.DataFrame(out).set_index("student")
+
+
+def confusion(df: pd.DataFrame, student: str, n_classes: int | None = None) -> pd.DataFrame:
+    """Counts of (teacher prediction, student prediction): rows teacher_pred, columns the student's, every class
+    0..n_classes-1 (default ``df.attrs["n_classes"]``). The diagonal is where they agree."""
+    _check_student(df, student)
+    k = int(n_classes or df.attrs.get("n_classes") or int(max(df.teacher_pred.max(), df[f"{student}_pred"].max())) + 1)
+    m = np.zeros((k, k), dtype=np.int64)
+    np.add.at(m, (df.teacher_pred.to_numpy(), df[f"{student}_pred"].to_numpy()), 1)
+    out = pd.DataFrame(m, index=pd.Index(range(k), name="teacher_pred"), columns=pd.Index(range(k), name=student))
+    return out
+
+
+def disagreement_examples(df: pd.DataFrame, task, student: str, k: int = 12) -> dict:
+    """The (up to) ``k`` rows where ``student`` and the teacher disagree most (largest KL first), ready to show:
+    {"rows": DataFrame (example, label, teacher_pred/conf, student_pred/conf, kl), "images": (k, H, W) array of the
+    digits (image tasks), or on the language task the rows also carry text (context, label_text, teacher_text,
+    student_text)}."""
+    _check_student(df, student)
+    task = _task(task)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise LabError(f"k must be an integer >= 1, got {k!r}")
+    sub = df[~df[f"{student}_agree"]].sort_values(f"{student}_kl", ascending=False, kind="stable").head(k)
+    keep = ["example"] + (["position", "context"] if "position" in df.columns else []) + ["label", "teacher_pred",
+                                                                                         "teacher_conf"]
+    rows = sub[keep].assign(student_pred=sub[f"{student}_pred"], student_conf=sub[f"{student}_conf"],
+                            kl=sub[f"{student}_kl"]).reset_index(drop=True)
+    out = {"rows": rows, "student": student}
+    if task.kind == "lm":
+        vocab = task.n_classes - 1
+        for c in ("label", "teacher_pred", "student_pred"):
+            rows[c.replace("_pred", "") + "_text"] = [token_text([v], vocab) for v in rows[c]]
+    elif task.x_test.ndim == 4:
+        imgs = task.x_test[torch.tensor(rows.example.tolist(), dtype=torch.long)]
+        out["images"] = imgs[:, 0].float().cpu().numpy()
+    return out
+
+
 __all__ = ["layer_cka", "features", "probe_batch", "CKATracker", "cka_over_training", "compare_runs",
-           "history_table", "reliability_tables"]
+           "history_table", "reliability_tables", "disagreements", "disagreement_summary", "confusion",
+           "disagreement_examples", "token_text"]
