@@ -122,6 +122,25 @@ def test_generators_page(app_students):
     assert at.dataframe[-1].value.set_index("model").loc["student", "nfe"] == native[-1]
     assert at.query_params["seed"] == "3"
 
+    # quality against NFE and latency: the figures carry the probe's curves for the chosen models
+    curves = _charts(at)["quality_nfe"]
+    traces = {t["name"]: t for t in _spec(curves)["data"] if t.get("name") in {"teacher", *picked.value}}
+    assert set(traces) == {"teacher", *picked.value}
+    assert _arr(traces["teacher"]["x"]).tolist() == [1, 2, 4, 8, 16, 32, 50]
+    q_teacher = _arr(traces["teacher"]["y"])
+    assert q_teacher[-1] < q_teacher[0]  # the teacher at 50 steps is closer to the data than at 1
+    # inside the chosen student's method: its own view (not only the generic ones) with a caption
+    from lab.probes.inside import OWN_KINDS
+
+    label = at.selectbox(key=f"inside_student_{APP_DATA}").value
+    method = common.load_student(*[(s.source, s.ref) for s in common.students(APP_DATA)
+                                   if s.label == label][0]).card["recipe"]["method"]
+    inside_keys = {k for k in _charts(at) if k.startswith("inside_")}
+    assert "inside_field" in inside_keys and len(inside_keys) >= 2, inside_keys
+    assert any(c.value.count(".") >= 2 for c in at.caption)  # two-sentence captions
+    assert OWN_KINDS[method] in {k.removeprefix("inside_") for k in inside_keys} or \
+        any(k.startswith(f"inside_{OWN_KINDS[method]}") for k in inside_keys), (method, inside_keys)
+
     # another distribution (teacher only unless it has students too): still a figure, no exception
     other = [d for d in names if d != APP_DATA]
     if other:

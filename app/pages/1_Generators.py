@@ -16,6 +16,11 @@ import common  # noqa: E402
 import state  # noqa: E402
 from lab import probes, viz  # noqa: E402
 from lab.errors import LabError  # noqa: E402
+from lab.probes.inside import inside_views  # noqa: E402
+from lab.probes.quality import quality_curves  # noqa: E402
+from lab.viz.animation import trajectory_animation  # noqa: E402
+from lab.viz.inside import view_figure  # noqa: E402
+from lab.viz.quality import quality_vs_latency_figure, quality_vs_nfe_figure  # noqa: E402
 
 st.set_page_config(page_title="Generators · Distillation Lab", layout="wide")
 
@@ -45,6 +50,18 @@ def panels(name: str, refs: tuple, n: int, teacher_nfe: int, seed: int):
 def paths(name: str, ref: tuple | None, teacher_nfe: int, student_nfe: int, seed: int):
     stud = _load([common.StudentRef(*ref)])[ref[0]] if ref else None
     return probes.trajectories(teacher(name), stud, n=64, teacher_nfe=teacher_nfe, student_nfe=student_nfe, seed=seed)
+
+
+@st.cache_data(show_spinner="measuring quality at each NFE (same noise, warm timings)…", max_entries=16)
+def curves(name: str, refs: tuple, n: int, seed: int, stamps: tuple):
+    studs = _load([common.StudentRef(*r) for r in refs])
+    return quality_curves(teacher(name), studs, common.data_source(name), n=n, seed=seed)
+
+
+@st.cache_data(show_spinner="rebuilding the student's method and fitting its own networks against it…",
+               max_entries=24)
+def inside(source: str, ref: str, stamp: float, seed: int):
+    return inside_views(student(source, ref, stamp), seed=seed)
 
 
 st.title("Generators")
@@ -111,7 +128,7 @@ st.caption("Distance to data is the sliced Wasserstein distance to fresh data; t
            "between two data samples of the same size, so values near it are as good as this n can tell.")
 
 st.subheader("Trajectories")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 with c1:
     traj_label = url.selectbox("Student", shown or ["(teacher only)"], key=f"traj_student_{name}",
                                param="traj", disabled=not shown)
@@ -123,6 +140,44 @@ with c2:
     student_nfe = int(url.selectbox("Student NFE", nfe_options, key=f"traj_nfe_{traj_label}", param="traj_nfe",
                                     default=2 if 2 in nfe_options else nfe_options[0], disabled=not shown,
                                     help="Only the step counts this student was trained for."))
+with c3:
+    animate = url.radio("View", ["animated", "paths"], key="traj_view", param="traj_view", horizontal=True,
+                        help="Animated: particles move from noise (t = 1) to data (t = 0); the teacher glides along "
+                             "its ODE while the student jumps. Paths: every path at once.") == "animated"
 p, summ = paths(name, traj_ref, teacher_nfe, student_nfe, seed)
-st.plotly_chart(viz.trajectories_figure(p, summ), key="trajectories")
+st.plotly_chart(trajectory_animation(p, summ) if animate else viz.trajectories_figure(p, summ), key="trajectories")
+st.caption("The same 64 noise points through the teacher's ODE and through the student. Straightness 0 means a "
+           "straight path: a student that jumps straight to where the teacher's curved path ends has learnt the "
+           "teacher's map, not its route.")
 st.dataframe(summ, hide_index=True)
+
+# ---------------------------------------------------------------- quality against NFE and latency
+st.subheader("Quality against NFE and against latency")
+st.caption("Each model at each step count it serves (the teacher at 1 to 50), from the same noise: distance to data "
+           "against the number of network evaluations, and against the measured wall-clock time (warm median). A "
+           "distilled student should sit left of and below the teacher's curve: as good, for fewer steps.")
+qc = curves(name, refs, n, seed, tuple(common.stamp(common.StudentRef(*r)) for r in refs))
+q1, q2 = st.columns(2)
+q1.plotly_chart(quality_vs_nfe_figure(qc), key="quality_nfe")
+q2.plotly_chart(quality_vs_latency_figure(qc), key="quality_latency")
+
+# ---------------------------------------------------------------- inside the method
+st.subheader("Inside the student's method")
+if not shown:
+    st.info("Choose a student to look inside its method.")
+else:
+    in_label = url.selectbox("Student", shown, key=f"inside_student_{name}", param="inside",
+                             help="The method is rebuilt from the student's recipe around its saved weights; the "
+                                  "networks it trains besides the student (a fake score, a discriminator) are fitted "
+                                  "against the frozen student for 200 steps.")
+    in_ref = next(r for r in refs if r[0] == in_label)
+    try:
+        views = inside(in_ref[1], in_ref[2], common.stamp(common.StudentRef(*in_ref)), seed)
+    except LabError as e:
+        views = []
+        st.warning(f"No view inside {in_label}: {e}")
+    for i in range(0, len(views), 2):
+        cols = st.columns(2)
+        for col, v in zip(cols, views[i:i + 2]):
+            col.plotly_chart(view_figure(v), key=f"inside_{v.key}")
+            col.caption(v.caption)
