@@ -83,6 +83,13 @@ def _charts(at) -> dict:
     return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
 
 
+def _arr(v) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
+
+
 def _row_titles(fig: dict) -> list[str]:
     return list(fig["layout"]["yaxis"]["ticktext"])
 
@@ -106,10 +113,14 @@ def test_digits_page_renders_every_section(digits_zoo):
     assert [t.value for t in at.title] == ["Digits"]
     assert [s.value for s in at.subheader] == ["Few-step samples (same noise and labels)",
                                                "Diffusion targets: the x0 prediction at every step",
-                                               "Guidance-weight sweep", "Metrics (from the model cards)"]
+                                               "Guidance-weight sweep", "Inside the student's method",
+                                               "Quality against NFE and against latency",
+                                               "Metrics (from the model cards)"]
     charts = _charts(at)
     expected = {"digits_grid", "digits_x0_view", "digits_guidance_teacher"}
-    assert expected | ({"digits_guidance_student"} if "guidance" in digits_zoo else set()) == set(charts)
+    inside = {k for k in charts if k.startswith("digits_inside_")}
+    assert {"digits_inside_cka", "digits_inside_x0"} <= inside, inside  # every digits student: CKA and its x0 view
+    assert expected | ({"digits_guidance_student"} if "guidance" in digits_zoo else set()) == set(charts) - inside
     chosen = at.multiselect(key="digits_students").value
     assert chosen == digits_zoo  # every present student is selected by default
 
@@ -280,3 +291,22 @@ def test_digits_page_teacher_only_names_missing_students(digits_zoo, tmp_path, m
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception and at.error and "No digits teacher" in at.error[0].value
     assert "bench/digits.py --zoo" in at.error[0].value
+
+
+def test_digits_quality_curves_on_demand(digits_zoo):
+    """Off by default (a slow measurement on a CPU); on, the two figures carry FD-digits of the teacher at 1 to 16
+    steps and of each chosen student, and the teacher improves with steps."""
+    at = _page()
+    assert not {"digits_quality_nfe", "digits_quality_latency"} & set(_charts(at))
+    at.radio(key="digits_curves").set_value("on").run()
+    _ok(at)
+    charts = _charts(at)
+    chosen = at.multiselect(key="digits_students").value
+    traces = {t["name"]: t for t in charts["digits_quality_nfe"]["data"] if t.get("name") in {"teacher", *chosen}}
+    assert set(traces) == {"teacher", *chosen}
+    x, y = _arr(traces["teacher"]["x"]), _arr(traces["teacher"]["y"])
+    assert x.tolist() == [1, 2, 4, 8, 16]
+    assert y[-1] < y[0]
+    assert at.query_params["curves"] == "on"
+    lat = {t["name"] for t in charts["digits_quality_latency"]["data"]}
+    assert {"teacher", *chosen} <= lat

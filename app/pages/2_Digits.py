@@ -18,7 +18,11 @@ import state  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.probes import panel_nfes  # noqa: E402
 from lab.probes import images as probes  # noqa: E402
+from lab.probes.inside import inside_views  # noqa: E402
+from lab.probes.quality import quality_curves  # noqa: E402
 from lab.viz import images as viz  # noqa: E402
+from lab.viz.inside import view_figure  # noqa: E402
+from lab.viz.quality import quality_vs_latency_figure, quality_vs_nfe_figure  # noqa: E402
 
 st.set_page_config(page_title="Digits · Distillation Lab", layout="wide")
 
@@ -52,6 +56,27 @@ def views(student: tuple | None, nfe_teacher: int, nfe_student: int, labels: tup
 @st.cache_data(show_spinner="sweeping guidance weights…", max_entries=32)
 def guidance(ref: tuple, ws: tuple, nfe: int, labels: tuple, seed: int, stamp: float):
     return probes.guidance_grid(_gen(ref), ws=list(ws), labels=list(labels), nfe=nfe, n=len(labels), seed=seed)
+
+
+#: the quality curves on this page: the teacher up to 16 steps, and this many samples (the digits UNet is slow on a
+#: CPU: 500 samples at 50 steps alone take about 10 s)
+CURVE_TEACHER_NFES, CURVE_N = (1, 2, 4, 8, 16), 256
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def curves(students: tuple, seed: int, stamps: tuple):
+    bar = st.progress(0.0, text="measuring FD-digits at each step count…")
+    out = quality_curves(_gen(TEACHER), {s[0]: _gen(s) for s in students}, "digits", teacher_nfes=CURVE_TEACHER_NFES,
+                         n=CURVE_N, seed=seed,
+                         progress=lambda done, total: bar.progress(done / total, text=f"measuring FD-digits: "
+                                                                                     f"{done} of {total} models x NFEs"))
+    bar.empty()
+    return out
+
+
+@st.cache_data(show_spinner="looking inside the student's method…", max_entries=16)
+def inside(ref: tuple, seed: int, stamp: float):
+    return inside_views(_gen(ref), seed=seed)
 
 
 st.title("Digits")
@@ -169,7 +194,39 @@ else:
     else:
         st.caption(f"No guidance student in the zoo: build `digits/guidance` with {common.DIGITS_BUILD_HINT}.")
 
-# ---------------------------------------------------------------- (4) metrics from the model cards
+# ---------------------------------------------------------------- (4) inside the student's method
+st.subheader("Inside the student's method")
+if not shown:
+    st.info("Choose a student to look inside its method.")
+else:
+    in_label = url.selectbox("Student", shown, key="digits_inside_student", param="inside")
+    in_ref = next(r for r in refs if r[0] == in_label)
+    try:
+        in_views = inside(in_ref, seed, common.stamp(common.StudentRef(*in_ref)))
+    except LabError as e:
+        in_views = []
+        st.warning(f"No view inside {in_label}: {e}")
+    for i in range(0, len(in_views), 2):
+        cols = st.columns(2)
+        for col, v in zip(cols, in_views[i:i + 2]):
+            col.plotly_chart(view_figure(v), key=f"digits_inside_{v.key}")
+            col.caption(v.caption)
+
+# ---------------------------------------------------------------- (5) quality against NFE and latency
+st.subheader("Quality against NFE and against latency")
+st.caption(f"FD-digits ({CURVE_N} samples, labels 0..9 cycled, the same noise for every model) at each step count "
+           "each model serves, against the number of network evaluations and against the measured wall-clock time "
+           "(warm median). A distilled student should sit left of and below the teacher's curve.")
+measure = url.radio("Measure", ["off", "on"], key="digits_curves", param="curves", horizontal=True,
+                    help=f"About half a minute on a busy 2-core laptop the first time (the teacher at up to "
+                         f"{CURVE_TEACHER_NFES[-1]} steps); then cached for everyone.")
+if measure == "on":
+    qc = curves(refs, seed, stamps)
+    q1, q2 = st.columns(2)
+    q1.plotly_chart(quality_vs_nfe_figure(qc), key="digits_quality_nfe")
+    q2.plotly_chart(quality_vs_latency_figure(qc), key="digits_quality_latency")
+
+# ---------------------------------------------------------------- (6) metrics from the model cards
 st.subheader("Metrics (from the model cards)")
 table = common.digits_metrics_table(["teacher", *(by_label[c] for c in shown)])
 if table.empty:
