@@ -14,12 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common
 
 import common  # noqa: E402
 import state  # noqa: E402
+import views as show  # noqa: E402
 from lab import probes, viz  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.probes.inside import inside_views  # noqa: E402
 from lab.probes.quality import quality_curves  # noqa: E402
 from lab.viz.animation import trajectory_animation  # noqa: E402
-from lab.viz.inside import view_figure  # noqa: E402
 from lab.viz.quality import quality_vs_latency_figure, quality_vs_nfe_figure  # noqa: E402
 
 st.set_page_config(page_title="Generators · Distillation Lab", layout="wide")
@@ -176,8 +176,4 @@ else:
     except LabError as e:
         views = []
         st.warning(f"No view inside {in_label}: {e}")
-    for i in range(0, len(views), 2):
-        cols = st.columns(2)
-        for col, v in zip(cols, views[i:i + 2]):
-            col.plotly_chart(view_figure(v), key=f"inside_{v.key}")
-            col.caption(v.caption)
+    show.inside_views(views, "inside")

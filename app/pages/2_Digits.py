@@ -15,13 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for common
 
 import common  # noqa: E402
 import state  # noqa: E402
+import views as show  # noqa: E402
 from lab.errors import LabError  # noqa: E402
 from lab.probes import panel_nfes  # noqa: E402
 from lab.probes import images as probes  # noqa: E402
 from lab.probes.inside import inside_views  # noqa: E402
 from lab.probes.quality import quality_curves  # noqa: E402
 from lab.viz import images as viz  # noqa: E402
-from lab.viz.inside import view_figure  # noqa: E402
 from lab.viz.quality import quality_vs_latency_figure, quality_vs_nfe_figure  # noqa: E402
 
 st.set_page_config(page_title="Digits · Distillation Lab", layout="wide")
@@ -206,11 +206,7 @@ else:
     except LabError as e:
         in_views = []
         st.warning(f"No view inside {in_label}: {e}")
-    for i in range(0, len(in_views), 2):
-        cols = st.columns(2)
-        for col, v in zip(cols, in_views[i:i + 2]):
-            col.plotly_chart(view_figure(v), key=f"digits_inside_{v.key}")
-            col.caption(v.caption)
+    show.inside_views(in_views, "digits_inside")
 
 # ---------------------------------------------------------------- (5) quality against NFE and latency
 st.subheader("Quality against NFE and against latency")

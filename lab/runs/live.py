@@ -23,7 +23,6 @@ import dataclasses
 import io
 import json
 import re
-import time
 import typing
 import zlib
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from lab.metrics import noise_floor, sliced_wasserstein
 from lab.runs.loop import Callback, Checkpoint, Guard, Recorder, train
 from lab.runs.recipes import built_nets
 from lab.runs.run import Run
+from lab.runs.session import SteppedSession
 from lab.trainable import resolve_reference
 
 #: uploads: at most this many bytes, and between MIN_POINTS and MAX_POINTS points
@@ -280,7 +280,7 @@ class LiveFrame:
     error: str
 
 
-class LiveSession:
+class LiveSession(SteppedSession):
     """One method distilled on demand from one teacher on one data source, with one seed.
 
     ``method``: a registered method name whose ``data_kinds`` include "points". ``teacher``: a model reference
@@ -336,50 +336,19 @@ class LiveSession:
         self.tracker = DistanceTracker(self, self.distance_every)
         self.tracker.measure(0)  # the first frame already has its distance
         self.loop = train(self.method, callbacks=[Guard(), self.tracker])
-        self.error, self.seconds = "", 0.0
-        self.done = False
+        self.restart()
 
-    @property
-    def iteration(self) -> int:
-        """Completed training steps."""
-        return int(self.method.it)
-
-    @property
-    def total(self) -> int:
-        return int(self.method.total_steps)
-
-    def advance(self, k: int = 1) -> int:
-        """Run exactly ``k`` more training steps (fewer only when the run reaches its ``steps``, or diverges: then
-        ``error`` says why and the run stops); returns the step count."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise LabError(f"k must be a positive integer (steps to run), got {k!r}")
-        t0 = time.perf_counter()
-        for _ in range(int(k)):
-            if self.done:
-                break
-            try:
-                state = next(self.loop)
-            except StopIteration:
-                self.done = True
-                break
-            except DivergenceError as e:
-                self.done, self.error = True, f"{e}; reset with a lower learning rate"
-                break
-            self.rows.append({"step": state.it, "stage": state.out.stage, **state.out.row()})
-            if state.it >= state.total:
-                self.done = True
-        self.seconds += time.perf_counter() - t0
-        return self.iteration
-
-    def advance_for(self, seconds: float, at_most: int = 1000) -> int:
-        """Whole training steps for about ``seconds`` of wall time (at least one, at most ``at_most``): a page's
-        "auto" steps per frame. Which steps run does not depend on the timing, only how many per call."""
-        t_end = time.perf_counter() + float(seconds)
-        for _ in range(int(at_most)):
-            before = self.iteration
-            if self.advance(1) == before or time.perf_counter() >= t_end:
-                break
-        return self.iteration
+    def step_once(self) -> bool:
+        """One training step; False at the end of the run or when it diverged (``error`` says why)."""
+        try:
+            state = next(self.loop)
+        except StopIteration:
+            return False
+        except DivergenceError as e:
+            self.error = f"{e}; reset with a lower learning rate"
+            return False
+        self.rows.append({"step": state.it, "stage": state.out.stage, **state.out.row()})
+        return True
 
     @property
     def distance(self) -> pd.DataFrame:

@@ -19,7 +19,6 @@ accuracy; with few labels, ``n_train=200``, it does).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -30,7 +29,8 @@ import torch
 from lab.config import config_from_dict, describe_field
 from lab.errors import DivergenceError, LabError
 from lab.kd import get as get_kd, get_task, list_methods as list_kd, load_teacher
-from lab.runs.loop import Callback, Guard, train
+from lab.runs.loop import Guard, train
+from lab.runs.session import SteppedSession
 
 #: the training setup every run of a session shares (the method's own fields apply to the method only)
 SHARED = ("steps", "batch", "lr", "weight_decay", "student", "eval_every", "n_train", "augment")
@@ -73,7 +73,7 @@ class KDFrame:
     error: str
 
 
-class KDLiveSession:
+class KDLiveSession(SteppedSession):
     """A KD ``method`` and its ``baselines`` on one ``task`` from one teacher, with one seed, trained in lockstep.
 
     ``config``: overrides of the method's Config (validated by it); the :data:`SHARED` fields go to the baselines too.
@@ -117,55 +117,25 @@ class KDLiveSession:
                       for n, m in self.runs.items()}
         self.start = {n: {"it": 0, **m.evaluate()} for n, m in self.runs.items()}  # step 0 on the curves
         self.rows: list[dict] = []
-        self.error, self.seconds, self.done = "", 0.0, False
+        self.restart()
 
     @property
     def method(self):
         """The chosen method's run (a :class:`~lab.kd.KDMethod`)."""
         return self.runs[self.method_name]
 
-    @property
-    def iteration(self) -> int:
-        """Completed steps (of each run: they move in lockstep)."""
-        return int(self.method.it)
-
-    @property
-    def total(self) -> int:
-        return int(self.method.total_steps)
-
-    def advance(self, k: int = 1) -> int:
-        """Exactly ``k`` more steps of each run (fewer only at the end of the runs, or when one diverges: then
-        ``error`` says why and the session stops); returns the step count."""
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise LabError(f"k must be a positive integer (steps to run), got {k!r}")
-        t0 = time.perf_counter()
-        for _ in range(int(k)):
-            if self.done:
-                break
-            for name, loop in self.loops.items():
-                try:
-                    state = next(loop)
-                except StopIteration:
-                    self.done = True
-                    break
-                except (DivergenceError, LabError, RuntimeError, ValueError) as e:  # a run that cannot go on
-                    self.done, self.error = True, f"{name}: {e}; reset, or lower the learning rate"
-                    break
-                self.rows.append({"run": name, "step": state.it, **state.out.losses})
-            if self.iteration >= self.total:
-                self.done = True
-        self.seconds += time.perf_counter() - t0
-        return self.iteration
-
-    def advance_for(self, seconds: float, at_most: int = 1000) -> int:
-        """Whole lockstep steps for about ``seconds`` of wall time (at least one, at most ``at_most``). Which steps
-        run does not depend on the timing, only how many per call."""
-        t_end = time.perf_counter() + float(seconds)
-        for _ in range(int(at_most)):
-            before = self.iteration
-            if self.advance(1) == before or time.perf_counter() >= t_end:
-                break
-        return self.iteration
+    def step_once(self) -> bool:
+        """One step of every run, in order; False at the end or when a run cannot go on (``error`` names it)."""
+        for name, loop in self.loops.items():
+            try:
+                state = next(loop)
+            except StopIteration:
+                return False
+            except (DivergenceError, LabError, RuntimeError, ValueError) as e:  # a run that cannot go on
+                self.error = f"{name}: {e}; reset, or lower the learning rate"
+                return False
+            self.rows.append({"run": name, "step": state.it, **state.out.losses})
+        return True
 
     def students(self) -> dict:
         """{run: its student network} at the current step (live objects: they keep training)."""
