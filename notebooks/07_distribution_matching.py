@@ -14,33 +14,37 @@
 # ---
 
 # %% [markdown]
-# # Distribution matching: DMD, VSD and SiD
+# # 07 · Distribution matching: DMD, DMD2, VSD, SiD, and adversarial distillation
 #
-# The trajectory methods (consistency, progressive, reflow) teach a student to *follow* the teacher's ODE. The
-# **distribution-matching** family never looks at trajectories. A one-step generator $G(z)$ is trained so that the
-# *distribution* of its samples matches the teacher's, by following the gradient of a divergence between the two
-# noised distributions:
+# The trajectory methods of notebook 06 teach a student to *follow* the teacher's ODE. The **distribution-matching**
+# family never looks at trajectories: a one-step generator G(z) is trained so that the *distribution* of its samples
+# matches the teacher's, by following the gradient of a divergence between the two noised distributions,
 #
 # $$\nabla_\theta D = \mathbb{E}_{t, z, \epsilon}\Big[w(t)\,\big(s_\text{fake}(x_t, t) - s_\text{real}(x_t, t)\big)\,\frac{\partial x_t}{\partial \theta}\Big],
-# \qquad x_t = \alpha_t G_\theta(z) + \sigma_t \epsilon .$$
+# \qquad x_t = \alpha_t G_\theta(z) + \sigma_t \epsilon ,$$
 #
-# * $s_\text{real}$ is the frozen teacher: the score of the data distribution, noised.
-# * $s_\text{fake}$ is a second network trained **online**, with the ordinary denoising loss, on the generator's own
-#   samples: it tracks the score of the generator's current distribution.
-# * Where the two disagree, the generator's samples move from where the fake score points (where it *is*) to where
-#   the real score points (where the data is).
+# where s_real is the frozen teacher (the score of the noised data) and s_fake a second network trained **online**,
+# with the ordinary denoising loss, on the generator's own samples. **Adversarial** distillation (ADD) replaces the
+# fake score by a discriminator that tells real data from the student's samples, and keeps a regression onto the
+# teacher's x̂0. This notebook opens both kinds up on the shipped students and counts the modes they cover.
 #
-# Three methods, one idea, different details (each module's docstring lists them, with fidelity notes):
+# **Learning goals.** After this notebook you can:
+# 1. write the distribution-matching gradient (real minus fake score at noised generator samples) and say what the
+#    fake score tracks and why it must keep up;
+# 2. draw a method's score fields (real, fake, their difference) and its fake-score error while it is fitted;
+# 3. read ADD's discriminator decision field and say where it pushes the student;
+# 4. measure mode coverage of one-step students against the teacher at 1 and 50 steps.
 #
-# | method | gradient | fake score starts as | extra |
-# |---|---|---|---|
-# | `dmd` (Yin et al. 2024) | difference of the two x̂0 predictions, normalised by mean abs(x − x̂0_real), stop-gradient | a copy of the teacher | regression loss on (noise, teacher ODE sample) pairs |
-# | `vsd` (ProlificDreamer, SwiftBrush) | $w(t)(\hat\epsilon_\text{teacher} - \hat\epsilon_\text{fake})$, stop-gradient | the teacher plus a LoRA adapter | none |
-# | `sid` (Zhou et al. 2024) | Fisher divergence via score identities, weight α = 1.2 | a copy of the teacher | gradient flows through **both networks' inputs** |
+# **In the app:** the five one-step students side by side, inside DMD
+# ([Generators](http://localhost:8501/Generators?dist=8gaussians&students=dmd&students=dmd2&students=vsd&students=sid&students=add&inside=dmd)),
+# ADD's decision field ([Generators, add](http://localhost:8501/Generators?dist=8gaussians&students=add&inside=add)),
+# and DMD distilled live with its score field under the samples
+# ([Distill live, dmd](http://localhost:8501/Distill_live?dist=8gaussians&method=dmd)).
+
+# %% tags=["parameters"]
+FAST = False  # the test suite sets FAST = True: fewer training and fitting steps, same lessons
 
 # %%
-import time
-
 import pandas as pd
 import torch
 
@@ -49,118 +53,190 @@ import lab.probes
 import lab.probes.dm as dm
 import lab.viz
 import lab.viz.dm
-from lab.metrics import mode_stats, low_density_share, sliced_wasserstein
+from lab.metrics import low_density_share, mode_stats, sliced_wasserstein
+from lab.probes.inside import inside_views, rebuild_method
+from lab.viz.inside import view_figure
 
 torch.set_num_threads(1)  # toy networks: one thread is as fast, and kind to a shared laptop
 SEED = 0
 DATA = "toy2d:8gaussians"
+N = 500 if FAST else 4000           # points per distance and mode count
+DEMO_STEPS = 40 if FAST else 300    # steps of the short DMD demonstration
+FIT = 20 if FAST else 200           # steps fitting a saved student's fake score / discriminator against it
 source = lab.data.toy2d.get("8gaussians")
 teacher = lab.zoo.load("toy2d/8gaussians/teacher")
-ref = source.sample(4000, 1234)              # fresh data for every distance below
-z = lab.diffusion.make_noise(4000, 2, seed=99)  # the same noise for every generator
-for name in ("dmd", "vsd", "sid"):
-    M = lab.get_method(name)
-    print(f"{name:4s} {M.paper}\n     {M.mechanism}")
+ref = source.sample(N, torch.Generator().manual_seed(1234))  # fresh data for every distance below
+z = lab.diffusion.make_noise(N, 2, seed=99)                   # the same noise for every generator
+NAMES = ["dmd", "dmd2", "vsd", "sid", "add"]
+students = {name: lab.zoo.load(f"toy2d/8gaussians/{name}") for name in NAMES}
+pd.DataFrame([{"method": name, "paper": lab.get_method(name).paper, "mechanism": lab.get_method(name).mechanism}
+              for name in NAMES]).set_index("method")
 
 # %% [markdown]
+# | method | generator gradient | its second network | extra |
+# |---|---|---|---|
+# | `dmd` (Yin et al. 2024) | difference of the two x̂0 predictions, normalised, stop-gradient | fake score, a copy of the teacher | regression onto (noise, teacher ODE sample) pairs |
+# | `dmd2` (Yin et al. 2024b) | the same, no regression | fake score, **several updates per generator step** (two time scales) | optional GAN head on the fake score |
+# | `vsd` (ProlificDreamer, SwiftBrush) | w(t)(ε̂_teacher − ε̂_fake), stop-gradient | the teacher plus a LoRA adapter | none |
+# | `sid` (Zhou et al. 2024) | Fisher divergence via score identities, weight α = 1.2 | fake score, a copy of the teacher | gradient through both networks' inputs |
+# | `add` (Sauer et al. 2023) | hinge GAN loss on re-noised samples + c(t)-weighted x̂0 regression | a discriminator | few steps (1, 2, 4) |
+#
 # ## 1. Before training: the two scores agree
 #
-# Every generator starts as a copy of the teacher evaluated once at t = 1, so its one-step samples are the teacher's
-# one-step samples: the blurry posterior mean near the centre. The fake score also starts as (a copy of) the teacher, so
-# **real minus fake is zero everywhere**: there is nothing to follow yet. The first fake-score updates, fitted to the
-# generator's collapsed samples, are what create the field.
+# A fresh DMD generator is a copy of the teacher evaluated once at t = 1, and its fake score is a copy of the teacher
+# too, so **real minus fake is zero everywhere**: there is nothing to follow yet. The first fake-score updates,
+# fitted to the generator's collapsed one-step samples, are what create the field.
 
 # %%
-fresh = lab.get_method("dmd")(teacher, DATA, {"steps": 300}, seed=SEED)
+fresh = lab.get_method("dmd")(teacher, DATA, {"steps": DEMO_STEPS, "reg_weight": 0.0}, seed=SEED)
 f0 = dm.score_field(fresh, t=0.5, n=15)
-print("max |real - fake| before training:", float((f0.diff_dx**2 + f0.diff_dy**2).pow(0.5).max()))
-lab.viz.dm.score_field_figure(f0, fields=("real", "fake", "diff")).show()
+fresh_max_diff = float((f0.diff_dx ** 2 + f0.diff_dy ** 2).pow(0.5).max())
+print("max |real - fake| before training:", fresh_max_diff)
+lab.viz.dm.score_field_figure(f0, fields=("real", "fake", "diff"), title="Fresh DMD: real and fake scores (t = 0.5)").show()
 
 # %% [markdown]
-# ## 2. Distil with all three
+# ## 2. A short demonstration: does the fake score keep up?
 #
-# 300 generator steps for DMD and SiD, 600 for VSD (its default is 900: with the fake score only a low-rank
-# adapter of the teacher, it needs more steps to follow the generator), with a `FakeScoreTracker` on DMD: every 50 steps it measures how far
-# the fake score is from the **true** score of the generator's current distribution. That true score is known exactly
-# here: noising a finite set of samples gives a mixture of Gaussians, whose score is cheap to evaluate
-# (`dm.empirical_score`).
+# We distil this fresh DMD for `DEMO_STEPS` steps (no regression loss, so no teacher pairs to make) with a
+# `FakeScoreTracker`: every few steps it measures how far the fake score is from the **true** score of the
+# generator's current distribution. That true score is known exactly here: noising a finite set of samples gives a
+# mixture of Gaussians, whose score is cheap (`dm.empirical_score`). A stale fake score pushes samples the wrong way.
 
 # %%
-methods, seconds = {}, {}
-tracker = dm.FakeScoreTracker(every=50, t_values=(0.2, 0.5, 0.8))
-for name, cfg in {"dmd": {"steps": 300}, "dmd (no regression)": {"steps": 300, "reg_weight": 0.0},
-                  "vsd": {"steps": 600}, "sid": {"steps": 300}}.items():
-    m = lab.get_method(name.split()[0])(teacher, DATA, cfg, seed=SEED)
-    t0 = time.perf_counter()
-    for _ in lab.distill(m, callbacks=[tracker] if name == "dmd" else []):
-        pass
-    methods[name], seconds[name] = m, time.perf_counter() - t0
-    print(f"{name:20s} {m.it} steps in {seconds[name]:.1f} s")
-
-# %% [markdown]
-# ## 3. The field the generator follows
-#
-# `score_arrows` evaluates both scores where the generator's gradient is actually taken: at noised generator samples.
-# Grey dots are the clean samples G(z); arrows show real − fake (switch on "real" and "fake" in the legend). Where the
-# generator already covers a mode the two scores agree and the arrows vanish; samples between modes are pushed out.
-
-# %%
-arrows = dm.score_arrows(methods["dmd"], t=0.3, n=400)
-lab.viz.dm.score_field_figure(arrows, title="DMD after training: real − fake score at noised generator samples (t = 0.3)").show()
-
-# %%
-lab.viz.dm.score_field_figure(dm.score_field(methods["sid"], t=0.3, n=21), title="SiD: real − fake score on a grid (t = 0.3)").show()
-
-# %% [markdown]
-# ## 4. Does the fake score keep up?
-#
-# The generator is only as good as its fake score: a stale fake score pushes samples the wrong way. The tracker's curves
-# show the fake score's error against the generator's true (noised) score over training, at three noise levels. It is
-# smallest at large t, where every distribution looks alike; DMD2's answer to a lagging fake score is the two-time-scale
-# update (several fake steps per generator step).
-
-# %%
+tracker = dm.FakeScoreTracker(every=10 if FAST else 50, t_values=(0.2, 0.5, 0.8))
+for _ in lab.distill(fresh, callbacks=[tracker]):
+    pass
 track = tracker.frame()
 lab.viz.dm.fake_score_error_figure(track).show()
-track.tail(6)
+arrows = dm.score_arrows(fresh, t=0.3, n=300)
+lab.viz.dm.score_field_figure(arrows, title=f"DMD after {fresh.it} steps: real − fake at noised generator samples").show()
 
 # %% [markdown]
-# ## 5. Mode coverage
+# The error is largest at small t, where the generator's distribution has the most detail, and falls as the fake
+# score catches up. DMD2's answer to a lagging fake score is the two-time-scale update (`fake_updates`, five fake steps
+# per generator step in its default config).
 #
-# Reverse-KL objectives are *mode-seeking*: a generator can lower them by dropping modes, which is why DMD adds its
-# regression loss. For the 8-Gaussians mixture we can count: `high_quality` is the share of samples within 3 standard
-# deviations of a mode, `modes_covered` how many of the 8 modes get at least a quarter of their expected samples, and
-# `between modes` the share of samples far from every mode.
+# ## 3. Inside the shipped students
+#
+# `inside_views` rebuilds each zoo student's method from its recipe, refits the networks the method trains besides
+# the student (the fake score, ADD's discriminator) against the frozen student for `FIT` steps, starting from their
+# initialisation, and returns the method's own views. For the four distribution-matching methods the own view is the
+# fake-score error **while it is fitted**; for ADD it is the discriminator's decision field.
+
+# %%
+views = {name: {v.kind: v for v in inside_views(students[name], fit_steps=FIT, n=256 if FAST else 512, seed=SEED)}
+         for name in NAMES}
+pd.DataFrame([{"method": name, "views": ", ".join(views[name])} for name in NAMES]).set_index("method")
+
+# %%
+for name in ("dmd", "dmd2", "vsd", "sid"):
+    view_figure(views[name]["fake_score_error"]).update_layout(title=f"{name}: fake-score error while it is fitted").show()
+
+# %% [markdown]
+# The field each generator follows: the same saved students, with their fake scores refitted, show real − fake on a
+# grid. Where the generator already covers a mode the two scores agree and the arrows vanish; samples between modes
+# are pushed out. (`rebuild_method` gives the method itself, so the `lab.probes.dm` probes can be run on it.)
+
+# %%
+methods = {name: rebuild_method(students[name], fit_steps=FIT, seed=SEED) for name in ("dmd", "dmd2", "vsd", "sid")}
+for name, m in methods.items():
+    lab.viz.dm.score_field_figure(dm.score_field(m, t=0.3, n=15), title=f"{name}: real − fake score on a grid (t = 0.3)").show()
+
+# %% [markdown]
+# **ADD**: shading is the discriminator's logit on points noised to t = 0.1 (blue: looks like real data, red: like
+# the student); dots are real data and the student's samples noised the same way. A good student leaves the
+# discriminator little to tell apart: the logits on real and student points are close.
+
+# %%
+v = views["add"]["decision"]
+print(v.caption)
+view_figure(v).show()
+v.data["field"].logit.describe()[["min", "mean", "max"]]
+
+# %% [markdown]
+# ## 4. Mode coverage
+#
+# Reverse-KL objectives are *mode seeking*: a generator can lower them by dropping modes, which is why DMD keeps a
+# regression loss and ADD a distillation term. For the 8-Gaussians mixture we can count: `high_quality` is the share of
+# samples within 3 standard deviations of a mode, `modes_covered` how many of the 8 modes get at least a quarter of
+# their expected samples, `between modes` the share far from every mode.
 
 # %%
 rows = []
-gens = {"teacher @1": (teacher, 1), "teacher @50": (teacher, 50), **{k: (m.generator(), 1) for k, m in methods.items()}}
+gens = {"teacher @1": (teacher, 1), "teacher @50": (teacher, 50), **{k: (g, 1) for k, g in students.items()}}
 for name, (g, nfe) in gens.items():
     x = g.sample(z=z, nfe=nfe, seed=SEED).x
     st = mode_stats(x, source.gmm)
     rows.append({"model": name, "nfe": nfe, "swd": sliced_wasserstein(x, ref), "high_quality": st["high_quality"],
-                 "modes_covered": st["modes_covered"], "between modes": low_density_share(x, source.gmm),
-                 "distill s": seconds.get(name)})
+                 "modes_covered": st["modes_covered"], "between modes": low_density_share(x, source.gmm)})
 coverage = pd.DataFrame(rows).set_index("model")
 coverage.round(3)
 
 # %%
-panels = lab.probes.sample_panels(teacher, {k: m.generator() for k, m in methods.items()}, source, n=1000,
-                                  student_nfe=(1,), seed=SEED)
+worst = coverage.loc[NAMES, "high_quality"].min()
+assert worst > coverage.loc["teacher @1", "high_quality"], \
+    f"a one-step student ({worst:.3f}) is no better than the teacher at one step ({coverage.loc['teacher @1', 'high_quality']:.3f})"
+
+panels = lab.probes.sample_panels(teacher, students, source, n=300 if FAST else 1000, student_nfe=(1,), seed=SEED)
 lab.viz.sample_panels_figure(panels).show()
 
 # %% [markdown]
-# Read the table against the teacher at 1 step (what the same network gives without distillation) and at 50 steps
-# (the target). These are shortened schedules; `bench/RESULTS.md` has every method at its default on four
-# datasets, with the time each took to come within 1.5x and 1.25x of the teacher.
+# *Fidelity notes.* The papers work on images with U-Nets; here every network is a small MLP on 2D points, which is
+# what makes the true score of the generator's distribution computable (`dm.empirical_score`), so the fake score's
+# error can be measured at all. ADD's discriminator is an MLP on noised points, not a frozen DINOv2 feature network
+# with trained heads. The fake scores and the discriminator shown in section 3 are refitted against the saved student
+# (they are not saved with it), starting from their initialisation.
+
+# %% [markdown]
+# ### Exercise 07.1: Nothing to follow yet
 #
-# ## Exercises
+# **Find:** how different the real and fake scores are before training, and after the fake score has been fitted to
+# a trained generator. `fresh_max_diff` (section 1) is the first; measure the second with
+# `dm.score_field(methods["dmd"], t=0.5, n=15)` the same way.
 #
-# 1. **Two time scales.** Give DMD `fake_updates=5` (five fake-score steps per generator step, as DMD2 does) and watch
-#    the tracker's error and the mode table. Then try `lab.get_method("dmd2")`, which also drops the regression loss.
-# 2. **SiD's α.** SiD's loss mixes two terms with weight α (`alpha`, default 1.2). Try 0.5 and 1.0: α = 1 drops the
-#    |x̂0_real − x̂0_fake|² term and keeps only the cross term.
-# 3. **LoRA or copy.** VSD's fake score starts from the teacher. Compare `{"fake_init": "lora"}` with `{"fake_init": "copy"}`
-#    in the fake-score error at step 50.
-# 4. **Where does the field point?** Plot `dm.score_field` at t = 0.1 and t = 0.9 for the trained DMD. Why is the field
-#    so much smoother at large t?
+# **Check:** the largest |real − fake| of the fresh method is below a hundredth of the fitted DMD method's
+
+# %%
+import workshop
+
+fitted_max_diff = ...  # your code
+workshop.check("07.1", fresh_max_diff=fresh_max_diff, fitted_max_diff=fitted_max_diff)
+
+# %% [markdown]
+# ### Exercise 07.2: The fake score catches up
+#
+# **Find:** whether the fake score of the demonstration in section 2 kept up with its generator. `track` has one row
+# per (step `it`, time `t`) with the error `error_eps`; compare the first and the last step at t = 0.2.
+#
+# **Check:** the fake score's error at t = 0.2 at the last tracked step is below its error at the first
+
+# %%
+error_first = ...  # your code
+error_last = ...   # your code
+workshop.check("07.2", error_first=error_first, error_last=error_last)
+
+# %% [markdown]
+# ### Exercise 07.3: Mode coverage in one step
+#
+# **Find:** which one-step students land their samples on the modes. Take the `high_quality` column of `coverage`
+# for the five students and for `teacher @1`.
+#
+# **Check:** every student's high-quality share at 1 step is above the teacher's at 1 step, and each covers at least 7 of the 8 modes
+
+# %%
+student_high_quality = ...  # your code: {method: high_quality}
+student_modes = ...         # your code: {method: modes_covered}
+teacher_high_quality = ...  # your code
+workshop.check("07.3", student_high_quality=student_high_quality, student_modes=student_modes,
+               teacher_high_quality=teacher_high_quality)
+
+# %% [markdown]
+# ## Recap
+#
+# - Distribution matching pushes a one-step generator's samples along real − fake score at noised samples; the fake
+#   score is trained online on the generator's own samples and starts as the teacher, so the field starts at zero.
+# - The generator is only as good as its fake score: DMD2 updates it several times per generator step, VSD keeps it a
+#   LoRA of the teacher, SiD sends gradients through both networks.
+# - ADD swaps the fake score for a discriminator (plus a regression onto the teacher): its decision field shows where
+#   the student still looks fake.
+# - One-step students of this family cover the modes where the teacher at one step gives the blurry mean.
