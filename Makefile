@@ -21,7 +21,7 @@ TEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 export LAB_NUM_THREADS ?= 1
 
-.PHONY: demo test screenshots install chromium zoo bench clean-venv
+.PHONY: demo test screenshots install chromium zoo bench lab clean-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -58,6 +58,13 @@ zoo: install
 
 bench: install
 	$(BIN)/python bench/run.py
+
+# JupyterLab on the workshop curriculum (notebooks/, docs/workshop.md) with this venv's kernel: the "python3" kernelspec
+# is installed into .venv when it is missing; kernels get LAB_NUM_THREADS (1) from this Makefile, as in `make test`;
+# root (a container) needs --allow-root
+lab: install
+	@test -f $(VENV)/share/jupyter/kernels/python3/kernel.json || $(BIN)/python -m ipykernel install --sys-prefix
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-venv:
 	rm -rf $(VENV)

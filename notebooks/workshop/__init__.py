@@ -104,4 +104,12 @@ def exercises_of(notebook: str) -> list[Exercise]:
                   key=lambda e: tuple(int(p) for p in e.id.split(".")))
 
 
-__all__ = ["Exercise", "EXERCISES", "PASSED", "exercise", "check", "exercises_of"]
+def progress(notebook: str) -> list[str]:
+    """Where the learner stands in ``notebook`` (its file stem): one line per exercise, "✓" when it passed in this
+    kernel, "·" when not yet, with what to find. Printed and returned."""
+    lines = [f"{'✓' if e.id in PASSED else '·'} {e.id}: {e.find}" for e in exercises_of(notebook)]
+    print("\n".join(lines) if lines else f"no exercises declared for {notebook!r}")
+    return lines
+
+
+__all__ = ["Exercise", "EXERCISES", "PASSED", "exercise", "check", "exercises_of", "progress"]
