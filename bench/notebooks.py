@@ -100,11 +100,22 @@ def _passed(client, nb) -> list[str]:
     """``workshop.PASSED`` in the kernel (a cell appended to ``nb`` and run)."""
     import nbformat
 
-    cell = nbformat.v4.new_code_cell(f"import json as _j, workshop as _w\nprint({MARK!r}, _j.dumps(sorted(_w.PASSED)))")
+    return _kernel_json(client, nb, "sorted(_w.PASSED)") or []
+
+
+def _measured(client, nb) -> dict:
+    """``workshop.MEASURED`` in the kernel: the values of each exercise's last check."""
+    return _kernel_json(client, nb, "_w.MEASURED") or {}
+
+
+def _kernel_json(client, nb, expr: str):
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(f"import json as _j, workshop as _w\nprint({MARK!r}, _j.dumps({expr}))")
     nb.cells.append(cell)
     client.execute_cell(cell, len(nb.cells) - 1)
     line = next((l for l in _stdout(cell).splitlines() if l.startswith(MARK)), None)
-    return json.loads(line[len(MARK):]) if line else []
+    return json.loads(line[len(MARK):]) if line else None
 
 
 def _run(client, nb, indices, labels: list, what: str, times: list) -> float:
@@ -167,6 +178,7 @@ def execute(stem: str, fast: bool = True, solutions: bool = True, timeout: int =
         out["passed_before"] = _passed(client, nb)
         out["t_solutions"] = _run(client, nb, range(n_nb, n_nb + len(sol)), labels, f"solutions/{stem}.py", times)
         out["passed"] = _passed(client, nb) if solutions else out["passed_before"]
+        out["measured"] = _measured(client, nb)
     out["t_total"] = time.perf_counter() - t0
     out["slowest"] = [{"s": round(s, 2), "where": w, "cell": c, "first_line": f}
                       for s, w, c, f in sorted(times, key=lambda r: -r[0])[:3]]
@@ -182,7 +194,7 @@ def measure(stem: str, modes: tuple[str, ...]) -> dict:
     row = json.loads(_row_path(stem).read_text()) if _row_path(stem).exists() else {"stem": stem}
     for mode in modes:
         try:
-            r = execute(stem, fast=(mode == "fast"), solutions=(mode == "fast"))
+            r = execute(stem, fast=(mode == "fast"), solutions=True)  # the notebook's own time excludes them
             r.pop("passed_before", None)
         except Exception as e:  # noqa: BLE001 - a failing notebook is a row that says so, the others still run
             r = {"error": str(e).splitlines()[0][:200], "load_before": round(os.getloadavg()[0], 2)}
@@ -350,6 +362,28 @@ def exercises_md() -> str:
     return "\n".join(out)
 
 
+def _v(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def expected_md() -> str:
+    """The expected-numbers table of docs/workshop.md, from the stored workshop-mode rows: each notebook's run time
+    and, per exercise, the values its solution measured (with whether the check passed)."""
+    out = ["| notebook | workshop mode (s) | load | exercise: values measured by the solution (workshop mode) |",
+           "|---|---|---|---|"]
+    for stem in stems():
+        row = json.loads(_row_path(stem).read_text()) if _row_path(stem).exists() else {}
+        w = row.get("workshop") or {}
+        if not w or "error" in w:
+            out.append(f"| `{stem}` | {'error' if 'error' in w else 'not measured'} | – | – |")
+            continue
+        passed = set(w.get("passed", []))
+        ex = "<br>".join(f"**{i}** {'✓' if i in passed else '✗'} " + ", ".join(f"{k} = {_v(x)}" for k, x in vals.items())
+                         for i, vals in sorted((w.get("measured") or {}).items()))
+        out.append(f"| `{stem}` | {w['t_notebook']:.0f} | {w.get('load_before', '–')} | {ex or '–'} |")
+    return "\n".join(out)
+
+
 DOC = ROOT / "docs" / "workshop.md"
 
 
@@ -375,7 +409,7 @@ def main(argv=None) -> None:
                                                        "sheet, the exercises) and stop; with --write, rewrite them there")
     a = ap.parse_args(argv)
     if a.kit:
-        parts = {"exercises": exercises_md(), "cheatsheet": cheatsheet()}
+        parts = {"exercises": exercises_md(), "cheatsheet": cheatsheet(), "expected": expected_md()}
         print(parts["cheatsheet"] + "\n\n" + parts["exercises"])
         if a.write:
             write_kit(parts)

@@ -45,6 +45,8 @@ class Exercise:
 
 EXERCISES: dict[str, Exercise] = {}
 PASSED: set[str] = set()
+#: the values of each exercise's last check in this kernel (numbers as floats; what bench/notebooks.py records)
+MEASURED: dict[str, dict] = {}
 
 
 def exercise(id: str, notebook: str, find: str, check: str):
@@ -84,6 +86,8 @@ def check(id: str, **values) -> bool:
     if missing or extra:
         raise TypeError(f"exercise {id} checks {', '.join(ex.values)}; got {', '.join(values) or 'nothing'}")
     shown = ", ".join(f"{k} = {_fmt(v)}" for k, v in values.items())
+    MEASURED[id] = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v))
+                    for k, v in values.items()}
     try:
         ok = bool(ex.predicate(**values))
     except Exception as e:  # noqa: BLE001 - a value of the wrong kind is "not yet", said plainly
@@ -112,4 +116,4 @@ def progress(notebook: str) -> list[str]:
     return lines
 
 
-__all__ = ["Exercise", "EXERCISES", "PASSED", "exercise", "check", "exercises_of", "progress"]
+__all__ = ["Exercise", "EXERCISES", "PASSED", "MEASURED", "exercise", "check", "exercises_of", "progress"]
