@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_lab_app_warms_up_then_serves_the_explorer(tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([LAB, "app", "--port", str(port), "--host", "127.0.0.1"], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, env=dict(os.environ))
+                                stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
     try:
         deadline, body = time.monotonic() + 90, ""
         while time.monotonic() < deadline and proc.poll() is None:
@@ -44,8 +45,8 @@ def test_lab_app_warms_up_then_serves_the_explorer(tmp_path):
         warm = [i for i, ln in enumerate(lines) if ln.startswith("warmed up in ")]
         serving = [i for i, ln in enumerate(lines) if f"127.0.0.1:{port}" in ln]
         assert warm and serving and warm[0] < serving[-1], text  # the warm-up happens before the server listens
-    finally:
-        proc.kill()
+    finally:  # `lab app` runs the server as its child: end the whole process group, leave nothing behind
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
 
