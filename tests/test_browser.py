@@ -1,142 +1,190 @@
-"""The real Streamlit app in headless Chromium: the Generators page draws its figure.
+"""The real Streamlit app in headless Chromium: every page loads and draws, the NFE changes the figure, and a shared
+link reopens the same view. One `streamlit run` for the module (tests/_browser.py), a fresh browser context (a new
+session) per test.
 
 Screenshots go to tests/_out/ (git-ignored), so `make test` leaves `git status` clean;
 `make screenshots` (LAB_UPDATE_SCREENSHOTS=1) refreshes the README's copies in assets/.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
+import importlib.util
 import time
-import urllib.request
-from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import ROOT
+import _browser
+from _browser import (MAIN_CHART, OUT, ROOT, SHOTS, chromium, no_exception, opened, points, rerun, screenshot,
+                      select, settle, streamlit_url, titles, traces, type_in)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                 "--no-first-run", "--disable-component-update", "--disable-sync"]
-SHOTS = ROOT / ("assets" if os.environ.get("LAB_UPDATE_SCREENSHOTS") == "1" else "tests/_out")
-SCREENSHOT = SHOTS / "app_screenshot.png"
+pytestmark = pytest.mark.browser
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(proc, url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            pytest.fail(f"streamlit exited with code {proc.returncode}:\n{out[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"streamlit did not answer on {url} within {timeout:.0f} s")
+# page -> (URL path, heading, charts drawn when its first run is over; the README's screenshot or None)
+PAGES = {
+    "Home": ("/", "Distillation Lab", 0, None),
+    "Generators": ("/Generators", "Generators", 2, "app_screenshot.png"),
+    "Digits": ("/Digits", "Digits", 3, "app_digits.png"),
+    "Knowledge distillation": ("/Knowledge_distillation", "Knowledge distillation", 3, "app_kd.png"),
+    "Distill live": ("/Distill_live", "Distill live", 3, None),
+    "Runs": ("/Runs", "Runs", 0, None),
+}
 
 
-@contextlib.contextmanager
-def app_page(path: str):
-    """The Streamlit app served on 127.0.0.1 and a headless Chromium page opened at ``path``."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing; install it with `apt-get update && apt-get install -y chromium` "
-                    "(or `make chromium`)")
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(proc, url)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1750})
-                page.goto(url + path, wait_until="domcontentloaded")
-                yield page
-            finally:
-                browser.close()
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+@pytest.fixture(scope="module")
+def url(app_students):
+    return streamlit_url()  # after app_students: it may point $LAB_RUNS at a fresh run folder first
 
 
-def rendered(page, heading: str, min_plots: int, timeout: int = 120_000):
-    """Wait until the page shows at least ``min_plots`` plotly charts and its script run has finished (the status
-    widget is gone); check the heading is visible and no exception is shown. Returns the first chart."""
-    first = page.locator('[data-testid="stMain"] .js-plotly-plot').first
-    first.wait_for(state="visible", timeout=90_000)
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.js-plotly-plot').length >= {int(min_plots)}"
-        " && !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-    assert page.get_by_role("heading", name=heading).first.is_visible()
-    assert not page.locator('[data-testid="stException"]').count(), \
-        page.locator('[data-testid="stException"]').first.inner_text()
-    return first
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as b:
+        yield b
 
 
-def screenshot(page, path: Path) -> None:
-    page.wait_for_timeout(500)  # let WebGL finish painting
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(path), full_page=True)
+def _check_generators(page, app_students):
+    plot = page.locator(MAIN_CHART).first
+    ts = titles(plot)
+    assert any(t.startswith("teacher @") for t in ts), ts
+    assert any(t.startswith(f"{app_students[0]} @") for t in ts), (app_students, ts)
+    assert len(traces(plot)) >= 4  # teacher + one student at 1, 2, 4 NFE
+    assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
 
 
-@pytest.mark.browser
-def test_generators_page_in_chromium(app_students):
-    with app_page("/Generators") as page:
-        plot = rendered(page, "Generators", 2, timeout=90_000)
-        titles = plot.locator(".annotation-text").all_text_contents()
-        assert any(t.startswith("teacher @") for t in titles), titles
-        assert any(t.startswith(f"{app_students[0]} @") for t in titles), (app_students, titles)
-        n_traces = plot.evaluate("gd => gd.data.length")
-        assert n_traces >= 4, n_traces  # teacher + one student at 1, 2, 4 NFE
-        assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
-        screenshot(page, SCREENSHOT)
-    assert SCREENSHOT.stat().st_size > 10_000
+def _check_digits(page, app_students):
+    assert page.locator(MAIN_CHART).first.evaluate("gd => gd.data[0].type") == "image"
 
 
-DIGITS_SCREENSHOT = SHOTS / "app_digits.png"
+def _check_kd(page, app_students):
+    """Before Start: the divergence explorer (bars) and the live curves at step 0 (no training on load)."""
+    types = page.locator(MAIN_CHART).evaluate_all("gds => gds.map(gd => gd.data.map(t => t.type))")
+    assert "bar" in [t for ts in types for t in ts], types
+    assert page.get_by_role("button", name="Start").is_visible()
 
 
-@pytest.mark.browser
-def test_digits_page_in_chromium():
-    """The Digits page draws its image grids (sample grid, x0 view, guidance sweep) from the shipped digits zoo.
-    Its screenshot is the README's assets/app_digits.png (see the module docstring)."""
-    with app_page("/Digits") as page:
-        first = rendered(page, "Digits", 3)
-        assert first.evaluate("gd => gd.data[0].type") == "image"
-        screenshot(page, DIGITS_SCREENSHOT)
-    assert DIGITS_SCREENSHOT.stat().st_size > 10_000
+CHECKS = {"Generators": _check_generators, "Digits": _check_digits, "Knowledge distillation": _check_kd}
 
 
-KD_SCREENSHOT = SHOTS / "app_kd.png"
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_loads_in_chromium(name, url, browser, app_students):
+    """Each page's first run ends without an exception, shows its heading and draws its charts (the KD page
+    draws its divergence explorer and waits for Start)."""
+    path, heading, min_plots, shot = PAGES[name]
+    with opened(browser, url + path) as page:
+        settle(page, min_plots, timeout=180_000)
+        assert page.get_by_role("heading", name=heading).first.is_visible()
+        no_exception(page)
+        if name in CHECKS:
+            CHECKS[name](page, app_students)
+        screenshot(page, SHOTS / shot if shot else OUT / f"page_{PAGES[name][0].strip('/') or 'Home'}.png")
 
 
-@pytest.mark.browser
-def test_knowledge_distillation_page_in_chromium():
-    """The Knowledge distillation page draws the divergence explorer and trains kd vs scratch live (its progress
-    bar ends in the run comparison, CKA heatmaps, embeddings and reliability diagrams). Its screenshot is the
-    README's assets/app_kd.png."""
-    with app_page("/Knowledge_distillation") as page:
-        rendered(page, "Knowledge distillation", 7, timeout=180_000)
-        types = page.locator('[data-testid="stMain"] .js-plotly-plot').evaluate_all(
-            "gds => gds.map(gd => gd.data.map(t => t.type))")
-        flat = [t for ts in types for t in ts]
-        assert "heatmap" in flat and "bar" in flat, flat  # CKA heatmaps; explorer / reliability bars
-        screenshot(page, KD_SCREENSHOT)
-    assert KD_SCREENSHOT.stat().st_size > 10_000
+def _teacher_title(page) -> str:
+    return next(t for t in titles(page.locator(MAIN_CHART).first) if t.startswith("teacher @"))
+
+
+def _trajectories(page) -> list[dict]:
+    """The trajectory view's traces (animated or all paths: the chart with a "student (k NFE...)" trace)."""
+    charts = page.locator(MAIN_CHART)
+    for i in range(charts.count()):
+        trs = traces(charts.nth(i))
+        if any(t["name"].startswith("student (") for t in trs) and any(t["name"].startswith("teacher") for t in trs):
+            return trs
+    raise AssertionError("no trajectory view on the page")
+
+
+def _student_points(trs: list[dict]) -> int:
+    return sum(sum(v is not None for v in t["x"]) for t in trs if t["name"].startswith("student"))
+
+
+def test_changing_the_nfe_updates_the_figure(url, browser):
+    """Teacher NFE 50 -> 5: the teacher panel's title and points change and the students' do not (same noise);
+    the trajectory view's Student NFE 2 -> 1: the student makes one jump per path instead of two."""
+    with opened(browser, url + "/Generators") as page:
+        settle(page, 2)
+        before, title0 = points(traces(page.locator(MAIN_CHART).first)), _teacher_title(page)
+        assert "@ 5 NFE" not in title0
+        rerun(page, lambda: type_in(page, "Teacher NFE", "5"), 2)
+        page.wait_for_function(
+            "() => (document.querySelector('[data-testid=\"stMain\"] .js-plotly-plot').layout.annotations || [])"
+            ".some(a => a.text.startsWith('teacher @ 5 NFE'))", timeout=30_000)
+        no_exception(page)
+        after = points(traces(page.locator(MAIN_CHART).first))
+        assert "teacher@5" in after and "teacher@5" not in before, (list(before), list(after))
+        t0, t1 = np.array(before[next(k for k in before if k.startswith("teacher@"))]), np.array(after["teacher@5"])
+        assert t0.shape == t1.shape and np.abs(t0 - t1).max() > 1e-3  # other points, from the same noise
+        students = [k for k in before if not k.startswith("teacher@")]
+        assert students and all(np.array_equal(before[k], after[k]) for k in students)  # untouched
+        assert "tnfe=5" in page.url
+
+        paths0 = _trajectories(page)
+        assert any(t["name"].startswith("student (2 NFE") for t in paths0), [t["name"] for t in paths0]
+        rerun(page, lambda: select(page, "Student NFE", "1"), 2)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=\"stMain\"] .js-plotly-plot')].some(gd => "
+            "(gd._fullData || []).some(t => (t.name || '').startsWith('student (1 NFE')))", timeout=30_000)
+        no_exception(page)
+        paths1 = _trajectories(page)
+        assert _student_points(paths1) < _student_points(paths0)  # one jump per path instead of two
+        assert "traj_nfe=1" in page.url
+
+
+def _stable_points(page) -> dict:
+    """The first chart's points once two readings 300 ms apart agree (plotly draws after the run ends)."""
+    last = None
+    for _ in range(20):
+        cur = points(traces(page.locator(MAIN_CHART).first))
+        if cur == last:
+            return cur
+        last = cur
+        page.wait_for_timeout(300)
+    return last
+
+
+def test_a_shared_link_reopens_the_same_view(url, browser):
+    """Set moons and seed 5 by hand, then open the page's address in a fresh session: the widgets show moons and 5
+    and the figure holds the same points (and not the default view's)."""
+    with opened(browser, url + "/Generators") as page:
+        settle(page, 2)
+        default = _stable_points(page)
+        rerun(page, lambda: select(page, "Distribution", "moons"), 2)
+        rerun(page, lambda: type_in(page, "Seed", "5"), 2)
+        no_exception(page)
+        by_hand, link = _stable_points(page), page.url
+    assert "dist=moons" in link and "seed=5" in link, link
+    assert by_hand != default and any(k.startswith("teacher@") for k in by_hand)
+    with opened(browser, link) as page:
+        settle(page, 2)
+        no_exception(page)
+        assert page.get_by_label("Distribution", exact=True).input_value() == "moons"
+        assert page.get_by_label("Seed", exact=True).input_value() == "5"
+        assert _stable_points(page) == by_hand
+    with opened(browser, url + "/Generators?dist=moons&seed=5") as page:  # the link as written by hand
+        settle(page, 2)
+        assert _stable_points(page) == by_hand
+        screenshot(page, OUT / "shared_link_moons_seed5.png")
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("lab_bench_load_test", ROOT / "bench" / "load_test.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_concurrent_sessions_without_errors_and_bounded_memory(url):
+    """A light bench/load_test.py: two waves of 5 sessions (websocket clients speaking Streamlit's protocol, all
+    connected at once) on the Generators page. No session shows an exception, fails or times out, every one
+    receives its figures, and the second wave leaves the server's memory within 10% of the first (a leak per
+    session would add up)."""
+    load = _load_bench()
+    pid = _browser._STREAMLIT["proc"].pid
+    waves = []
+    for _ in range(2):
+        sessions = load.ws_wave(url, ["/Generators"] * 5, timeout_s=150)
+        time.sleep(2.0)  # the closed sessions are gone
+        waves.append((sessions, load.rss_mb(pid)))
+    errors = [s["error"] for sessions, _ in waves for s in sessions if s["error"]]
+    assert not errors, errors
+    assert all(s["first_s"] is not None for sessions, _ in waves for s in sessions)
+    (_, before), (_, after) = waves
+    assert after <= 1.10 * before, (before, after)
