@@ -143,6 +143,7 @@ def test_a_drawing_becomes_the_data_and_travels_in_the_link():
     sess = at.session_state["live_session"]
     pts = sess.source.points.numpy()
     assert sess.source.spec == "drawn:24-cells" and len(pts) == 24 * live.CANVAS_PER_CELL
+    assert f"data: drawn:24-cells · {len(pts):,} points" in [c.value for c in at.caption]
     grid = live.canvas_grid()
     side = 2 * live.CANVAS_LIM / live.CANVAS_CELLS
     near = np.abs(pts[:, None, :] - grid[cells][None]).max(-1).min(1)  # every point lies in a painted cell

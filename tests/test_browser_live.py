@@ -136,6 +136,7 @@ def test_uploaded_points_become_the_data(url, browser, tmp_path):
         rerun(page, lambda: uploader.set_input_files(str(good)), 3, timeout=180_000)  # trains a teacher first
         no_exception(page)
         page.get_by_text("trained here on your points").first.wait_for(timeout=30_000)
+        page.get_by_text("data: upload:bar.npy · 2,000 points").first.wait_for(timeout=30_000)  # the upload is the data
         s = samples(page)
         assert "step 0/" in s["title"]
         up_spread = _spread(s["teacher"])

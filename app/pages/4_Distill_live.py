@@ -227,6 +227,7 @@ elif kind == DRAW:
     if slot["error"]:
         st.error(slot["error"])
         st.stop()
+    st.caption(f"data: {slot['source'].spec} · {len(slot['source'].points):,} points")
     data_key = ("drawn", drawn)
 else:
     if up is None:
@@ -237,6 +238,7 @@ else:
     if slot["error"]:
         st.error(slot["error"])
         st.stop()
+    st.caption(f"data: {slot['source'].spec} · {len(slot['source'].points):,} points (centred, scaled to ±2)")
     data_key = ("upload", up.name, len(raw), up.file_id)
 settings = (data_key, method, tuple(sorted(config.items())), seed)
 if state.get("live_key") != settings:
