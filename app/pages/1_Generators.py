@@ -64,6 +64,13 @@ def inside(source: str, ref: str, stamp: float, seed: int):
     return inside_views(student(source, ref, stamp), seed=seed)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def animation(name: str, ref: tuple | None, teacher_nfe: int, student_nfe: int, seed: int):
+    """The animated trajectory figure, built once per view (its 25 frames take a fifth of a second to build: a
+    rerun should not pay it again). Shared, never modified."""
+    return trajectory_animation(*paths(name, ref, teacher_nfe, student_nfe, seed))
+
+
 st.title("Generators")
 st.caption("A teacher at many steps and its distilled students at 1, 2 and 4 steps, all starting from the same noise.")
 url = state.UrlState("generators")
@@ -145,7 +152,8 @@ with c3:
                         help="Animated: particles move from noise (t = 1) to data (t = 0); the teacher glides along "
                              "its ODE while the student jumps. Paths: every path at once.") == "animated"
 p, summ = paths(name, traj_ref, teacher_nfe, student_nfe, seed)
-st.plotly_chart(trajectory_animation(p, summ) if animate else viz.trajectories_figure(p, summ), key="trajectories")
+st.plotly_chart(animation(name, traj_ref, teacher_nfe, student_nfe, seed) if animate else
+                viz.trajectories_figure(p, summ), key="trajectories")
 st.caption("The same 64 noise points through the teacher's ODE and through the student. Straightness 0 means a "
            "straight path: a student that jumps straight to where the teacher's curved path ends has learnt the "
            "teacher's map, not its route.")
