@@ -10,6 +10,8 @@ page's own work. Nothing is computed for the pages: their caches fill as visitor
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 import time
 from pathlib import Path
@@ -26,13 +28,19 @@ def warm() -> float:
     import plotly.graph_objects  # noqa: F401
     import state  # noqa: F401  (streamlit)
 
-    from lab import probes, viz  # noqa: F401
+    import lab.probes
+    import lab.runs
+    import lab.viz
     from lab.diffusion.generators import make_noise
 
+    for pkg in (lab.probes, lab.viz, lab.runs):  # every probe, figure and session module a page may import
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
     names = common.distributions()
-    if names:  # torch's first operations (kernel selection, allocator) on the first page's teacher
+    if names:  # torch's first operations (kernel selection, allocator) on the first page's teacher, at its sizes
         teacher = common.load_teacher(names[0])
-        teacher.sample(z=make_noise(64, teacher.shape, 0, teacher.device), nfe=4, seed=0)
+        for n, nfe in ((64, 4), (1000, 50)):
+            teacher.sample(z=make_noise(n, teacher.shape, 0, teacher.device), nfe=nfe, seed=0)
     return time.perf_counter() - t0
 
 

@@ -1,7 +1,7 @@
 """Time to first figure of each explorer page, in headless Chromium against a real `streamlit run`.
 
-For each page: a fresh server (so nothing is cached from an earlier page), one cold visit (the first
-visitor after `make demo`) and then warm visits in new browser tabs (later visitors: Streamlit's caches
+For each page: a fresh server started as `make demo` starts it (app/serve.py: imports and the first teacher warmed
+before it listens), so nothing is cached from an earlier page; one cold visit (the first visitor after `make demo`) and then warm visits in new browser tabs (later visitors: Streamlit's caches
 are filled). Time to first figure = from `page.goto` to the first plotly chart attached to the page.
 Median of the warm visits; the cold one is reported on its own. A page whose first run ends without any figure
 (the Runs page with no run folder) is recorded as "no figure" as soon as that run is over (it used to wait for the
@@ -54,10 +54,9 @@ def _port() -> int:
 def _serve():
     port = _port()
     env = {**os.environ, "LAB_NUM_THREADS": os.environ.get("LAB_NUM_THREADS", "1")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/Home.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # what `make demo` runs (`lab app`): app/serve.py warms up (imports, the first teacher), then streamlit serves
+    proc = subprocess.Popen([sys.executable, "app/serve.py", "--server.port", str(port), "--server.address",
+                             "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -127,15 +126,20 @@ def measure(names: list[str], warm: int) -> list[dict]:
 def write() -> str:
     data = json.loads(RESULTS.read_text())
     lines = [SECTION, "",
-             f"Headless Chromium at 1024x768 against `streamlit run app/Home.py` on 127.0.0.1, "
+             f"Headless Chromium at 1024x768 against `lab app` (app/serve.py: `make demo`'s server) on 127.0.0.1, "
              f"{data['cpu']}; a fresh server per page. Cold: the first visit after start-up; warm: the median of "
              f"{data['warm']} later visits in new tabs. Goal: the first figure within {GOAL_S:.0f} s "
              f"(`python bench/app_speed.py`, {data['date']}).", "",
              "| page | cold (s) | warm median (s) | goal |", "|---|---|---|---|"]
     for r in data["rows"]:
-        w = r["warm_median_s"]
-        lines.append(f"| {r['page']} | {r['cold_s'] if r['cold_s'] is not None else 'no figure'} | "
-                     f"{w if w is not None else 'no figure'} | {'met' if w is not None and w <= GOAL_S else 'missed'} |")
+        c, w = r["cold_s"], r["warm_median_s"]
+        if c is None and w is None:
+            verdict = "– (the page drew no figure: nothing to show yet, e.g. no run folders)"
+        else:
+            verdict = " · ".join(f"{k}: {'met' if v is not None and v <= GOAL_S else 'missed'}"
+                                 for k, v in (("cold", c), ("warm", w)))
+        lines.append(f"| {r['page']} | {c if c is not None else 'no figure'} | "
+                     f"{w if w is not None else 'no figure'} | {verdict} |")
     text = "\n".join(lines) + "\n"
     res = ROOT / "bench" / "RESULTS.md"
     old = res.read_text()
