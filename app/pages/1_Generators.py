@@ -64,11 +64,9 @@ def inside(source: str, ref: str, stamp: float, seed: int):
     return inside_views(student(source, ref, stamp), seed=seed)
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def animation(name: str, ref: tuple | None, teacher_nfe: int, student_nfe: int, seed: int):
-    """The animated trajectory figure, built once per view (its 25 frames take a fifth of a second to build: a
-    rerun should not pay it again). Shared, never modified."""
-    return trajectory_animation(*paths(name, ref, teacher_nfe, student_nfe, seed))
+#: the quality curves and the inside views describe the models, not this view's noise: they use a fixed seed, so
+#: every visitor shares them (with a seed of its own, each visitor would refit the method's networks)
+PROBE_SEED = 0
 
 
 st.title("Generators")
@@ -114,6 +112,7 @@ refs, broken = common.loadable(chosen, by_label, lambda r: student(r.source, r.r
 if broken:
     st.warning(f"Left out, cannot be loaded: {'; '.join(broken)}")
 shown = [r[0] for r in refs]
+stamps = tuple(common.stamp(common.StudentRef(*r)) for r in refs)  # a rewritten run folder: new figures too
 
 st.subheader("Teacher vs students (same noise)")
 df = panels(name, refs, n, teacher_nfe, seed)
@@ -123,10 +122,11 @@ lim = float(max(df.x.abs().quantile(0.99), df.y.abs().quantile(0.99)) * 1.15)
 for i, row in enumerate(common.panel_rows(df, per_row)):
     k = len(row.groupby(["model", "nfe"], sort=False))
     box = st.container() if k == per_row else st.columns([k, per_row - k])[0]
-    fig = viz.sample_panels_figure(row, lim=lim).update_layout(
-        title=None if i else "Same noise: teacher vs students", height=common.PANEL_HEIGHT + (50 if i == 0 else 0),
-        margin=dict(l=40, r=20, t=80 + (50 if i == 0 else 0)))
-    box.plotly_chart(fig.update_annotations(font_size=11), key="sample_panels" if i == 0 else f"sample_panels_{i}")
+    fig = show.figure(("panels", name, refs, stamps, n, teacher_nfe, seed, per_row, i), lambda row=row, i=i: (
+        viz.sample_panels_figure(row, lim=lim).update_layout(
+            title=None if i else "Same noise: teacher vs students", height=common.PANEL_HEIGHT + (50 if i == 0 else 0),
+            margin=dict(l=40, r=20, t=80 + (50 if i == 0 else 0))).update_annotations(font_size=11)))
+    box.plotly_chart(fig, key="sample_panels" if i == 0 else f"sample_panels_{i}")
 st.dataframe(common.summary_table(df), hide_index=True,
              column_config={"distance to data (SWD)": st.column_config.NumberColumn(format="%.4f"),
                             "noise floor": st.column_config.NumberColumn(format="%.4f"),
@@ -152,8 +152,9 @@ with c3:
                         help="Animated: particles move from noise (t = 1) to data (t = 0); the teacher glides along "
                              "its ODE while the student jumps. Paths: every path at once.") == "animated"
 p, summ = paths(name, traj_ref, teacher_nfe, student_nfe, seed)
-st.plotly_chart(animation(name, traj_ref, teacher_nfe, student_nfe, seed) if animate else
-                viz.trajectories_figure(p, summ), key="trajectories")
+st.plotly_chart(show.figure(("trajectories", name, traj_ref, stamps, teacher_nfe, student_nfe, seed, animate),
+                            lambda: trajectory_animation(p, summ) if animate else viz.trajectories_figure(p, summ)),
+                key="trajectories")
 st.caption("The same 64 noise points through the teacher's ODE and through the student. Straightness 0 means a "
            "straight path: a student that jumps straight to where the teacher's curved path ends has learnt the "
            "teacher's map, not its route.")
@@ -161,13 +162,16 @@ st.dataframe(summ, hide_index=True)
 
 # ---------------------------------------------------------------- quality against NFE and latency
 st.subheader("Quality against NFE and against latency")
-st.caption("Each model at each step count it serves (the teacher at 1 to 50), from the same noise: distance to data "
+st.caption("Each model at each step count it serves (the teacher at 1 to 50), from the same noise (seed 0, whatever "
+           "the seed above): distance to data "
            "against the number of network evaluations, and against the measured wall-clock time (warm median). A "
            "distilled student should sit left of and below the teacher's curve: as good, for fewer steps.")
-qc = curves(name, refs, n, seed, tuple(common.stamp(common.StudentRef(*r)) for r in refs))
+qc = curves(name, refs, n, PROBE_SEED, stamps)
 q1, q2 = st.columns(2)
-q1.plotly_chart(quality_vs_nfe_figure(qc), key="quality_nfe")
-q2.plotly_chart(quality_vs_latency_figure(qc), key="quality_latency")
+q1.plotly_chart(show.figure(("quality_nfe", name, refs, n, PROBE_SEED, stamps), lambda: quality_vs_nfe_figure(qc)),
+                key="quality_nfe")
+q2.plotly_chart(show.figure(("quality_latency", name, refs, n, PROBE_SEED, stamps), lambda: quality_vs_latency_figure(qc)),
+                key="quality_latency")
 
 # ---------------------------------------------------------------- inside the method
 st.subheader("Inside the student's method")
@@ -179,9 +183,10 @@ else:
                                   "networks it trains besides the student (a fake score, a discriminator) are fitted "
                                   "against the frozen student for 200 steps.")
     in_ref = next(r for r in refs if r[0] == in_label)
+    in_stamp = common.stamp(common.StudentRef(*in_ref))
     try:
-        views = inside(in_ref[1], in_ref[2], common.stamp(common.StudentRef(*in_ref)), seed)
+        views = inside(in_ref[1], in_ref[2], in_stamp, PROBE_SEED)
     except LabError as e:
         views = []
         st.warning(f"No view inside {in_label}: {e}")
-    show.inside_views(views, "inside")
+    show.inside_views(views, "inside", (in_ref, in_stamp, PROBE_SEED))
