@@ -363,7 +363,24 @@ def exercises_md() -> str:
 
 
 def _v(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    """A measured value, short: floats to 3 significant digits, also inside a dict or a list (as the kernel's
+    ``workshop.MEASURED`` holds them: a dict or list arrives as its text)."""
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, str) and v[:1] in "{[":
+        try:
+            import ast
+
+            v = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            return v
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_v(float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x)}"
+                               for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_v(float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x)
+                               for x in v) + "]"
+    return str(v)
 
 
 def expected_md() -> str:
