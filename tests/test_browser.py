@@ -8,6 +8,7 @@ Screenshots go to tests/_out/ (git-ignored), so `make test` leaves `git status` 
 from __future__ import annotations
 
 import importlib.util
+import re
 import time
 
 import numpy as np
@@ -55,10 +56,22 @@ def _check_digits(page, app_students):
 
 
 def _check_kd(page, app_students):
-    """Before Start: the divergence explorer (bars) and the live curves at step 0 (no training on load)."""
-    types = page.locator(MAIN_CHART).evaluate_all("gds => gds.map(gd => gd.data.map(t => t.type))")
-    assert "bar" in [t for ts in types for t in ts], types
-    assert page.get_by_role("button", name="Start").is_visible()
+    """Before Start: the divergence explorer (bars) and the live curves at step 0, no heatmap (nothing trains on
+    load). One Step trains every run by exactly k steps: the counter moves and the paused views (CKA heatmaps,
+    the disagreement examples) appear, which the README's screenshot shows."""
+    def types():
+        gds = page.locator(MAIN_CHART).evaluate_all("gds => gds.map(gd => gd.data.map(t => t.type))")
+        return [t for ts in gds for t in ts]
+
+    assert "bar" in types() and "heatmap" not in types(), types()
+    assert page.get_by_text("step 0 of", exact=False).first.is_visible()
+    step = page.get_by_role("button", name=re.compile(r"^.*Step \((\d+)\)$"))
+    k = int(re.search(r"\((\d+)\)", step.inner_text()).group(1))
+    for i in (1, 2):  # two steps: the runs' first evaluation (every steps/25) is on the curves of the screenshot
+        rerun(page, step.click, timeout=180_000)
+        no_exception(page)
+        page.get_by_text(f"step {i * k} of", exact=False).first.wait_for(timeout=60_000)
+        assert "heatmap" in types(), types()
 
 
 CHECKS = {"Generators": _check_generators, "Digits": _check_digits, "Knowledge distillation": _check_kd}
