@@ -98,8 +98,6 @@ def _stdout(cell) -> str:
 
 def _passed(client, nb) -> list[str]:
     """``workshop.PASSED`` in the kernel (a cell appended to ``nb`` and run)."""
-    import nbformat
-
     return _kernel_json(client, nb, "sorted(_w.PASSED)") or []
 
 
@@ -291,33 +289,39 @@ FIELD_TITLES = {"scores": "real minus fake score", "decision": "discriminator gr
                 "pairs": "pairs to the teacher's endpoints"}
 
 
-def _taught() -> dict[str, list[str]]:
-    """name -> the notebooks whose code cells name it (a string, or a '/'- or ':'-separated part of one, or a name)."""
+def code_words(nb) -> set[str]:
+    """Every string constant (and its '/'- or ':'-separated parts) and every name in ``nb``'s code cells (IPython
+    magics and shell lines, at column 0, left out; a cell that does not parse is skipped)."""
     import ast
 
+    words: set[str] = set()
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse("\n".join("" if l.startswith(("%", "!")) else l for l in c.source.splitlines()))
+        except SyntaxError:
+            continue
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                words |= {n.value, *re.split(r"[/:]", n.value)}
+            elif isinstance(n, ast.Name):
+                words.add(n.id)
+            elif isinstance(n, ast.Attribute):
+                words.add(n.attr)
+            elif isinstance(n, ast.alias):
+                words |= set(n.name.split("."))
+    return words
+
+
+def _taught() -> dict[str, list[str]]:
+    """name -> the notebooks whose code cells name it (:func:`code_words`)."""
     import jupytext
 
     out: dict[str, list[str]] = {}
     for stem in stems():
         p = NB_DIR / f"{stem}.ipynb"
-        words: set[str] = set()
-        for c in jupytext.read(p if p.exists() else NB_DIR / f"{stem}.py").cells:
-            if c.cell_type != "code":
-                continue
-            try:
-                tree = ast.parse("\n".join("" if l.lstrip().startswith(("%", "!")) else l
-                                           for l in c.source.splitlines()))
-            except SyntaxError:
-                continue
-            for n in ast.walk(tree):
-                if isinstance(n, ast.Constant) and isinstance(n.value, str):
-                    words |= {n.value, *re.split(r"[/:]", n.value)}
-                elif isinstance(n, ast.Name):
-                    words.add(n.id)
-                elif isinstance(n, ast.Attribute):
-                    words.add(n.attr)
-                elif isinstance(n, ast.alias):
-                    words |= set(n.name.split("."))
+        words = code_words(jupytext.read(p if p.exists() else NB_DIR / f"{stem}.py"))
         for w in words:
             out.setdefault(w, []).append(stem[:2])
     return out

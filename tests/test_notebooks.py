@@ -216,21 +216,12 @@ def test_solutions_cover_every_exercise(stem):
 
 def _taught_names() -> set[str]:
     """Every string constant (and its '/'- or ':'-separated parts) and every name in the notebooks' code cells."""
-    out: set[str] = set()
     import jupytext
 
+    out: set[str] = set()
     for stem in STEMS:
         ipynb = NB_DIR / f"{stem}.ipynb"
-        for tree in _trees(jupytext.read(ipynb if ipynb.exists() else NB_DIR / f"{stem}.py")):
-            for n in ast.walk(tree):
-                if isinstance(n, ast.Constant) and isinstance(n.value, str):
-                    out |= {n.value, *re.split(r"[/:]", n.value)}
-                elif isinstance(n, ast.Name):
-                    out.add(n.id)
-                elif isinstance(n, ast.Attribute):
-                    out.add(n.attr)
-                elif isinstance(n, ast.alias):
-                    out |= set(n.name.split("."))
+        out |= nbrun.code_words(jupytext.read(ipynb if ipynb.exists() else NB_DIR / f"{stem}.py"))
     return out
 
 
