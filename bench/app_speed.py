@@ -123,7 +123,8 @@ def measure(names: list[str], warm: int) -> list[dict]:
     return rows
 
 
-def write() -> str:
+def write(path=None) -> str:
+    """Rewrite the Explorer speed section of RESULTS.md (``path``, default bench/RESULTS.md) from the JSON."""
     data = json.loads(RESULTS.read_text())
     lines = [SECTION, "",
              f"Headless Chromium at 1024x768 against `lab app` (app/serve.py: `make demo`'s server) on 127.0.0.1, "
@@ -141,15 +142,9 @@ def write() -> str:
         lines.append(f"| {r['page']} | {c if c is not None else 'no figure'} | "
                      f"{w if w is not None else 'no figure'} | {verdict} |")
     text = "\n".join(lines) + "\n"
-    res = ROOT / "bench" / "RESULTS.md"
-    old = res.read_text()
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        tail = rest.split("\n## ", 1)
-        old = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        old = old.rstrip("\n") + "\n\n" + text
-    res.write_text(old)
+    from results_md import RESULTS_MD, replace_section  # bench/ is on the path when run as a script
+
+    replace_section("app-speed", text, RESULTS_MD if path is None else path)  # only this section
     return text
 
 

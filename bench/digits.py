@@ -99,7 +99,48 @@ def run_method(method: str, zoo: bool) -> dict:
     return row
 
 
-def write() -> str:
+def _rows() -> dict:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+
+
+def readme_teacher() -> str:
+    """The README's sentence on the teacher: its FD at each NFE, the noise floor, its class accuracy at 1 and 50."""
+    t = _rows().get("teacher")
+    if t is None:
+        raise LookupError(f"no {RESULTS / 'teacher.json'}; run: python bench/digits.py")
+    ks = [k for k in ("1", "2", "4", "50") if k in t["nfe"]]
+    fds = " / ".join(f"{t['nfe'][k]['fd']:.2f}" for k in ks)
+    return (f"Teacher: FD {fds} at {' / '.join(ks)} NFE (noise floor "
+            f"{t['floor']['fd']:.2f}), class accuracy {t['nfe']['1']['accuracy']:.2f} at 1 step and "
+            f"{t['nfe']['50']['accuracy']:.2f} at 50.")
+
+
+def readme_table() -> str:
+    """The README's goal table: each method's best 1- or 2-NFE FD over the teacher's 50-NFE FD (its other native NFEs
+    in brackets), CPU minutes of distillation, and whether the goal is met; best ratio first."""
+    rows = _rows()
+    if "teacher" not in rows or len(rows) < 2:
+        raise LookupError(f"no digits rows in {RESULTS}; run: python bench/digits.py")
+    fd50 = rows["teacher"]["nfe"]["50"]["fd"]
+    out = []
+    for name, r in rows.items():
+        if name == "teacher":
+            continue
+        ratios = {int(k): m["fd"] / fd50 for k, m in r["nfe"].items()}
+        few = {k: v for k, v in ratios.items() if k <= 2}
+        best = min(few, key=few.get) if few else None
+        other = ", ".join(f"{v:.2f}x @{k}" for k, v in sorted(ratios.items()) if k != best)
+        cell = (f"{few[best]:.2f}x @{best}" if best is not None else "no 1-2 step sampler") + (f" ({other})" if other else "")
+        ok = best is not None and few[best] <= GOAL_RATIO and r["cpu_s"] <= GOAL_S
+        out.append((few[best] if best is not None else float("inf"), name,
+                    f"| `{name}` | {cell} | {r['cpu_s'] / 60:.1f} | {'✓' if ok else 'no'} |"))
+    return "\n".join(["| method | best 1-2 NFE FD ratio (other NFEs) | CPU minutes | goal met |", "|---|---|---|---|",
+                      *(line for _, _, line in sorted(out))])
+
+
+def write(path=None) -> str:
+    """Rewrite this benchmark's section of RESULTS.md (``path``, default ``bench/RESULTS.md``) from the rows in
+    ``RESULTS``; every other section of the file stays byte for byte."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
     if "teacher" not in rows:
         return ""
@@ -134,9 +175,9 @@ def write() -> str:
     out += ["", "Goal check (best 1- or 2-NFE FD over the teacher's 50-NFE FD; CPU minutes of distillation):", "",
             "| method | best 1-2 NFE FD ratio | CPU time | goal met |", "|---|---|---|---|", *summary, ""]
     text = "\n".join(out)
-    from results_md import replace_section
+    from results_md import RESULTS_MD, replace_section  # bench/ is on the path when run as a script
 
-    replace_section(SECTION, text)
+    replace_section("digits", text, RESULTS_MD if path is None else path)
     return text
 
 

@@ -5,6 +5,8 @@
                                           # "step N" text changes over 10 s while playing
     python bench/live.py --json out.json  # the numbers as JSON too
     python bench/live.py --browser --write  # and rewrite the "## Live distillation" section of bench/RESULTS.md
+                                            # (the numbers kept in bench/results/live.json)
+    python bench/live.py --rows-only --write  # measure nothing: rewrite the section from bench/results/live.json
 
 In process, each (method, k) is timed over ``--frames`` frames after two warm-up frames (the first steps of
 some methods draw their teacher's ODE pairs); the median frame time is reported, with the rate 1 / median
@@ -185,6 +187,7 @@ def browser(methods=METHODS, seconds: float = 10.0, k: str = "auto", shots: Path
 
 
 SECTION = "## Live distillation"
+RESULTS_JSON = Path(__file__).resolve().parent / "results" / "live.json"
 
 
 def results_section(out: dict) -> str:
@@ -247,8 +250,17 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=3, help="browser sessions (fresh server each); medians reported")
     ap.add_argument("--shots", type=Path, default=None, help="save a screenshot per method there (e.g. tests/_out)")
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--write", action="store_true", help="rewrite the Live distillation section of bench/RESULTS.md")
+    ap.add_argument("--write", action="store_true", help="rewrite the Live distillation section of bench/RESULTS.md "
+                                                         f"(and keep the numbers in {RESULTS_JSON.relative_to(ROOT)})")
+    ap.add_argument("--rows-only", action="store_true", help=f"measure nothing: use {RESULTS_JSON.relative_to(ROOT)}")
     a = ap.parse_args(argv)
+    if a.rows_only:
+        if not RESULTS_JSON.exists():
+            raise SystemExit(f"no {RESULTS_JSON.relative_to(ROOT)} yet; run `python bench/live.py --browser --write`")
+        out = json.loads(RESULTS_JSON.read_text())
+        if a.write:
+            write(out)
+        return out
     load0 = os.getloadavg()[0]
     out = {"threads": os.environ["LAB_NUM_THREADS"], "cpus": os.cpu_count(), "in_process": in_process(frames=a.frames)}
     if a.browser:
@@ -266,10 +278,17 @@ def main(argv=None):
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
     if a.write:
-        from results_md import replace_section  # bench/ is on the path when run as a script
-
-        replace_section(SECTION, results_section(out))
+        RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS_JSON.write_text(json.dumps(out, indent=1))
+        write(out)
     return out
+
+
+def write(out: dict, path=None) -> None:
+    """Rewrite the Live distillation section of RESULTS.md (``path``, default bench/RESULTS.md); the rest stays."""
+    from results_md import RESULTS_MD, replace_section  # bench/ is on the path when run as a script
+
+    replace_section("live", results_section(out), RESULTS_MD if path is None else path)
 
 
 if __name__ == "__main__":

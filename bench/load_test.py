@@ -311,8 +311,8 @@ def table(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(texts: list[str]) -> None:
-    """Append the "Load test" section to RESULTS.md, or replace it if it is there (the sections after it stay)."""
+def write(texts: list[str], path=None) -> None:
+    """Rewrite the "Load test" section of RESULTS.md (``path``, default bench/RESULTS.md) in place; the rest stays."""
     intro = ("`python bench/load_test.py`: N sessions open the Generators page at once against one `streamlit run` "
              "on 127.0.0.1 (after one warm-up visit), then another wave of N once the one before has been served. "
              "First figure: the first plotly chart received (websocket clients) or drawn (browser, the page's own "
@@ -321,15 +321,9 @@ def write(texts: list[str]) -> None:
              "bounded when the last wave adds at most 10% to the one before. The 1-minute load averages say how "
              "busy the 2 cores were (other jobs shared them): re-run on an idle machine for the reference numbers.")
     text = SECTION + "\n\n" + intro + "\n\n" + "\n".join(texts)
-    res = ROOT / "bench" / "RESULTS.md"
-    old = res.read_text()
-    if SECTION + "\n" in old:
-        head, rest = old.split(SECTION + "\n", 1)
-        tail = rest.split("\n## ", 1)
-        old = head + text + ("\n## " + tail[1] if len(tail) > 1 else "")
-    else:
-        old = old.rstrip("\n") + "\n\n" + text
-    res.write_text(old)
+    from results_md import RESULTS_MD, replace_section  # bench/ is on the path when run as a script
+
+    replace_section("load-test", text, RESULTS_MD if path is None else path)
 
 
 def main() -> None:

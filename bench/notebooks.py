@@ -448,7 +448,7 @@ def main(argv=None) -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from results_md import replace_section
 
-        replace_section(SECTION, text)
+        replace_section("notebooks", text)
         print(f"wrote the {SECTION!r} section of bench/RESULTS.md")
 
 
