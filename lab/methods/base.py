@@ -64,6 +64,13 @@ class MethodConfig(Config):
                               note="network spec")
 
 
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, mu: float) -> None:
+    """target <- mu * target + (1 - mu) * source, parameter by parameter."""
+    for pt, ps in zip(target.parameters(), source.parameters()):
+        pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
+
+
 class Method(Trainable):
     """Base class. Subclasses set ``Config``, ``family``, ``mechanism``, ``paper`` and implement
     ``targets``, ``step`` and ``generator``.
@@ -227,6 +234,46 @@ class Method(Trainable):
         self.add_net(name, net)
         return Denoiser(net, denoiser.process, denoiser.pred)
 
+    # ---- the sampled student's EMA
+    def add_sampling_ema(self, source, decay: float, name: str = "generator_ema"):
+        """Register an exponential moving average (``decay``) of ``source`` (a Denoiser or a bare network) as what
+        the method's generator samples (:meth:`sampled`): updated after every training step, checkpointed as
+        ``name``. Nothing is added when decay is 0 (the generator then samples ``source`` itself). This is the EMA
+        of the generator that the one-step papers sample and evaluate; see each method's docstring."""
+        if decay <= 0:
+            return source
+        if isinstance(source, Denoiser):
+            ema = self.frozen_copy(name, source)
+            pair = (ema.net, source.net)
+        else:
+            net = copy.deepcopy(source).eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            ema = self.add_net(name, net)
+            pair = (net, source)
+        self._sampling_emas = {**getattr(self, "_sampling_emas", {}), id(source): (ema, *pair, float(decay))}
+        return ema
+
+    def sampled(self, source):
+        """What the generator samples for ``source``: its EMA when :meth:`add_sampling_ema` registered one, else
+        ``source`` itself."""
+        return getattr(self, "_sampling_emas", {}).get(id(source), (source,))[0]
+
+    @torch.no_grad()
+    def update_sampling_emas(self, it: int) -> None:
+        """One EMA update of every :meth:`add_sampling_ema` copy, once per step ``it`` (run after ``step``)."""
+        if getattr(self, "_ema_it", None) == it:
+            return
+        self._ema_it = it
+        for _, ema, src, mu in getattr(self, "_sampling_emas", {}).values():
+            ema_update(ema, src, mu)
+
+    @torch.no_grad()
+    def copy_sampled_to_trained(self) -> None:
+        """Set every trained network to its sampling EMA (when a saved, i.e. averaged, student is loaded back)."""
+        for _, ema, src, _ in getattr(self, "_sampling_emas", {}).values():
+            src.load_state_dict(ema.state_dict())
+
     def student_from_teacher(self) -> bool:
         return any(True for _ in self.teacher.net.parameters())
 
@@ -309,7 +356,10 @@ def _with_labels(name: str, fn):
         @functools.wraps(fn)
         def wrapped(self, batch, *a, **kw):
             with self.conditioned(batch.get("y") if isinstance(batch, dict) else None):
-                return fn(self, batch, *a, **kw)
+                out = fn(self, batch, *a, **kw)
+            if name == "step":  # the sampled student's EMA follows every training step (once per step)
+                self.update_sampling_emas(a[0] if a else kw.get("it"))
+            return out
     wrapped._labelled = True
     return wrapped
 

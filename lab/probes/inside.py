@@ -162,6 +162,7 @@ def load_student(method: Method, student: Generator) -> None:
                            f"{tuple(own[k].shape) if k in own else 'missing'}; allowed: a student saved by this method")
         with torch.no_grad():
             net.load_state_dict({k: v.to(own[k].device) for k, v in sd.items()})
+    method.copy_sampled_to_trained()  # a saved student is the sampled (EMA) network: train-side nets start from it
 
 
 def _fake_only(method: Method, aux: set) -> bool:

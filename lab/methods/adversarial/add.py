@@ -83,7 +83,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import ConsistencyGenerator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.consistency.base import ema_update
+from lab.methods.base import ema_update
 from lab.nets.mlp import FourierTime
 from lab.trainable import StepOutput, cosine_decay
 

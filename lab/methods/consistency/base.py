@@ -3,23 +3,13 @@ to the trajectory's origin (Song et al., "Consistency Models", ICML 2023), sampl
 
 ``self.student`` is a :class:`~lab.diffusion.denoiser.Denoiser` whose x0 prediction is f (``f(x, 0) = x``
 by its parameterisation), so the shared :class:`~lab.diffusion.generators.ConsistencyGenerator` samples it:
-jump to x0, re-noise to the next time, jump again. :func:`ema_update` moves a target network towards the
+jump to x0, re-noise to the next time, jump again. :func:`lab.methods.base.ema_update` moves a target network towards the
 student (the discrete-time methods' theta^-; shortcut's target net too).
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from lab.diffusion.generators import ConsistencyGenerator
 from lab.methods.base import Method
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, source: nn.Module, mu: float) -> None:
-    """target <- mu * target + (1 - mu) * source, parameter by parameter."""
-    for pt, ps in zip(target.parameters(), source.parameters()):
-        pt.mul_(mu).add_(ps.detach(), alpha=1 - mu)
 
 
 class ConsistencyMethod(Method):
@@ -27,7 +17,7 @@ class ConsistencyMethod(Method):
     multistep consistency sampling at 1, 2 and 4 steps, and the student is what an evaluation EMA averages."""
 
     def generator(self) -> ConsistencyGenerator:
-        return ConsistencyGenerator(self.student, native_nfe=(1, 2, 4))
+        return ConsistencyGenerator(self.sampled(self.student), native_nfe=(1, 2, 4))
 
     def ema_nets(self):
-        return {"student": self.student.net}
+        return {"student": self.sampled(self.student).net}

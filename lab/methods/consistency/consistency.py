@@ -42,7 +42,8 @@ from lab.config import param
 from lab.diffusion.denoiser import Denoiser
 from lab.losses import pseudo_huber, sq_dist
 from lab.methods.base import MethodConfig, Targets, register
-from lab.methods.consistency.base import ConsistencyMethod, ema_update
+from lab.methods.base import ema_update
+from lab.methods.consistency.base import ConsistencyMethod
 from lab.trainable import StepOutput
 
 

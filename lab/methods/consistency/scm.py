@@ -228,6 +228,7 @@ class SCMConfig(MethodConfig):
                          note="teacher: teacher copy + exact conversion; fresh: TrigFlow-native MLP")
     time_scale: float = param(0.01, gt=0, note="fresh student: c_noise = time_scale * t")
     pretrain: int = param(0, ge=0, note="steps of plain regression of F onto the teacher's F before sCM")
+    ema: float = param(0.0, ge=0, lt=1, note="EMA decay of the sampled student; 0 samples the raw student")
     lr_schedule: str = param("cosine", choices=("constant", "cosine"))  # cosine: every lr decays to 0 over steps
     # teacher-copy student: time features above this frequency are zeroed and kept at 0
     time_cutoff: float = param(20.0, ge=0, note="0 keeps every frequency")
@@ -254,6 +255,7 @@ class SCM(ConsistencyMethod):
             self._time_mask = None
         self.add_net("student", self.cm, lr=c.lr)
         self.student = Denoiser(self.cm, self.process, "x0")
+        self.add_sampling_ema(self.student, c.ema, "student_ema")  # the generator samples self.sampled(self.student)
         self.logvar = LogVarHead()
         self.add_net("logvar", self.logvar, lr=c.lr if c.adaptive else None)
 

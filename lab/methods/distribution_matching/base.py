@@ -68,6 +68,8 @@ class DistributionMatchingConfig(MethodConfig):
     lr_fake: float = param(1e-3, gt=0)
     t_min: float = 0.02  # the generator gradient's times: U[t_min, t_max]
     t_max: float = 0.98
+    ema: float = param(0.0, ge=0, lt=1, note="EMA decay of the sampled generator; 0 samples the raw generator")
+    beta1: float = param(0.9, ge=0, lt=1, note="Adam beta1 of both networks (SiD's code uses 0)")
 
     def validate(self):
         super().validate()
@@ -134,6 +136,7 @@ class OneStepDistributionMatching(FakeScoreMixin, Method):
         adam = self.adam_options()
         self.gen = Denoiser(self.new_student_net(), self.process, self.score_pred())
         self.add_net("generator", self.gen.net, lr=self.config.lr, **adam)
+        self.add_sampling_ema(self.gen, self.config.ema)  # what the generator samples: ``self.sampled(self.gen)``
         self.add_fake_score(self.fake_net(), **adam)
 
     def fake_net(self):
@@ -141,8 +144,8 @@ class OneStepDistributionMatching(FakeScoreMixin, Method):
         return None
 
     def adam_options(self) -> dict:
-        """Adam's options for both networks besides the learning rate."""
-        return {}
+        """Adam's options for both networks besides the learning rate: betas (``config.beta1``, 0.999)."""
+        return {"betas": (self.config.beta1, 0.999)}
 
     @property
     def t_init(self) -> float:
@@ -196,7 +199,7 @@ class OneStepDistributionMatching(FakeScoreMixin, Method):
 
     # ---- the student
     def generator(self) -> Generator:
-        return ConsistencyGenerator(self.gen, native_nfe=(1,))
+        return ConsistencyGenerator(self.sampled(self.gen), native_nfe=(1,))
 
-    def ema_nets(self):
-        return {"generator": self.gen.net}
+    def ema_nets(self):  # the loop's EMA callback averages what is sampled (the method's own EMA when it has one)
+        return {"generator": self.sampled(self.gen).net}

@@ -256,4 +256,4 @@ class DMD2(OneStepDistributionMatching):
 
     def generator(self) -> ConsistencyGenerator:
         k = self.config.gen_steps
-        return ConsistencyGenerator(self.gen, native_nfe=tuple(sorted({1, k})))
+        return ConsistencyGenerator(self.sampled(self.gen), native_nfe=tuple(sorted({1, k})))

@@ -83,7 +83,7 @@ class SiDConfig(DistributionMatchingConfig):
     t_dist: str = param("edm", choices=T_DISTS)
     t_max: float = 0.8
     t_init: float = param(1.0, gt=0, le=1, note="the generator's input noise level")
-    beta1: float = param(0.0, ge=0, lt=1, note="Adam beta1; SiD uses 0")
+    beta1: float = param(0.0, ge=0, lt=1, note="Adam beta1 of both networks; SiD's code uses 0")
 
 
 @register("sid")
@@ -94,9 +94,6 @@ class SiD(OneStepDistributionMatching):
     paper = "Zhou et al. 2024, Score identity Distillation: Exponentially Fast Distillation of Pretrained Diffusion Models for One-Step Generation"
     zoo_points = "showcase"
     target_note = " (its gradient flows through the scores' inputs)"
-
-    def adam_options(self):
-        return {"betas": (self.config.beta1, 0.999)}
 
     def fake_steps(self):
         return 1  # 1:1, fake first, as in SiD
@@ -153,4 +150,4 @@ class SiD(OneStepDistributionMatching):
         return StepOutput(losses={"sid": loss_g.item(), "fake": loss_fake}, metrics={"score_gap": gap}, stage="sid")
 
     def generator(self) -> NoisyInputOneStepGenerator:
-        return NoisyInputOneStepGenerator(self.gen, self.t_init)
+        return NoisyInputOneStepGenerator(self.sampled(self.gen), self.t_init)

@@ -157,4 +157,4 @@ class VSD(OneStepDistributionMatching):
         return StepOutput(losses={"vsd": loss.item(), "fake": loss_fake}, metrics={"grad_norm": grad_norm}, stage="vsd")
 
     def generator(self) -> NoisyInputOneStepGenerator:
-        return NoisyInputOneStepGenerator(self.gen, self.t_init)
+        return NoisyInputOneStepGenerator(self.sampled(self.gen), self.t_init)

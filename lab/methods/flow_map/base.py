@@ -123,7 +123,7 @@ class MapMethod(Method):
         return x_s
 
     def generator(self) -> MapGenerator:
-        return self.generator_class(self.net, self.process)
+        return self.generator_class(self.sampled(self.net), self.process)
 
     def ema_nets(self):
-        return {self.generator_class.net_name: self.net}
+        return {self.generator_class.net_name: self.sampled(self.net)}

@@ -69,6 +69,7 @@ class BootGenerator(MapGenerator):
 @dataclass
 class BootConfig(MapConfig):
     dt: float = param(1.0 / 32, gt=0, le=0.5)
+    ema: float = param(0.0, ge=0, lt=1, note="EMA decay of the sampled map; 0 samples the raw map")
 
 
 @register("boot")
@@ -79,6 +80,10 @@ class Boot(MapMethod):
     mechanism = "g(z, t) predicts the teacher's ODE state from noise; g(z, t - dt) regressed onto one teacher step from g(z, t)"
     paper = "Gu et al. 2023, BOOT: Data-free Distillation of Denoising Diffusion Models with Bootstrapping"
     zoo_points = "showcase"
+
+    def setup(self):
+        super().setup()
+        self.add_sampling_ema(self.net, self.config.ema, "g_ema")  # the generator samples self.sampled(self.net)
 
     def sample_batch(self, it):  # noise and times only: never self.data
         c = self.config

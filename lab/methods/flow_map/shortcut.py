@@ -61,7 +61,7 @@ from lab.diffusion.denoiser import Denoiser
 from lab.diffusion.generators import register_generator
 from lab.losses import sq_dist
 from lab.methods.base import Method, MethodConfig, Targets, register
-from lab.methods.consistency.base import ema_update
+from lab.methods.base import ema_update
 from lab.methods.flow_map.base import JumpGenerator, map_net_from_teacher
 from lab.trainable import StepOutput, cosine_decay
 
