@@ -4,6 +4,7 @@ Playwright, and the stable hooks the tests read (never CSS classes of Streamlit'
 - ``[data-testid="stApp"][data-test-script-state]``: "running" while a script (or fragment) run is on, then
   "notRunning"; :func:`settle` and :func:`rerun` wait on it.
 - a plotly chart's ``gd._fullData`` (the traces as the browser holds them, numbers decoded): :func:`traces`.
+- a dataframe's cells: the accessible ``<table>`` Streamlit's grid keeps beside its canvas: :func:`table`.
 - widgets by their label (``page.get_by_label``), headings by role.
 
 Nothing can be downloaded: Chromium is /usr/bin/chromium (`make chromium`); a missing one FAILS the test with the
@@ -180,6 +181,26 @@ def titles(where) -> list[str]:
 def points(trs: list[dict]) -> dict:
     """{trace name: (x, y)} of the marker traces."""
     return {t["name"]: (t["x"], t["y"]) for t in trs if t["type"] in ("scatter", "scattergl") and t["x"]}
+
+
+def table(where) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a dataframe (a locator on ``[data-testid="stDataFrame"]``) as its cells' texts, read from
+    the accessible table Streamlit's grid keeps beside its canvas (only the rows in view: a long table is cut)."""
+    grid = where.locator("table")
+    head = grid.locator("thead th").all_inner_texts()
+    rows = [r.locator("th, td").all_inner_texts() for r in grid.locator("tbody tr").all()]
+    return [h.strip() for h in head], [[c.strip() for c in r] for r in rows]
+
+
+def png(data_uri: str):
+    """The grey pixels (a numpy array) of a ``data:image/png;base64,...`` source, e.g. a plotly image trace's."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))).convert("L"))
 
 
 def select(page, label: str, option: str) -> None:

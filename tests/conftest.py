@@ -53,35 +53,43 @@ def _one_torch_thread():
         os.environ["LAB_NUM_THREADS"] = old  # the distribution the app tests look at (its teacher is shipped)
 
 
+#: the one run folder the app tests' runs root holds (see app_students)
+APP_RUN = "tiny-consistency"
+
+
 @pytest.fixture(scope="session")
 def app_students(tmp_path_factory):
-    """Makes sure the app has a student for APP_DATA and returns the app's student labels.
+    """The app tests' students: the zoo's for APP_DATA and one run folder, in a runs root of their own.
 
-    Uses whatever exists (zoo students, run folders under $LAB_RUNS or ./runs); only when there
-    is none, distils a tiny consistency student (20 steps) into a temporary runs folder and points
-    $LAB_RUNS at it for the session (subprocesses inherit it).
+    $LAB_RUNS points at a fresh temporary runs root for the whole session (subprocesses, e.g. the streamlit server
+    of the browser tests, inherit it), so no run folder of the working directory's ./runs (or of a $LAB_RUNS set
+    outside the tests) ever reaches the app tests. One tiny consistency student (20 steps on the zoo teacher) is
+    distilled into it, so the Runs page and the run-folder paths of the other pages always have a run to show.
+    Returns the app's student labels (zoo students first, then the run).
     """
     sys.path.insert(0, str(ROOT / "app"))
     import common
     from lab import zoo
+    from lab.runs.recipes import distill_run
 
     assert zoo.find(f"toy2d/{APP_DATA}/teacher") is not None, \
         f"the app tests need the zoo teacher toy2d/{APP_DATA}/teacher; build it with `lab zoo build`"
     old = os.environ.get("LAB_RUNS")
-    found = common.students(APP_DATA)
-    if not found:
-        from lab.runs.recipes import distill_run
-
-        root = tmp_path_factory.mktemp("app_runs")
-        distill_run("consistency", f"toy2d/{APP_DATA}/teacher", root / "tiny-consistency", steps=20, progress=False)
-        os.environ["LAB_RUNS"] = str(root)
+    root = tmp_path_factory.mktemp("app_runs")
+    os.environ["LAB_RUNS"] = str(root)
+    try:
+        assert common.runs_root() == root and common.students(APP_DATA) == common.zoo_students(APP_DATA), \
+            "a fresh runs root already lists run folders"
+        distill_run("consistency", f"toy2d/{APP_DATA}/teacher", root / APP_RUN, steps=20, progress=False)
         found = common.students(APP_DATA)
-        assert found, "a freshly distilled run folder is not listed as a student"
-    yield [s.label for s in found]
-    if old is None:
-        os.environ.pop("LAB_RUNS", None)
-    else:
-        os.environ["LAB_RUNS"] = old
+        runs = [s for s in found if s.source == "run"]
+        assert [Path(s.ref).resolve() for s in runs] == [(root / APP_RUN).resolve()], runs
+        yield [s.label for s in found]
+    finally:
+        if old is None:
+            os.environ.pop("LAB_RUNS", None)
+        else:
+            os.environ["LAB_RUNS"] = old
 
 
 @pytest.fixture(scope="session")

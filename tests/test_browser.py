@@ -1,6 +1,8 @@
-"""The real Streamlit app in headless Chromium: every page loads and draws, the NFE changes the figure, and a shared
-link reopens the same view. One `streamlit run` for the module (tests/_browser.py), a fresh browser context (a new
-session) per test.
+"""The real Streamlit app in headless Chromium: every page loads and draws what it should (read from the page: the
+charts' traces and numbers, the tables' cells, the links and captions, compared with what lab computes in this
+process), the NFE changes the figure, and a shared link reopens the same view. One `streamlit run` for the module
+(tests/_browser.py), a fresh browser context (a new session) per test. The runs root is the session's temporary one
+(conftest.app_students: the zoo's students plus one run folder).
 
 Screenshots go to tests/_out/ (git-ignored), so `make test` leaves `git status` clean;
 `make screenshots` (LAB_UPDATE_SCREENSHOTS=1) refreshes the README's copies in assets/.
@@ -9,14 +11,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 import time
 
 import numpy as np
 import pytest
 
 import _browser
-from _browser import (MAIN_CHART, OUT, ROOT, SHOTS, chromium, no_exception, opened, points, rerun, screenshot,
-                      select, settle, streamlit_url, titles, traces, type_in)
+from _browser import (MAIN_CHART, OUT, ROOT, SHOTS, chromium, no_exception, opened, png, points, rerun, screenshot,
+                      select, settle, streamlit_url, table, titles, traces, type_in)
+from conftest import APP_DATA, APP_RUN
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +31,7 @@ PAGES = {
     "Digits": ("/Digits", "Digits", 3, "app_digits.png"),
     "Knowledge distillation": ("/Knowledge_distillation", "Knowledge distillation", 3, "app_kd.png"),
     "Distill live": ("/Distill_live", "Distill live", 3, None),
-    "Runs": ("/Runs", "Runs", 0, None),
+    "Runs": ("/Runs", "Runs", 3, None),
 }
 
 
@@ -42,17 +46,113 @@ def browser():
         yield b
 
 
+def _common():
+    if str(ROOT / "app") not in sys.path:
+        sys.path.insert(0, str(ROOT / "app"))
+    import common
+
+    return common
+
+
+def _check_home(page, app_students):
+    """The links to the five pages, the registered methods in the methods table (those in view), the zoo's
+    teachers in the caption."""
+    import lab
+
+    common = _common()
+    links = [" ".join(t.split()) for t in page.locator('[data-testid="stPageLink-NavLink"]').all_inner_texts()]
+    assert [t.split(" ", 1)[1].split(":")[0] for t in links] == [
+        "Generators", "Digits", "Knowledge distillation", "Distill live", "Runs"], links
+    head, rows = table(page.locator('[data-testid="stDataFrame"]').first)
+    assert head == ["name", "family", "mechanism", "paper"], head
+    names = [r[0] for r in rows]
+    assert len(names) >= 5 and names == lab.list_methods()[:len(names)], names
+    assert rows[0][3] == lab.get_method(names[0]).paper, rows[0]
+    caption = f"Teachers in the zoo: {', '.join(common.distributions())}."
+    assert page.get_by_text(caption, exact=True).is_visible(), caption
+
+
 def _check_generators(page, app_students):
+    """The panels: the teacher at 50 NFE and the three students selected by default (the first three the app
+    lists) at each step count of 1, 2, 4 they were trained for, 1000 finite points each."""
+    from lab import probes
+
+    common = _common()
     plot = page.locator(MAIN_CHART).first
     ts = titles(plot)
-    assert any(t.startswith("teacher @") for t in ts), ts
+    assert any(t.startswith("teacher @ 50 NFE") for t in ts), ts
     assert any(t.startswith(f"{app_students[0]} @") for t in ts), (app_students, ts)
-    assert len(traces(plot)) >= 4  # teacher + one student at 1, 2, 4 NFE
+    refs = {s.label: s for s in common.students(APP_DATA)}
+    want = ["teacher@50"] + [f"{s}@{k}" for s in app_students[:3] for k in
+                             probes.panel_nfes(common.load_student(refs[s].source, refs[s].ref), common.STUDENT_NFE)]
+    charts = page.locator(MAIN_CHART)
+    shown = {}
+    for i in range(charts.count()):
+        trs = points(traces(charts.nth(i)))
+        if trs and all("@" in k for k in trs):  # a row of sample panels
+            shown.update(trs)
+    assert list(shown) == want, (list(shown), want)
+    for k, (x, y) in shown.items():
+        assert len(x) == len(y) == 1000 and np.isfinite(np.array([x, y], dtype=float)).all(), k
     assert plot.locator(".gl-container canvas, .scatterlayer .trace").count() >= 1
 
 
 def _check_digits(page, app_students):
-    assert page.locator(MAIN_CHART).first.evaluate("gd => gd.data[0].type") == "image"
+    """The sample grid: its rows (the teacher at 50, 1, 2, 4 NFE, then each zoo student at its step counts) and
+    its pixels are those of lab.probes.sample_grid with the page's defaults (seed 0, labels 0..9), computed here."""
+    from lab.probes.images import sample_grid
+    from lab.viz.images import tile
+
+    common = _common()
+    grid = page.locator(MAIN_CHART).first
+    fig = grid.evaluate("gd => ({type: gd.data[0].type, source: gd.data[0].source, "
+                        "rows: Array.from(gd.layout.yaxis.ticktext || [])})")
+    assert fig["type"] == "image", fig["type"]
+    students = common.digits_students()
+    assert students, "no digits student in the zoo"
+    direct = sample_grid(common.load_digits("teacher"), {s: common.load_digits(s) for s in students},
+                         teacher_nfe=50, student_nfe=common.DIGITS_STUDENT_NFE, labels=list(range(10)), n=10, seed=0)
+    assert fig["rows"] == [f"{r['model']} @ {r['nfe']} NFE" for r in direct["rows"]], fig["rows"]
+    assert fig["rows"][:4] == ["teacher @ 50 NFE", "teacher @ 1 NFE", "teacher @ 2 NFE", "teacher @ 4 NFE"]
+    assert np.array_equal(png(fig["source"]), tile(direct["images"]))
+
+
+def _check_live(page, app_students):
+    """Before Play: the counter at step 0, the live figure's teacher and student samples (as many, finite) under
+    the titles of the teacher at 50 NFE and the student at step 0."""
+    texts = page.locator('[data-testid="stMain"] [data-testid="stText"]').all_inner_texts()
+    assert [t.strip() for t in texts if t.strip().startswith("step ")] == ["step 0"], texts
+    charts = page.locator(MAIN_CHART)
+    live = next(charts.nth(i) for i in range(charts.count())
+                if any(t.startswith("teacher · ") for t in titles(charts.nth(i))))
+    ts = titles(live)
+    assert "teacher · 50 NFE" in ts and any(re.match(r"student · step 0/\d+ · \d+ NFE$", t) for t in ts), ts
+    got = {t["name"]: np.array([t["x"], t["y"]], dtype=float) for t in traces(live)}
+    assert {"teacher samples", "student samples"} <= set(got), list(got)
+    assert got["teacher samples"].shape == got["student samples"].shape and got["teacher samples"].shape[1] >= 100
+    assert np.isfinite(got["teacher samples"]).all() and np.isfinite(got["student samples"]).all()
+
+
+def _check_runs(page, app_students):
+    """The session's one run folder: listed in the table (1 of 1) with its method, data and steps; its distances
+    in the quality-against-NFE chart are lab.runs.index.measure's, computed here; its curves and a snapshot."""
+    from lab.runs import index
+
+    common = _common()
+    root = common.runs_root()
+    assert page.get_by_role("heading", name="Run folders (1 of 1)").is_visible()
+    head, rows = table(page.locator('[data-testid="stDataFrame"]').first)
+    row = dict(zip(head, rows[0]))
+    assert len(rows) == 1 and (row["name"], row["kind"], row["method"], row["data"], row["steps"], row["steps done"]) \
+        == (APP_RUN, "distill", "consistency", f"toy2d:{APP_DATA}", "20", "20"), (head, rows)
+    q = index.measure(root / APP_RUN, root)
+    charts = page.locator(MAIN_CHART)
+    pareto = {t["name"]: t for t in traces(charts.nth(0))}
+    assert "consistency" in pareto and "Pareto front" in pareto, list(pareto)
+    assert pareto["consistency"]["x"] == q.nfe.tolist() == [1, 2, 4], (pareto["consistency"]["x"], q)
+    np.testing.assert_allclose(pareto["consistency"]["y"], q.distance.to_numpy(), rtol=1e-6)
+    names = [t["name"] for i in range(1, charts.count()) for t in traces(charts.nth(i))]
+    assert "loss/consistency" in names and "student" in names, names
 
 
 def _check_kd(page, app_students):
@@ -74,20 +174,22 @@ def _check_kd(page, app_students):
         assert "heatmap" in types(), types()
 
 
-CHECKS = {"Generators": _check_generators, "Digits": _check_digits, "Knowledge distillation": _check_kd}
+CHECKS = {"Home": _check_home, "Generators": _check_generators, "Digits": _check_digits,
+          "Knowledge distillation": _check_kd, "Distill live": _check_live, "Runs": _check_runs}
+assert set(CHECKS) == set(PAGES)
 
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_loads_in_chromium(name, url, browser, app_students):
-    """Each page's first run ends without an exception, shows its heading and draws its charts (the KD page
-    draws its divergence explorer and waits for Start)."""
+    """Each page's first run ends without an exception, shows its heading and draws its charts, and they hold what
+    the page's check reads (CHECKS: every page has one; the KD page draws its divergence explorer and waits for
+    Start, then trains on Step)."""
     path, heading, min_plots, shot = PAGES[name]
     with opened(browser, url + path) as page:
         settle(page, min_plots, timeout=180_000)
         assert page.get_by_role("heading", name=heading).first.is_visible()
         no_exception(page)
-        if name in CHECKS:
-            CHECKS[name](page, app_students)
+        CHECKS[name](page, app_students)
         screenshot(page, SHOTS / shot if shot else OUT / f"page_{PAGES[name][0].strip('/') or 'Home'}.png")
 
 

@@ -1,18 +1,22 @@
 """The Gradio demo (app/demo.py) served on 127.0.0.1 in a subprocess and driven in headless Chromium: the picked
-model is sampled beside its teacher with the measured times, and a bad seed is a clear one-line message (never a
-bare "Error" badge). tests/test_gradio.py calls the same server's API through gradio_client.
+model is sampled beside its teacher with the measured times, the figure the browser holds is the one app/demo.py's
+``sample`` and ``render`` make here in the test process from the same settings (same points, same pixels), and a bad
+seed is a clear one-line message (never a bare "Error" badge). tests/test_gradio.py calls the same server's API
+through gradio_client.
 
 Hooks: the widgets by their labels, the "Sample" button, the plotly figure's title and traces, the summary
 table's header and rows, and Gradio's toast text (``[data-testid="toast-text"]``).
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 
+import numpy as np
 import pytest
 
-from _browser import OUT, chromium, free_port, screenshot, serve, stop
+from _browser import OUT, ROOT, chromium, free_port, screenshot, serve, stop
 
 pytestmark = pytest.mark.browser
 
@@ -28,6 +32,15 @@ def demo_url():
                     env={"GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"})
     yield url
     stop(proc)
+
+
+@pytest.fixture(scope="module")
+def demo_mod():
+    """app/demo.py imported in the test process (its sample and render, without a server)."""
+    spec = importlib.util.spec_from_file_location("lab_app_demo_in_browser_test", ROOT / "app" / "demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +81,20 @@ def times(page) -> dict:
     return out
 
 
+def drawn(page) -> list[dict]:
+    """The figure's traces as the browser holds them: type, name, x and y (decoded), an image's source."""
+    return page.locator(".js-plotly-plot").first.evaluate(
+        "gd => gd._fullData.map((t, i) => ({type: t.type, name: t.name, x: t.x ? Array.from(t.x) : null, "
+        "y: t.y ? Array.from(t.y) : null, source: gd.data[i].source || null}))")
+
+
 @pytest.mark.parametrize("label, kind", [("toy2d/moons/consistency", "scattergl"), ("digits/consistency", "image")])
-def test_pick_a_model_and_sample(page, label, kind):
-    """The figure and the table are the picked model's (not the default one's), each with its measured time."""
+def test_pick_a_model_and_sample(page, demo_mod, label, kind):
+    """The figure and the table are the picked model's (not the default one's), each with its measured time; the
+    figure holds the points (2D) or the pixels (digits) that app/demo.py's sample + render give here for the
+    page's settings (teacher at 50 NFE, the student's smallest trained NFE, seed 0, the default count)."""
     pick(page, label)
+    student_nfe = int(page.get_by_role("combobox", name="Student NFE").input_value())
     sample(page)
     page.wait_for_function("(m) => { const gd = document.querySelector('.js-plotly-plot'); "
                            "return gd && gd.layout && (gd.layout.title.text || '').includes(m); }",
@@ -82,6 +105,16 @@ def test_pick_a_model_and_sample(page, label, kind):
     ms = times(page)
     assert set(ms) == {label.rsplit("/", 1)[0] + "/teacher", label}, ms
     assert all(v > 0 for v in ms.values()), ms
+
+    want, _ = demo_mod.render(demo_mod.sample(label, 50, student_nfe, 0))
+    got = drawn(page)
+    assert [(t["type"], t["name"]) for t in got] == [(t.type, t.name) for t in want.data], (got, want.data)
+    for g, w in zip(got, want.data):
+        if kind == "image":
+            assert g["source"] == w.source, f"{label}: the grid's pixels differ from demo.render's"
+        else:
+            np.testing.assert_allclose(np.array([g["x"], g["y"]], dtype=float), np.array([w.x, w.y], dtype=float),
+                                       rtol=1e-6, err_msg=f"{label}: trace {w.name}")
     screenshot(page, OUT / f"gradio_{label.replace('/', '_')}.png")
 
 

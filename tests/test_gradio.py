@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from conftest import ROOT
 from lab import zoo
@@ -197,7 +198,7 @@ def test_gradio_api(runs_root):
                (("digits/guidance", 49, 1, 0), "teacher_nfe must be an even whole number in 2..200"),
                (("digits/guidance", 50, 1, 0, "any", 9.0), "w must be a number in 0..4")]
         for args, message in bad:
-            with pytest.raises(Exception) as err:
+            with pytest.raises(AppError) as err:
                 call(*args)
             text = str(err.value)
             assert message in text and "\n" not in text.strip(), (args, text)

@@ -15,14 +15,19 @@ virtualenv's Python; if not: ``.venv/bin/python -m ipykernel install --sys-prefi
 ``FAST = True`` injected after its parameters cell, every cell including the learners' unfinished exercise cells
 (they must run and print "✗ not yet", never raise), then the code cells of ``notebooks/solutions/<stem>.py`` in the
 same kernel. Each exercise must NOT have passed after the notebook alone (a check the starting cell already meets
-checks nothing) and must have passed after the solutions (``workshop.PASSED``). The engine is bench/notebooks.py's
-``execute``, which ``python bench/notebooks.py`` also uses to time the notebooks.
+checks nothing) and must have passed after the solutions (``workshop.PASSED``). What the checks recorded
+(``workshop.MEASURED``, the values of each exercise's last check) is asserted too: after the notebook alone every
+exercise's check was called, on the learner's starting values (so "not yet" came from the check, not from a cell
+that never reached it); after the solutions every exercise holds new values, each number finite, none left at the
+starting cell's None, and these recorded values pass the exercise's predicate again in the test process. The
+engine is bench/notebooks.py's ``execute``, which ``python bench/notebooks.py`` also uses to time the notebooks.
 """
 from __future__ import annotations
 
 import ast
 import difflib
 import importlib.util
+import math
 import re
 import sys
 import urllib.parse
@@ -332,10 +337,20 @@ def test_notebook_and_its_solutions_run(stem, monkeypatch):
     ids = [e.id for e in workshop.exercises_of(stem)]
     assert ids, f"{stem}: no exercises registered for it (notebooks/workshop/checks_{stem[:2]}.py)"
     monkeypatch.setenv("LAB_NUM_THREADS", "1")
+    # execute() reads workshop.PASSED after the notebook and again after the solutions: read MEASURED with it
+    recorded = []
+    passed = nbrun._passed
+
+    def passed_and_measured(client, nb):
+        recorded.append(nbrun._measured(client, nb))
+        return passed(client, nb)
+
+    monkeypatch.setattr(nbrun, "_passed", passed_and_measured)
     try:
         r = nbrun.execute(stem, fast=True, solutions=True)
     except nbrun.NotebookFailed as e:
         pytest.fail(str(e), pytrace=False)
+    assert len(recorded) == 2, f"execute() read workshop.PASSED {len(recorded)} times, expected 2 (notebook, solutions)"
     print(f"{stem}: kernel {r['t_kernel']:.1f} s, notebook (FAST) {r['t_notebook']:.1f} s, "
           f"solutions {r['t_solutions']:.1f} s; slowest: "
           + "; ".join(f"{s['s']:.1f} s {s['where']} {s['cell']}" for s in r["slowest"]))
@@ -345,3 +360,28 @@ def test_notebook_and_its_solutions_run(stem, monkeypatch):
     unsolved = [i for i in ids if i not in r["passed"]]
     assert not unsolved, (f"{stem}: after notebooks/solutions/{stem}.py ran, exercise(s) {unsolved} have not "
                           f"passed their check (workshop.PASSED = {r['passed']})")
+
+    before, after = recorded
+    assert after == r["measured"]
+    unchecked = [i for i in ids if i not in before]
+    assert not unchecked, (f"{stem}: the notebook alone never called workshop.check for exercise(s) {unchecked}: "
+                           f"its exercise cell must end with the check on the learner's starting values")
+    for i in ids:
+        assert after[i] != before[i], f"{stem}: exercise {i}: the solutions recorded the starting values {before[i]}"
+        left = [k for k, v in after[i].items() if v == "None"]
+        assert not left, f"{stem}: exercise {i}: after the solutions {left} are still None"
+        bad = [k for k, v in after[i].items() if isinstance(v, float) and not math.isfinite(v)]
+        assert not bad, f"{stem}: exercise {i}: non-finite values {bad}: {after[i]}"
+        values = {k: _literal(v) for k, v in after[i].items()}
+        assert workshop.EXERCISES[i].predicate(**values), \
+            f"{stem}: exercise {i}: its last recorded values fail its check in the test process: {after[i]}"
+
+
+def _literal(v):
+    """A value as workshop.MEASURED records it (a float, or the str of anything else) back to a Python value."""
+    if not isinstance(v, str):
+        return v
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v

@@ -37,8 +37,8 @@ class TeacherConfig(Config):
 
     def validate(self):
         super().validate()
-        check(not (self.process == "vp_cosine" and self.pred == "eps"), "pred", self.pred,
-              "x0 or v with process vp_cosine (eps prediction is singular at t = 1, where alpha = 0)")
+        check(self.pred != "eps", "pred", self.pred,
+              f"x0 or v with process {self.process} (eps prediction is singular at t = 1, where alpha = 0)")
 
 
 class TeacherTraining(Trainable):

@@ -206,7 +206,7 @@ class DMD2(OneStepDistributionMatching):
     def targets(self, batch, t=None):
         if "z" in batch and "idx" not in batch:  # probe batch: the first (t = 1) step
             return super().targets(batch, t)
-        return super().targets({k: batch[k] for k in ("z", "t", "eps")}, t)
+        return super().targets({k: batch[k] for k in ("z", "t", "eps") if k in batch}, t)
 
     def _step_opts(self, names, loss):
         c = self.config

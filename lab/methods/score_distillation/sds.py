@@ -249,7 +249,8 @@ class SDS(Method):
         return b
 
     def targets(self, batch, t=None) -> Targets:
-        if "eps" not in batch or ("idx" not in batch and "z" not in batch and self.config.param == "generator"):
+        if "eps" not in batch or ("idx" not in batch and "z" not in batch
+                                  and (self.config.param == "generator" or len(batch["eps"]) != self.n_points())):
             raise ValueError(f"{self.name}'s target is the current point x minus its score-distillation gradient; "
                              "it depends on the particle and the injected noise, not on x_t alone "
                              "(pass a batch from sample_batch() or probe_batch())")
