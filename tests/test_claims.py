@@ -9,7 +9,7 @@ import pytest
 
 import lab
 from lab.diffusion import straightness
-from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
+from _claims import swd, teacher_bar  # the shared distance and bar; the `eight` fixture is in conftest.py
 
 N = 4000
 
@@ -33,15 +33,23 @@ def test_claim_progressive(eight):
 
 @pytest.mark.claim
 def test_claim_consistency(eight):
-    """Song et al.: the 1- and 2-step consistency student beats the teacher at the same NFE."""
+    """Song et al. 2023 (Consistency Models: distilled 1- and 2-step samples close to the many-step
+    teacher's): the 1- and 2-step consistency student is within BAR (1.5x) of the teacher at 50 NFE,
+    and beats the teacher at the same NFE (1.37 / 0.46 here, against 0.09 at 50).
+
+    800 steps (a 2000-step default): chosen on seeds 1-3 (1-step 1.01-1.03x, 2-step 0.89-0.90x the
+    teacher at 50; 400 steps gave 1.47-1.50x at 1 step); asserted on seed 0."""
     src, teacher, ref, z = eight
-    m = lab.get_method("consistency")(teacher, src, {"steps": 400}, seed=0)
+    t50, bar = teacher_bar(teacher, z, ref)
+    m = lab.get_method("consistency")(teacher, src, {"steps": 800}, seed=0)
     for _ in lab.distill(m):
         pass
     student = m.generator()
     for nfe in (1, 2):
         s, t = swd(student, nfe, z, ref), swd(teacher, nfe, z, ref)
+        print(f"consistency nfe={nfe}: student {s:.4f} ({s / t50:.2f}x teacher@50 {t50:.4f}), teacher@{nfe} {t:.4f}")
         assert s < t, (nfe, s, t)
+        assert s <= bar, (nfe, s, t50)
 
 
 @pytest.mark.claim

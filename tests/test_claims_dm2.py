@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 
 import lab
-from lab.metrics import low_density_share, mode_stats
 from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
 
 N = 4000
@@ -24,38 +23,83 @@ def _train(name, teacher, src, cfg, callbacks=()):
     return m
 
 
+ABLATION_SEEDS = (4, 5, 6)  # the settings below were chosen on seeds 1-3; these seeds were not looked at
+
+
 @pytest.mark.claim
 def test_claim_dmd2_two_time_scale_beats_one_to_one_without_regression(eight):
-    """Yin et al. 2024: without DMD's regression loss, a one-step generator still gets close to the
-    many-step teacher (within 1.5x of the teacher at 50 NFE, below the teacher at 1 NFE) once the
-    fake score is updated several times per generator step (two-time-scale rule). Ablation from the
-    issue, measured here with the same steps and learning rates: DMD without the regression loss
-    and with a 1:1 update ratio puts fewer samples on the modes, more between them, and lands
-    farther from the data. The paper's diagnosis, measured with the fake-score probe: with 1:1
-    updates the fake score tracks the generator's distribution worse (larger error against the
-    exact score of the noised generator samples, averaged over training, at every t checked)."""
+    """Yin et al. 2024 (DMD2, two-time-scale update rule): without DMD's regression loss, a one-step
+    generator still gets close to the many-step teacher once the fake score is updated several times
+    per generator step. Ablation of that rule alone, with ``dmd2`` itself: its default 5 fake-score
+    updates per generator step against 1, everything else equal (200 steps, batch 256, lr 4e-4 for
+    both networks, gradient clipping, no GAN term, no generator EMA), on the same seeds.
+
+    Asserted on ABLATION_SEEDS: with 5:1 every 1-step student is below the teacher at 1 NFE with all 8
+    modes covered (the 1.5x bar is asserted at the default batch in the next test: at batch 256 seed 6
+    missed it, 0.142 = 1.59x the teacher at 50, seeds 4 and 5 made it); 5:1 has the lower 1-step SWD and the
+    larger share of samples on the modes (within 3 sigma) on every seed, each by a mean gap larger
+    than one standard deviation across seeds (of the paired differences and of either arm). The paper's
+    diagnosis, measured with the fake-score probe: with 1:1 updates the fake score tracks the
+    generator's distribution worse (larger error against the exact score of the noised generator
+    samples, averaged over training) at every t checked, on every seed.
+    Seeds 1-3 (used to choose the settings): 1-step SWD 0.121 / 0.109 / 0.106 with 5:1 against 0.257 /
+    0.252 / 0.277 with 1:1; at batch 512 the gap was larger but 1:1 more erratic (0.28-0.65) and both arms
+    together took ~55 s of CPU for three seeds."""
+    import statistics
+
+    from lab.metrics import mode_stats
     from lab.probes.dm import FakeScoreTracker
 
     src, teacher, ref, z = eight
-    common = {"steps": STEPS, "lr": LR, "lr_fake": LR}
-    tr2, tra = FakeScoreTracker(every=50), FakeScoreTracker(every=50)
-    dmd2 = _train("dmd2", teacher, src, {**common, "fake_updates": 5, "gan_weight": 0.0}, [tr2])
-    abl = _train("dmd", teacher, src, {**common, "reg_weight": 0.0, "fake_updates": 1}, [tra])
-    one, t1, t50 = swd(dmd2.generator(), 1, z, ref), swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
-    print(f"dmd2 1-step {one:.4f}, teacher@1 {t1:.4f}, teacher@50 {t50:.4f}")
+    t1, t50 = swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
+    common = {"steps": STEPS, "batch": 256, "lr": LR, "lr_fake": LR, "gan_weight": 0.0, "ema": 0.0}
+    rows = {5: [], 1: []}
+    for seed in ABLATION_SEEDS:
+        for fu in rows:
+            tr = FakeScoreTracker(every=50)
+            m = lab.get_method("dmd2")(teacher, src, {**common, "fake_updates": fu}, seed=seed)
+            for _ in lab.distill(m, callbacks=[tr]):
+                pass
+            gen = m.generator()
+            ms = mode_stats(gen.sample(z=z, nfe=1).x, src.gmm)
+            err = tr.frame().query("it > 0").groupby("t").error_eps.mean()
+            rows[fu].append({"swd": swd(gen, 1, z, ref), "hq": ms["high_quality"], "modes": ms["modes_covered"],
+                             "err": err})
+    for fu, rs in rows.items():
+        print(f"dmd2 {fu}:1  swd {[round(r['swd'], 4) for r in rs]}  on-mode share {[round(r['hq'], 3) for r in rs]}"
+              f"  modes {[r['modes'] for r in rs]}  fake-score error {[r['err'].round(4).to_dict() for r in rs]}")
+    print(f"teacher@1 {t1:.4f}, teacher@50 {t50:.4f}")
+    two, one = rows[5], rows[1]
+    for r in two:
+        assert r["swd"] < t1 and r["modes"] == 8, (r, t1, t50)
+
+    def wins_by_a_std(better, worse):
+        diff = [w - b for b, w in zip(better, worse)]
+        assert all(d > 0 for d in diff), (better, worse)
+        assert statistics.mean(diff) > max(statistics.stdev(diff), statistics.stdev(better), statistics.stdev(worse)), \
+            (better, worse)
+
+    wins_by_a_std([r["swd"] for r in two], [r["swd"] for r in one])
+    wins_by_a_std([-r["hq"] for r in two], [-r["hq"] for r in one])  # larger share on the modes
+    for a, b in zip(two, one):
+        assert (a["err"] < b["err"]).all(), (a["err"], b["err"])
+
+
+@pytest.mark.claim
+def test_claim_dmd2_one_step_is_within_1p5x_of_the_teacher(eight):
+    """Yin et al. 2024: without DMD's regression loss, DMD2's one-step generator gets close to the
+    many-step teacher: 1-step SWD within 1.5x of the teacher at 50 NFE and below the teacher at 1 NFE.
+    The recipe is pinned (the defaults when written: 200 steps, lr 4e-4 for both networks, 5 fake-score
+    updates per generator step, batch 512, no GAN term, no generator EMA); seeds 0-3 were looked at
+    (1.04x, 1.20x, 1.07x, 1.03x), this one (7) was not."""
+    src, teacher, ref, z = eight
+    cfg = {"steps": STEPS, "lr": LR, "lr_fake": LR, "fake_updates": 5, "gan_weight": 0.0, "ema": 0.0}
+    m = lab.get_method("dmd2")(teacher, src, cfg, seed=7)
+    for _ in lab.distill(m):
+        pass
+    one, t1, t50 = swd(m.generator(), 1, z, ref), swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
+    print(f"dmd2 1-step {one:.4f} ({one / t50:.2f}x teacher@50 {t50:.4f}), teacher@1 {t1:.4f}")
     assert one < t1 and one <= 1.5 * t50, (one, t1, t50)
-    x2 = dmd2.generator().sample(z=z, nfe=1).x
-    xa = abl.generator().sample(z=z, nfe=1).x
-    m2, ma = mode_stats(x2, src.gmm), mode_stats(xa, src.gmm)
-    print("dmd2", m2, low_density_share(x2, src.gmm), "| dmd no-reg 1:1", ma, low_density_share(xa, src.gmm),
-          swd(abl.generator(), 1, z, ref))
-    assert m2["modes_covered"] == 8 and m2["modes_covered"] >= ma["modes_covered"], (m2, ma)
-    assert ma["high_quality"] < m2["high_quality"], (ma, m2)
-    assert low_density_share(xa, src.gmm) > low_density_share(x2, src.gmm)
-    assert swd(abl.generator(), 1, z, ref) > one
-    err2, erra = (tr.frame().query("it > 0").groupby("t").error_eps.mean() for tr in (tr2, tra))
-    print("fake-score error (eps units) dmd2:", err2.round(4).to_dict(), "dmd 1:1:", erra.round(4).to_dict())
-    assert (err2 < erra).all(), (err2, erra)
 
 
 @pytest.mark.claim

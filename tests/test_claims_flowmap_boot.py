@@ -15,7 +15,7 @@ from lab.methods.flow_map.boot import BootGenerator
 from lab.methods.flow_map.flowmap import FlowMapGenerator
 from lab.probes.paths import path_error as path_error_probe
 from lab.viz.paths import path_error_figure
-from _claims import swd  # the shared distance; the `eight` fixture is in conftest.py
+from _claims import swd, teacher_bar  # the shared distance and bar; the `eight` fixture is in conftest.py
 
 N = 4000
 
@@ -64,12 +64,20 @@ def test_claim_flowmap_data_free_matches_the_teacher_better_than_data_based_unde
 
 @pytest.mark.claim
 def test_claim_boot_without_data_beats_the_teacher_at_one_step(eight):
-    """Gu et al.: trained with no data at all (the data source raises if sampled), the one-step
-    BOOT student beats the teacher at the same NFE (1) against real data."""
+    """Gu et al. 2023 (BOOT: a one-step student close to its many-step teacher, distilled with no
+    data): trained with no data at all (the data source raises if sampled), the one-step BOOT student
+    is within BAR (1.5x) of the teacher at 50 NFE, and beats the teacher at 1 NFE, both against real data.
+
+    800 steps with an EMA of the map (decay 0.99, the sampled student) were chosen on seeds 1-3: 1.15x,
+    1.16x, 1.16x the teacher at 50; without the EMA the raw map oscillated between checkpoints (1.21-1.41x
+    at 300 steps, 1.31-1.51x at 500, 1.09-1.37x at 800). Asserted on seed 0."""
     _, teacher, ref, z = eight
-    m = train("boot", teacher, NoData(), {"steps": 300})
+    t50, bar = teacher_bar(teacher, z, ref)
+    m = train("boot", teacher, NoData(), {"steps": 800, "ema": 0.99})
     s1, t1 = swd(m.generator(), 1, z, ref), swd(teacher, 1, z, ref)
+    print(f"boot 1-step {s1:.4f} ({s1 / t50:.2f}x teacher@50 {t50:.4f}), teacher@1 {t1:.4f}")
     assert s1 < t1, (s1, t1)
+    assert s1 <= bar, (s1, t50)
 
 
 # ---------------------------------------------------------------- non-claim checks

@@ -13,6 +13,7 @@ from lab.metrics import low_density_share, mode_stats, sliced_wasserstein
 from lab.probes.scm import scm_internals, scm_training
 from lab.runs.loop import Recorder
 from lab.viz.scm import scm_internals_figure, scm_training_figure
+from _claims import teacher_bar  # the few-step bar; the `eight` fixture is in conftest.py
 
 N = 4000
 
@@ -23,17 +24,25 @@ def _samples(gen, nfe, z):
 
 @pytest.mark.claim
 def test_claim_scm_one_and_two_step_beat_the_teacher(eight):
-    """Lu & Song: the continuous-time consistency student beats the teacher at the same NFE (1 and 2 steps)."""
+    """Lu & Song 2025 (sCM, "Simplifying, Stabilizing and Scaling Continuous-Time Consistency Models":
+    2-step samples within about 10% of the FID of the best diffusion models): the continuous-time
+    consistency student at 1 and 2 steps is within BAR (1.5x) of the teacher at 50 NFE, and beats the
+    teacher at the same NFE.
+
+    600 steps (the default as of writing): on seeds 1-3 the 1-step student was 1.17-1.22x the
+    teacher at 50 and the 2-step one 0.90-1.16x (300 steps: 1.48-1.54x at 1 step); asserted on seed 0."""
     src, teacher, ref, z = eight
-    m = lab.get_method("scm")(teacher, src, {"steps": 300}, seed=0)
+    t50, bar = teacher_bar(teacher, z, ref)
+    m = lab.get_method("scm")(teacher, src, {"steps": 600}, seed=0)
     for _ in lab.distill(m):
         pass
     student = m.generator()
     for nfe in (1, 2):
         s = sliced_wasserstein(_samples(student, nfe, z), ref)
         t = sliced_wasserstein(_samples(teacher, nfe, z), ref)
-        print(f"scm nfe={nfe}: student {s:.4f} teacher {t:.4f}")
+        print(f"scm nfe={nfe}: student {s:.4f} ({s / t50:.2f}x teacher@50 {t50:.4f}), teacher@{nfe} {t:.4f}")
         assert s < t, (nfe, s, t)
+        assert s <= bar, (nfe, s, t50)
 
 
 @pytest.mark.claim

@@ -119,35 +119,73 @@ def test_dm_probes_work_on_sid_and_vsd(name):
 
 
 # ---------------------------------------------------------------- claims (zoo teacher, 8 Gaussians)
-K_EARLY = 150  # the fixed small number of steps at which SiD and DMD are compared (recorded, see below)
-
-
 @pytest.mark.claim
 def test_claim_sid(eight):
-    """Zhou et al.: a one-step SiD generator, trained data-free from the teacher, gets close to the
+    """Zhou et al. 2024: a one-step SiD generator, trained data-free from the teacher, gets close to the
     many-step teacher: 1-step SWD within 1.5x of the teacher at 50 NFE and below the teacher at 1 NFE;
-    all 8 modes covered.
-
-    Also recorded (printed, not asserted: the benchmark decides which converges fastest): the 1-step
-    SWD of SiD and of DMD (its default config, regression loss included) after the same K_EARLY steps."""
+    all 8 modes covered."""
     from lab.metrics import mode_stats
 
     src, teacher, ref, z = eight
     m = lab.get_method("sid")(teacher, src, {}, seed=0)
-    early = None
-    for state in lab.distill(m):
-        if state.it == K_EARLY:
-            early = swd(m.generator(), 1, z, ref)
+    for _ in lab.distill(m):
+        pass
     one, t1, t50 = swd(m.generator(), 1, z, ref), swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
     print(f"\nsid: 1-step SWD {one:.4f} (teacher@50 {t50:.4f}, ratio {one / t50:.2f}; teacher@1 {t1:.4f})")
     assert one < t1 and one <= 1.5 * t50, (one, t1, t50)
     assert mode_stats(m.generator().sample(z=z, nfe=1).x, src.gmm)["modes_covered"] == 8
-    dmd = lab.get_method("dmd")(teacher, src, {}, seed=0)
-    for _ in lab.distill(dmd, steps=K_EARLY):
-        pass
-    dmd_early = swd(dmd.generator(), 1, z, ref)
-    print(f"after {K_EARLY} steps: sid {early:.4f}, dmd {dmd_early:.4f} (1-step SWD; teacher@50 {t50:.4f})")
-    assert early < t1 and dmd_early < t1, (early, dmd_early, t1)
+
+
+EARLY = (50, 100)  # the generator steps at which SiD and DMD are compared
+EARLY_SEEDS = (6, 7, 8)  # the numbers below were measured on seeds 1-5; these seeds were not looked at
+
+
+@pytest.mark.claim
+def test_claim_sid_converges_faster_than_dmd(eight):
+    """Zhou et al. 2024 ("Score identity Distillation: Exponentially Fast Distillation of Pretrained
+    Diffusion Models for One-Step Generation") claim fast convergence: the one-step generator's FID
+    falls exponentially fast with training iterations. Measured here against DMD with the same batch
+    (512), total steps (400, which sets SiD's linear lr decay), seeds and no generator EMA (the raw
+    generator's progress): after the same number of generator steps SiD's 1-step SWD is below DMD's on
+    every seed, by a mean gap larger than one standard deviation across seeds (of the paired
+    differences and of either method).
+
+    Against DMD at its own default learning rates (1e-4 for both networks; dmd.py's notes: lr 5e-4
+    diverged) this holds at steps 50 and 100. Against DMD at SiD's learning rates (3e-4 generator,
+    1e-3 fake score) it holds at step 50 only, so only that is asserted: on seeds 1-3 that DMD reached
+    0.140-0.161 at step 100, level with SiD's 0.134-0.140. Seeds 1-5 (used to choose EARLY): SiD
+    0.148-0.178 at step 50 and 0.134-0.149 at 100; default DMD 0.622-0.628 and 0.513-0.526; DMD at
+    SiD's rates (seeds 1-3) 0.355-0.373 at step 50."""
+    import statistics
+
+    src, teacher, ref, z = eight
+    cfg = {"steps": 400, "ema": 0.0}
+    # arm -> (method, config overrides, the steps it is compared at)
+    arms = {"sid": ("sid", {}, EARLY), "dmd": ("dmd", {}, EARLY),
+            "dmd at sid's lr": ("dmd", {"lr": 3e-4, "lr_fake": 1e-3}, EARLY[:1])}
+    got = {arm: [] for arm in arms}
+    for seed in EARLY_SEEDS:
+        for arm, (name, over, at) in arms.items():
+            m = lab.get_method(name)(teacher, src, {**cfg, **over}, seed=seed)
+            row = {}
+            for state in lab.distill(m, steps=max(at)):
+                if state.it in at:
+                    row[state.it] = swd(m.generator(), 1, z, ref)
+            got[arm].append(row)
+    for k in EARLY:
+        print(f"step {k}: " + "; ".join(f"{arm} {[round(r[k], 4) for r in rows]}" for arm, rows in got.items()
+                                        if k in rows[0]))
+
+    def sid_ahead(arm, k):
+        sid, dmd = [r[k] for r in got["sid"]], [r[k] for r in got[arm]]
+        diff = [d - s for s, d in zip(sid, dmd)]
+        assert all(d > 0 for d in diff), (arm, k, sid, dmd)
+        assert statistics.mean(diff) > max(statistics.stdev(diff), statistics.stdev(sid), statistics.stdev(dmd)), \
+            (arm, k, sid, dmd)
+
+    for k in EARLY:
+        sid_ahead("dmd", k)
+    sid_ahead("dmd at sid's lr", EARLY[0])
 
 
 @pytest.mark.claim
