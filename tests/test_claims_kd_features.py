@@ -1,20 +1,26 @@
 """Claims of the feature/relation KD methods at toy scale, each against ``scratch`` (the same student,
-steps, batch and seeds, cross-entropy only) measured in the same test.
+steps, batch and seeds, cross-entropy only) and, where the paper claims to beat Hinton KD (V_kD, FitNets), against
+plain ``kd`` too, all measured in the same test.
 
-Where a paper's accuracy claim does not hold here the test asserts what does (a CKA property of
-the distilled layer) and is named for it."""
+Where a paper's claim does not hold here the test asserts what does (matching kd, a CKA property of the distilled
+layer) and is named for it. Margins: a gap counts only when it exceeds the larger standard deviation across seeds of
+the two runs compared (``sd``)."""
 from __future__ import annotations
 
+import functools
 import statistics
 
 import pytest
 
 import lab
+from lab.kd.base import SCARCE_LABELS
 from lab.kd.feature.base import feature_cka
 
 pytestmark = pytest.mark.claim
 
 DIGITS = "kd/digits/teacher"
+#: seeds no feature-KD setting was tuned on (vkd's and fitnets' weights were chosen on seeds 0-2 and 10-17)
+FRESH = (20, 21, 22)
 
 
 def trained(name, cfg, seeds, task="digits"):
@@ -38,15 +44,49 @@ def vs_scratch(name, seeds, task="digits", cfg=None):
     return trained(name, cfg, seeds, task), trained("scratch", base, seeds, task)
 
 
-def test_vkd_beats_scratch_with_200_labels():
-    m, s = vs_scratch("vkd", [0, 1])
-    assert mean_last(m) > mean_last(s) + 0.005, (mean_last(m), mean_last(s))
+def accs(ms):
+    return [m.history[-1]["acc"] for m in ms]
 
 
-def test_fitnets_one_stage_beats_scratch_with_200_labels():
-    m, s = vs_scratch("fitnets", [0, 1, 2])
+def sd(*runs):
+    """The larger standard deviation across seeds of the runs' last test accuracies."""
+    return max(statistics.stdev(accs(ms)) for ms in runs)
+
+
+@functools.lru_cache(maxsize=None)
+def references():
+    """(kd, scratch) on the scarce-label setting both vkd and fitnets use (200 labelled digits, 1000 steps, the
+    MLP[32] student), seeds FRESH: measured once for the two tests below."""
+    assert lab.kd.get("vkd").bench_config == SCARCE_LABELS
+    return tuple(trained(name, dict(SCARCE_LABELS), FRESH) for name in ("kd", "scratch"))
+
+
+def test_vkd_matches_kd_and_beats_scratch_with_200_labels():
+    """V_kD claims to beat KD. Here its orthogonal-projection feature term adds nothing measurable to its own KD head:
+    vkd is within one seed-standard-deviation of plain kd (same student, steps, data, seeds), and beats scratch by
+    more than one. (Tuned: feat_weight 0 / 0.3 / 1 / 3 / 10 gave 0.869 / 0.870 / 0.868 / 0.868 / 0.865 against kd's
+    0.869 on seeds 10-17; see lab/kd/feature/vkd.py.)"""
+    kd, scratch = references()
+    m = trained("vkd", dict(lab.kd.get("vkd").bench_config), FRESH)
+    v, k, s = mean_last(m), mean_last(kd), mean_last(scratch)
+    print("vkd", accs(m), "kd", accs(kd), "scratch", accs(scratch))
+    assert abs(v - k) < sd(m, kd), (v, k, sd(m, kd))
+    assert v - s > sd(m, scratch), (v, s, sd(m, scratch))
+
+
+def test_fitnets_one_stage_matches_kd_and_beats_scratch_with_200_labels():
+    """FitNets claims the hint makes the student beat KD. One-stage FitNets (hint + KD from the first step, the
+    bench's hint_weight 1, the best of 1 / 3 / 10 / 30 on seeds 10-17) is within one seed-standard-deviation of plain
+    kd and beats scratch by more than one: the hint adds nothing measurable (larger hint weights lower accuracy)."""
+    kd, scratch = references()
+    cfg = dict(lab.kd.get("fitnets").bench_config)
+    assert {k: cfg[k] for k in SCARCE_LABELS} == SCARCE_LABELS
+    m = trained("fitnets", cfg, FRESH)
     assert m[0].config.stages == "one"
-    assert mean_last(m) > mean_last(s) + 0.005, (mean_last(m), mean_last(s))
+    f, k, s = mean_last(m), mean_last(kd), mean_last(scratch)
+    print("fitnets", accs(m), "kd", accs(kd), "scratch", accs(scratch))
+    assert abs(f - k) < sd(m, kd), (f, k, sd(m, kd))
+    assert f - s > sd(m, scratch), (f, s, sd(m, scratch))
 
 
 def test_fitnets_hint_stage_makes_the_guided_layer_more_cka_similar_to_the_hint_layer():

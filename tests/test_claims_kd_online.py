@@ -117,19 +117,25 @@ def test_function_matching_feeds_teacher_and_student_the_same_mixed_input():
 
 # ------------------------------------------------------------------ claims
 @pytest.mark.claim
-def test_dml_peer_beats_scratch_at_equal_steps():
+def test_dml_peer_beats_scratch_by_more_than_the_seed_spread_with_1000_examples():
     """Deep mutual learning: peer 0 of a 2-peer cohort ends with a higher test accuracy than the same student
-    trained alone (scratch), same steps / batch / seeds (mean over 5 seeds), on the ``hard`` task (a narrow
-    MLP[16] student, 4,000 examples, no teacher used)."""
-    cfg = {"steps": DML_STEPS, "batch": 64}
+    trained alone (scratch), same steps / batch / seeds / training examples, on the ``hard`` task with 1,000 of its
+    training examples (a narrow MLP[16] student, 2000 steps, no teacher used; dml's bench config). The gain exceeds
+    the larger seed-std of the two runs and the std of the per-seed gains (paired: same seed, same initial student,
+    same batches), on seeds 40-47 (the setting was chosen on seeds 30-35; see lab/kd/online/dml.py).
+
+    Not asserted (inside the seed spread): with all 4,000 examples at 1000 steps the gain is about +0.002 to +0.007."""
+    cfg = {**lab.kd.get("dml").bench_config, "batch": 64}
+    assert cfg["n_train"] == 1000
     dml = [_run("dml", "hard", cfg, s).evaluate()["acc"] for s in SEEDS]
     scratch = [_run("scratch", "hard", cfg, s).evaluate()["acc"] for s in SEEDS]
-    print("dml", np.mean(dml), dml, "scratch", np.mean(scratch), scratch)
-    assert np.mean(dml) > np.mean(scratch)
+    gain = np.subtract(dml, scratch)
+    print("dml", np.mean(dml), dml, "scratch", np.mean(scratch), scratch, "gain", gain.mean(), gain.std(ddof=1))
+    assert gain.mean() > max(np.std(dml, ddof=1), np.std(scratch, ddof=1)), (dml, scratch)
+    assert gain.mean() > gain.std(ddof=1), gain
 
 
-DML_STEPS = 1000
-SEEDS = range(5)
+SEEDS = range(40, 48)
 
 
 @pytest.mark.claim

@@ -98,18 +98,37 @@ def test_search_ranks_by_total_without_training():
     assert "acc" not in df.columns
 
 
+def test_candidate_pool_extends_the_defaults_and_ranking_study_validates_its_inputs():
+    pool = diswot.candidate_pool("digits")
+    assert len(pool) == 16 and diswot.default_candidates("digits").items() <= pool.items()
+    assert len({str(v) for v in pool.values()}) == 16
+    with pytest.raises(LabError, match="baseline_steps"):
+        diswot.ranking_study({"a": MLP}, train_steps=10, baseline_steps=10)
+    with pytest.raises(LabError, match="search_seeds"):
+        diswot.ranking_study({"a": MLP}, search_seeds=())
+    with pytest.raises(LabError, match="image"):
+        diswot.candidate_pool("hard")
+
+
 @pytest.mark.claim
-def test_diswot_ranking_correlates_with_accuracy_after_kd():
-    """The paper's claim: the training-free score of randomly initialised teacher/candidate pairs ranks the
-    candidates like their accuracy after distillation (Kendall tau > 0). Eight digits candidates, each
-    distilled with ``kd`` for a short budget in this test."""
-    df = diswot.search(diswot.default_candidates("digits"), "digits", batch=64, seed=0, repeats=REPEATS,
-                       train_steps=TRAIN_STEPS, train_config={"batch": 64})
-    assert len(df) == 8
-    tau = df.attrs["kendall_tau"]
-    print(df.drop(columns=["spec"]).to_string(), "\nKendall tau", tau, "p", df.attrs["kendall_p"])
-    assert tau > 0
+def test_diswot_ranks_candidates_better_than_chance_but_worse_than_parameter_count_and_a_10_step_loss():
+    """The paper's claim: the training-free similarity of randomly initialised teacher/candidate pairs ranks the
+    candidates like their accuracy after distillation, better than other cheap proxies. Sixteen digits candidates
+    (:func:`lab.kd.diswot.candidate_pool`, MLPs and CNNs of 210-9,610 parameters), each distilled with ``kd`` for 200
+    steps in this test; DisWOT scored on three minibatches / initialisation sets (search seeds 1-3, three inits
+    each); two baselines measured on the same candidates: the parameter count, and the kd training loss after 10
+    of the same steps.
 
-
-REPEATS = 3
-TRAIN_STEPS = 200
+    What holds: DisWOT's Kendall tau is positive for every search seed and its mean exceeds one standard deviation
+    of tau under the null of a random ranking. What does not (asserted as measured, a MISS of the paper's claim):
+    both baselines rank the candidates better. DisWOT scores the CNN candidates as most similar to the CNN teacher,
+    but they distil slowest; the parameter count is a strong proxy on this toy space (also at 1000 training
+    steps: tau 0.81 vs DisWOT's 0.34, seed 0)."""
+    df = diswot.ranking_study(diswot.candidate_pool("digits"), "digits", train_steps=200, search_seeds=(1, 2, 3),
+                              repeats=3, baseline_steps=10)
+    tau, n = df.attrs["tau"], len(df)
+    null_sd = (2 * (2 * n + 5) / (9 * n * (n - 1))) ** 0.5
+    print(df.drop(columns=["spec"]).to_string(), "\ntau", tau, "p", df.attrs["p"], "null sd", null_sd)
+    assert n == 16 and all(t > 0 for t in tau["diswot_per_seed"]), tau
+    assert tau["diswot"] > null_sd, tau
+    assert tau["params"] > tau["diswot"] and tau["early_loss"] > tau["diswot"], tau

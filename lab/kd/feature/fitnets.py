@@ -17,11 +17,14 @@ Fidelity notes:
 - measured (digits, 200 labels = ``n_train=200``, MLP[32] student, 1000 steps, last-eval test acc, mean±std over
   seeds 0-2; scratch 0.844±0.007, Hinton kd 0.872 on seeds 0-1): one-stage, hint fc1 -> teacher pool,
   hint_weight 10: 0.866±0.006 (beats scratch, about as much as kd alone: the hint adds nothing measurable to KD);
-  with hint_weight 100: 0.829; the paper's two-stage (250 hint steps, then KD): 0.819±0.011 (hint to conv2:
-  0.801), and on a thin deep MLP[16, 16, 16, 16] 0.628 vs scratch 0.728 -- at equal steps the hint stage costs
-  more than it gives here, a MISS of the paper's thin-deep claim. What the hint stage does do: after it the
-  guided layer's linear CKA to the teacher's pool layer is 0.82 vs 0.78 for scratch. The claim tests assert
-  exactly these holds (tests/test_claims_kd_features.py).
+  with hint_weight 100: 0.829. Tuned against plain kd on seeds 10-17 (same student, steps, data): kd 0.869±0.011;
+  one-stage to pool with hint_weight 1 / 3 / 10 / 30: 0.868 / 0.862 / 0.861 / 0.840 (to conv2, weight 10: 0.848).
+  No hint weight beats kd: the paper's claim of beating KD is a MISS here; the bench uses the best, 1, and the claim
+  test asserts it is within one seed-std of kd and beats scratch by more than one (seeds 20-22). The paper's
+  two-stage (250 hint steps, then KD): 0.819±0.011 (hint to conv2: 0.801), and on a thin deep MLP[16, 16, 16, 16]
+  0.628 vs scratch 0.728 -- at equal steps the hint stage costs more than it gives here, a MISS of the paper's
+  thin-deep claim. What the hint stage does do: after it the guided layer's linear CKA to the teacher's pool layer
+  is 0.82 vs 0.78 for scratch. The claim tests assert exactly these holds (tests/test_claims_kd_features.py).
 """
 from __future__ import annotations
 
@@ -101,8 +104,9 @@ class FitNets(FeatureKD):
     mechanism = ("a regressor maps the student's middle layer onto the teacher's (hint MSE) plus Hinton KD; "
                  "one-stage by default, the paper's two-stage (hint pre-training, then KD) with stages='two'")
     kinds_note = "features of the classifiers; use minilm for the language task"
-    #: 200 labelled digits; MLP[32] fc1 hinted by the CNN teacher's pooled features
-    bench_config = {**SCARCE_LABELS, "teacher_layer": "pool", "hint_weight": 10.0}
+    #: 200 labelled digits; MLP[32] fc1 hinted by the CNN teacher's pooled features; hint_weight 1, the best of
+    #: 1 / 3 / 10 / 30 on seeds 10-17 (see the fidelity notes)
+    bench_config = {**SCARCE_LABELS, "teacher_layer": "pool", "hint_weight": 1.0}
 
     def setup(self):
         c = self.config

@@ -35,6 +35,15 @@ Fidelity notes:
   fragile at toy scale, and the paper's accuracy gain is not seen (accuracy equal within 0.005).
   ``online=True`` (fine-tuning the shipped teacher with the student) makes calibration much worse on
   ``hard`` (ECE 0.132, acc 0.596 at 1000 steps, seeds 0-1): the teacher over-fits the training split.
+- re-measured on unseen seeds (issue 16): the T = 4 ECE gain above does NOT hold on seeds 10-17 (kd 0.0799±0.0100,
+  bdkd 0.0810±0.0080). Tuned on seeds 30-35 (hard, 1000 steps unless said; acc / ECE): kd T4 0.625 / 0.085, bdkd
+  T4 gap_scale 0 / 2 / 5: 0.622 / 0.077, 0.623 / 0.080, 0.629 / 0.082; at 600 and 1500 steps the ECE differences
+  stay inside the seed spread; T2: kd 0.634 / 0.087, bdkd 0.641 / 0.087; T1: kd 0.636 / 0.138, bdkd 0.651 / 0.127.
+  At T = 1 (both methods) bdkd beats kd on both, confirmed on seeds 40-47: acc 0.652±0.010 vs 0.637±0.012 (higher
+  on 8/8 seeds), ECE 0.130±0.015 vs 0.140±0.016 (lower on 8/8; paired difference -0.010±0.007). That is the bench
+  and claim setting (``bench_config`` T = 1, the kd reference at T = 1 too). It is the balancing, not the
+  temperature, that wins accuracy: kd at T = 1, 2, 4 reaches 0.636, 0.634, 0.625. Calibration is relative to kd
+  at the same T only: kd at its default T = 4 is better calibrated (ECE 0.085) than either at T = 1.
 """
 from __future__ import annotations
 
@@ -86,10 +95,11 @@ class BDKD(KDMethod):
     paper = "Amara et al. 2022, BD-KD: Balancing the Divergences for Online Knowledge Distillation"
     mechanism = ("CE + T^2 * per-sample mix of forward and reverse KL, weighted by the teacher's vs the student's "
                  "entropy (reverse KL where the student is the more confident); optional online teacher")
-    #: the calibration claim's setting: the capacity-gap task, where KD students end over-confident
+    #: the claim's setting: the capacity-gap task at T = 1 (for bdkd and its kd reference), where the balancing
+    #: beats kd on unseen seeds (see the fidelity notes)
     bench_task = "hard"
-    bench_config = {"steps": 1000}
-    bench_references = {"kd": ("kd", {})}
+    bench_config = {"steps": 1000, "temperature": 1.0}
+    bench_references = {"kd": ("kd", {"temperature": 1.0})}
 
     def setup(self) -> None:
         self.online_teacher = None

@@ -41,6 +41,11 @@ Fidelity notes:
   < 0.4 < 0.6 at lr 3e-3); alpha barely mattered (5e-4, 5e-3, 2e-2 within 0.001): at these lengths
   the schedule is essentially the linear floor. At a higher lr (2e-2) the gap narrows (0.047 vs
   0.049), so part of TAID's edge at toy scale is optimisation stability.
+- re-measured on seeds the settings were not tuned on (issue 16), bench config (200 steps, batch 32, lr 1e-2,
+  t_start 0.2), seeds 10-17: TAID 0.0538±0.0030, forward KL 0.0588±0.0037, reverse KL 0.0704±0.0036 (TAID lower
+  than forward KL on 8/8 seeds); the default t_start 0.4 gives 0.0564. At lr 3e-2, better for every method: TAID
+  0.0467±0.0016, forward KL 0.0479±0.0011 (lower on 7/8 seeds, a gap of about one std), reverse KL 0.0537±0.0031.
+  The claim test asserts the lr 1e-2 bench setting on seeds 10-14 with a one-std margin.
 """
 from __future__ import annotations
 
