@@ -1,25 +1,23 @@
-"""DisWOT's ranking of candidate students against baseline rankings, on the same candidates and trained accuracies.
+"""DisWOT's ranking of candidate students against two cheap rankings: the producer of ``lab.kd.diswot.ranking_study``.
 
 DisWOT (Dong et al., CVPR 2023, "DisWOT: Student Architecture Search for Distillation WithOut Training") ranks
-candidate students by their similarity to a randomly initialised teacher on one minibatch
-(``lab.kd.diswot.search``). Whether that ranking is worth anything is measured against cheaper rankings of the
-same candidates: each candidate is distilled with ``kd`` for ``--train-steps`` steps (the mean test accuracy over
-``--train-seeds``), and Kendall's tau is computed between that accuracy and
+candidate students by their similarity to a randomly initialised teacher on one minibatch. The study itself --
+which candidates, how they are trained, which baselines, Kendall's tau -- is ``lab.kd.diswot.ranking_study()``,
+the function the claim test ``tests/test_kd_diswot.py`` runs; this script only runs it with the test's arguments
+and keeps the result:
 
-- ``diswot``: DisWOT's total score (higher = predicted better);
-- ``params``: the candidate's parameter count (bigger = predicted better);
-- ``loss@10``: minus the candidate's cross-entropy on the training split after 10 ``kd`` steps (same teacher
-  and config; the mean over the same seeds), i.e. a ranking by a very short training run that never sees the
-  test split.
+- candidates: ``lab.kd.diswot.candidate_pool("digits")`` (16 MLP/CNN students), or ``--candidates module:name``
+  (a dict name -> network spec, or a function of the task name returning one);
+- truth: each candidate's test accuracy after ``kd`` for 200 steps at batch 64 (training seed 0);
+- proxies: DisWOT's total score on search seeds 1, 2, 3 (one minibatch of 64 and 3 initialisations each; tau
+  reported per seed and as their mean), the parameter count, and the kd loss after 10 of the same steps.
 
-Defaults are the claim test's setting (``tests/test_kd_diswot.py``): digits, one batch of 64 drawn with seed 0,
-3 initialisations, 200 ``kd`` steps at batch 64, training seed 0. The candidates come from
-``lab.kd.diswot.default_candidates`` unless ``--candidates module:name`` names another set (a dict name -> network
-spec, or a function of the task name returning one), so the bench follows the test's candidate set.
+It writes the frame, the taus and p-values, the arguments and the machine/date to ``bench/results/diswot.json``,
+then the ``diswot`` section of bench/RESULTS.md; ``bench/readme_tables.py`` renders the README's sentence from the
+JSON (:func:`readme_sentence`).
 
-    python bench/diswot_rank.py                                   # measure, keep bench/results/diswot.json, write
-    python bench/diswot_rank.py --candidates tests.test_kd_diswot:CANDIDATES --train-seeds 0 1 2
-    python bench/diswot_rank.py --write                           # only rewrite the RESULTS.md section
+    python bench/diswot_rank.py           # measure (about 20 s on one thread), keep the JSON, write the section
+    python bench/diswot_rank.py --write   # only rewrite the RESULTS.md section from the JSON
 """
 from __future__ import annotations
 
@@ -35,19 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "diswot.json"
 SECTION = "## DisWOT: ranking candidate students without training (`python bench/diswot_rank.py`)"
-#: the rankings compared with the accuracy after KD: key -> (column of the frame, what it is)
-RANKINGS = {
-    "diswot": ("total", "DisWOT's score (semantic + relation similarity at initialisation)"),
-    "params": ("params", "parameter count"),
-    "loss@10": ("neg_loss10", "minus the training cross-entropy after 10 kd steps"),
-}
+#: the claim test's arguments to ``ranking_study`` (tests/test_kd_diswot.py)
+STUDY = {"task": "digits", "train_steps": 200, "search_seeds": [1, 2, 3], "repeats": 3, "baseline_steps": 10}
+DEFAULT_CANDIDATES = "lab.kd.diswot:candidate_pool"
 
 
 def load_candidates(ref: str, task: str) -> dict:
     """The candidate set named by ``module:name`` (a dict name -> spec, or a function of the task returning one)."""
     mod, _, attr = ref.partition(":")
     if not mod or not attr:
-        raise SystemExit(f"invalid --candidates {ref!r}; allowed: module:name, e.g. lab.kd.diswot:default_candidates")
+        raise SystemExit(f"invalid --candidates {ref!r}; allowed: module:name, e.g. {DEFAULT_CANDIDATES}")
     sys.path.insert(0, str(ROOT))
     obj = getattr(importlib.import_module(mod), attr)
     cands = obj(task) if callable(obj) else obj
@@ -57,66 +52,62 @@ def load_candidates(ref: str, task: str) -> dict:
     return dict(cands)
 
 
-def loss_after(spec: dict, task: str, steps: int, train_config: dict, seeds) -> float:
-    """Mean over ``seeds`` of the training-split cross-entropy of ``spec`` after ``steps`` kd steps from the task's
-    teacher (the training split: the proxy must not see the test split its target is measured on)."""
-    import numpy as np
-
-    import lab
-
-    out = []
-    for s in seeds:
-        m = lab.kd.get("kd")(lab.zoo.entry_name("kd", task), task, {**train_config, "steps": steps,
-                                                                    "student": dict(spec)}, seed=s)
-        for _ in lab.train(m):
-            pass
-        out.append(m.evaluate("train")["nll"])
-    return float(np.mean(out))
+def _plain(v):
+    """numpy scalars (the frame's ints and floats) as Python numbers, for json."""
+    return v.item() if hasattr(v, "item") else v
 
 
-def measure(candidates: dict, task: str, batch: int, seed: int, repeats: int, train_steps: int,
-            train_batch: int, train_seeds: list[int]) -> dict:
+def measure(candidates: dict, study: dict | None = None) -> dict:
+    """``ranking_study(candidates, **study)`` (default: the test's arguments) as a JSON-ready dict."""
     import torch
 
     from lab.kd import diswot
 
-    torch.set_num_threads(int(os.environ.get("LAB_NUM_THREADS", "1")))
-    cfg = {"batch": train_batch}
+    torch.set_num_threads(int(os.environ.setdefault("LAB_NUM_THREADS", "1")))
+    study = dict(STUDY if study is None else study)
     t0 = time.perf_counter()
-    df = diswot.search(candidates, task, batch=batch, seed=seed, repeats=repeats, train_steps=train_steps,
-                       train_config=cfg, train_seeds=tuple(train_seeds))
-    df["neg_loss10"] = [-loss_after(spec, task, 10, cfg, train_seeds) for spec in df["spec"]]
-    taus = {}
-    for key, (col, what) in RANKINGS.items():
-        tau, p = diswot.kendall_tau(df[col], df["acc"])
-        taus[key] = {"tau": tau, "p": p, "what": what}
-    rows = [{"name": r["name"], "rank": int(r["rank"]), "params": int(r["params"]), "semantic": r["semantic"],
-             "relation": r["relation"], "total": r["total"], "loss10": -r["neg_loss10"], "acc": r["acc"],
-             "spec": r["spec"]} for r in df.to_dict("records")]
-    return {"task": task, "n_candidates": len(rows), "batch": batch, "seed": seed, "repeats": repeats,
-            "train_steps": train_steps, "train_batch": train_batch, "train_seeds": list(train_seeds),
-            "rows": rows, "kendall": taus, "seconds": time.perf_counter() - t0}
+    df = diswot.ranking_study(candidates, study["task"], train_steps=study["train_steps"],
+                              search_seeds=tuple(study["search_seeds"]), repeats=study["repeats"],
+                              baseline_steps=study["baseline_steps"])
+    seconds = time.perf_counter() - t0
+    rows = [{k: _plain(v) for k, v in r.items()} for r in df.to_dict("records")]
+    return {**study, "n_candidates": len(rows), "rows": rows, "tau": df.attrs["tau"], "p": df.attrs["p"],
+            "seconds": seconds}
+
+
+def _p(p: float) -> str:
+    """A p-value in a table cell: three decimals, or two significant digits below 0.001."""
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def _seeds(r: dict) -> str:
+    return ", ".join(map(str, r["search_seeds"]))
 
 
 def section(res: dict) -> str:
-    k = res["kendall"]
+    tau, p, seeds = res["tau"], res["p"], res["search_seeds"]
     lines = [SECTION, "",
-             f"{res['n_candidates']} candidate students on `{res['task']}` (`{res['candidates']}`), scored by "
-             f"`lab.kd.diswot.search` on one batch of {res['batch']} (seed {res['seed']}, {res['repeats']} "
-             f"initialisations), then each distilled with `kd` for {res['train_steps']} steps at batch "
-             f"{res['train_batch']} (test accuracy; "
-             + (f"mean over training seeds {', '.join(map(str, res['train_seeds']))}" if len(res["train_seeds"]) > 1
-                else f"training seed {res['train_seeds'][0]}") + f"). Kendall's tau of each ranking against that accuracy "
-             f"(p: scipy's two-sided p-value); a ranking is only worth its cost if it beats the cheap ones. "
-             f"Measured {res['date']}, {res['seconds']:.0f} s on one thread.", "",
+             f"`lab.kd.diswot.ranking_study()` with the claim test's arguments (`tests/test_kd_diswot.py`): "
+             f"{res['n_candidates']} candidate students on `{res['task']}` (`{res['candidates']}`), each distilled "
+             f"with `kd` for {res['train_steps']} steps at batch 64 (training seed 0); its test accuracy is the truth. "
+             f"Proxies, all computed before that training: DisWOT's total score on search seeds {_seeds(res)} (one "
+             f"minibatch of 64 and {res['repeats']} initialisations each), the parameter count, and the kd loss after "
+             f"{res['baseline_steps']} of the same steps (lower ranks higher). Kendall's tau of each proxy against the "
+             f"accuracy (p: scipy's two-sided p-value); a ranking is only worth its cost if it beats the cheap ones. "
+             f"Measured {res['date']}, {res['seconds']:.0f} s on one thread ({res['platform']}).", "",
              "| ranking | Kendall tau | p |", "|---|---|---|"]
-    for key, v in k.items():
-        lines.append(f"| {key}: {v['what']} | {v['tau']:.2f} | {v['p']:.3f} |")
-    lines += ["", "| candidate | DisWOT rank | parameters | semantic | relation | total | train CE after 10 steps | "
-                  "accuracy after KD |", "|---|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
-        lines.append(f"| `{r['name']}` | {r['rank']} | {r['params']:,} | {r['semantic']:.4f} | {r['relation']:.6f} | "
-                     f"{r['total']:.4f} | {r['loss10']:.3f} | {r['acc']:.3f} |")
+    for s, t, pv in zip(seeds, tau["diswot_per_seed"], p["diswot_per_seed"]):
+        lines.append(f"| DisWOT total, search seed {s} | {t:.3f} | {_p(pv)} |")
+    lines += [f"| DisWOT, mean over search seeds | {tau['diswot']:.3f} | – |",
+              f"| parameter count | {tau['params']:.3f} | {_p(p['params'])} |",
+              f"| kd loss after {res['baseline_steps']} steps | {tau['early_loss']:.3f} | {_p(p['early_loss'])} |",
+              "", "Candidates, best accuracy first (DisWOT totals: higher = predicted better):", "",
+              "| candidate | parameters | " + " | ".join(f"DisWOT total s{s}" for s in seeds)
+              + f" | kd loss after {res['baseline_steps']} steps | accuracy after {res['train_steps']} steps |",
+              "|---|---|" + "---|" * len(seeds) + "---|---|"]
+    for r in sorted(res["rows"], key=lambda r: -r["acc"]):
+        lines.append(f"| `{r['name']}` | {r['params']:,} | " + " | ".join(f"{r[f'total_s{s}']:.4f}" for s in seeds)
+                     + f" | {r['early_loss']:.3f} | {r['acc']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -126,10 +117,11 @@ def readme_sentence(results: Path | None = None) -> str:
     if not Path(results).exists():
         raise LookupError(f"no {results}; run: python bench/diswot_rank.py")
     r = json.loads(Path(results).read_text())
-    k = r["kendall"]
-    return (f"On {r['n_candidates']} candidates its ranking matches their accuracy after KD with Kendall τ "
-            f"{k['diswot']['tau']:.2f} (p = {k['diswot']['p']:.2f}); ranking them by parameter count gives τ "
-            f"{k['params']['tau']:.2f}, and by their loss after 10 KD steps τ {k['loss@10']['tau']:.2f}.")
+    tau, ps = r["tau"], r["p"]["diswot_per_seed"]
+    return (f"On {r['n_candidates']} candidates its ranking agrees with their accuracy after {r['train_steps']} KD steps "
+            f"at Kendall τ {tau['diswot']:.2f} (mean over {len(ps)} search seeds, p = {min(ps):.2f}–{max(ps):.2f}); "
+            f"ranking them by parameter count gives τ {tau['params']:.2f}, and by their loss after "
+            f"{r['baseline_steps']} KD steps τ {tau['early_loss']:.2f}.")
 
 
 def write(path=None) -> str:
@@ -143,22 +135,14 @@ def write(path=None) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--candidates", default="lab.kd.diswot:default_candidates",
+    ap.add_argument("--candidates", default=DEFAULT_CANDIDATES,
                     help="module:name of the candidate set (a dict, or a function of the task returning one)")
-    ap.add_argument("--task", default="digits")
-    ap.add_argument("--batch", type=int, default=64, help="the scoring minibatch")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeats", type=int, default=3, help="initialisations the score is averaged over")
-    ap.add_argument("--train-steps", type=int, default=200)
-    ap.add_argument("--train-batch", type=int, default=64)
-    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--write", action="store_true", help=f"only rewrite the RESULTS.md section from {RESULTS.name}")
     a = ap.parse_args(argv)
     if not a.write:
-        res = measure(load_candidates(a.candidates, a.task), a.task, a.batch, a.seed, a.repeats, a.train_steps,
-                      a.train_batch, a.train_seeds)
+        res = measure(load_candidates(a.candidates, STUDY["task"]))
         res.update({"candidates": a.candidates, "date": time.strftime("%Y-%m-%d"), "platform": platform.platform(),
-                    "threads": os.environ.get("LAB_NUM_THREADS")})
+                    "cpus": os.cpu_count(), "threads": os.environ.get("LAB_NUM_THREADS")})
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(res, indent=1))
     print(write())

@@ -211,7 +211,7 @@ def _mutate_kd(mp, tmp):
 
 
 def _mutate_diswot(mp, tmp):
-    _edit(_copy_results(mp, tmp, "diswot_rank", "RESULTS"), lambda r: r["kendall"]["diswot"].update(tau=0.93))
+    _edit(_copy_results(mp, tmp, "diswot_rank", "RESULTS"), lambda r: r["tau"].update(diswot=0.93))
     return "τ 0.93"
 
 
