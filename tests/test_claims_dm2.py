@@ -52,7 +52,7 @@ def test_claim_dmd2_two_time_scale_beats_one_to_one_without_regression(eight):
 
     src, teacher, ref, z = eight
     t1, t50 = swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
-    common = {"steps": STEPS, "batch": 256, "lr": LR, "lr_fake": LR, "gan_weight": 0.0, "ema": 0.0}
+    common = {"steps": STEPS, "batch": 256, "lr": LR, "lr_fake": LR, "gan_weight": 0.0, "ema": 0.0, "beta1": 0.9}
     rows = {5: [], 1: []}
     for seed in ABLATION_SEEDS:
         for fu in rows:
@@ -93,7 +93,7 @@ def test_claim_dmd2_one_step_is_within_1p5x_of_the_teacher(eight):
     updates per generator step, batch 512, no GAN term, no generator EMA); seeds 0-3 were looked at
     (1.04x, 1.20x, 1.07x, 1.03x), this one (7) was not."""
     src, teacher, ref, z = eight
-    cfg = {"steps": STEPS, "lr": LR, "lr_fake": LR, "fake_updates": 5, "gan_weight": 0.0, "ema": 0.0}
+    cfg = {"steps": STEPS, "lr": LR, "lr_fake": LR, "fake_updates": 5, "gan_weight": 0.0, "ema": 0.0, "beta1": 0.9}
     m = lab.get_method("dmd2")(teacher, src, cfg, seed=7)
     for _ in lab.distill(m):
         pass
@@ -110,7 +110,8 @@ def test_claim_dmd2_backward_simulation_beats_noised_data_inputs(eight):
     intermediate times samples worse at 4 NFE (the paper's mismatch). The 4-step backward-simulated
     generator also stays within 1.5x of the teacher at 50 NFE and beats the teacher at 4 NFE."""
     src, teacher, ref, z = eight
-    cfg = {"steps": STEPS, "lr": LR, "lr_fake": LR, "gen_steps": 4}
+    # the settings the fidelity notes measured this with (dmd2's defaults before the issue-16 retune)
+    cfg = {"steps": STEPS, "lr": LR, "lr_fake": LR, "gen_steps": 4, "fake_updates": 5, "ema": 0.0, "beta1": 0.9}
     back = _train("dmd2", teacher, src, cfg)
     data = _train("dmd2", teacher, src, {**cfg, "sim_inputs": "data"})
     s_back, s_data = swd(back.generator(), 4, z, ref), swd(data.generator(), 4, z, ref)

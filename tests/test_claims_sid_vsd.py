@@ -127,7 +127,7 @@ def test_claim_sid(eight):
     from lab.metrics import mode_stats
 
     src, teacher, ref, z = eight
-    m = lab.get_method("sid")(teacher, src, {}, seed=0)
+    m = lab.get_method("sid")(teacher, src, {}, seed=2)  # the defaults were tuned on seed 0
     for _ in lab.distill(m):
         pass
     one, t1, t50 = swd(m.generator(), 1, z, ref), swd(teacher, 1, z, ref), swd(teacher, 50, z, ref)
@@ -150,8 +150,8 @@ def test_claim_sid_converges_faster_than_dmd(eight):
     every seed, by a mean gap larger than one standard deviation across seeds (of the paired
     differences and of either method).
 
-    Against DMD at its own default learning rates (1e-4 for both networks; dmd.py's notes: lr 5e-4
-    diverged) this holds at steps 50 and 100. Against DMD at SiD's learning rates (3e-4 generator,
+    Against DMD at learning rates 1e-4 for both networks (its default before the issue-16 retune; dmd.py's
+    notes: lr 5e-4 diverged) this holds at steps 50 and 100. Against DMD at SiD's learning rates (3e-4 generator,
     1e-3 fake score) it holds at step 50 only, so only that is asserted: on seeds 1-3 that DMD reached
     0.140-0.161 at step 100, level with SiD's 0.134-0.140. Seeds 1-5 (used to choose EARLY): SiD
     0.148-0.178 at step 50 and 0.134-0.149 at 100; default DMD 0.622-0.628 and 0.513-0.526; DMD at
@@ -160,9 +160,11 @@ def test_claim_sid_converges_faster_than_dmd(eight):
 
     src, teacher, ref, z = eight
     cfg = {"steps": 400, "ema": 0.0}
-    # arm -> (method, config overrides, the steps it is compared at)
-    arms = {"sid": ("sid", {}, EARLY), "dmd": ("dmd", {}, EARLY),
-            "dmd at sid's lr": ("dmd", {"lr": 3e-4, "lr_fake": 1e-3}, EARLY[:1])}
+    # arm -> (method, config overrides, the steps it is compared at); the settings these numbers were measured
+    # with are pinned (SiD: 3e-4 / 1e-3 with linear decay, Adam beta1 0; DMD: Adam beta1 0.9)
+    sid = {"lr": 3e-4, "lr_fake": 1e-3, "lr_decay": "linear", "beta1": 0.0}
+    arms = {"sid": ("sid", sid, EARLY), "dmd": ("dmd", {"lr": 1e-4, "lr_fake": 1e-4, "beta1": 0.9}, EARLY),
+            "dmd at sid's lr": ("dmd", {"lr": 3e-4, "lr_fake": 1e-3, "beta1": 0.9}, EARLY[:1])}
     got = {arm: [] for arm in arms}
     for seed in EARLY_SEEDS:
         for arm, (name, over, at) in arms.items():
@@ -197,7 +199,7 @@ def test_claim_vsd(eight):
     from lab.metrics import mode_stats
 
     src, teacher, ref, z = eight
-    m = lab.get_method("vsd")(teacher, src, {}, seed=0)
+    m = lab.get_method("vsd")(teacher, src, {}, seed=2)  # the defaults were tuned on seed 0
     assert m.fake_kind == "lora"
     for _ in lab.distill(m):
         pass

@@ -32,10 +32,7 @@ Fidelity notes:
   computed in closed form ``(softmax - onehot)^T f / n`` (equal to autograd's; frozen networks work too).
 - the 1/C^2 normalisation of the semantic term is ours, putting both terms on the same scale; the
   paper sums the two (normalised) distances.
-- measured on the 8 :func:`default_candidates` (digits, one batch of 64, 3 initialisations, seed 0, each
-  candidate then distilled with ``kd`` for 200 steps): Kendall tau 0.50 (p = 0.11) -- but the parameter count
-  ranks the same 8 with tau 0.79 (p = 0.006).
-- :func:`ranking_study` (``tests/test_kd_diswot.py``, issue 16): the 16 :func:`candidate_pool` students, kd for
+- :func:`ranking_study` (``tests/test_kd_diswot.py``; ``bench/diswot_rank.py`` keeps its output): the 16 :func:`candidate_pool` students, kd for
   200 steps, DisWOT on search seeds 1-3: tau 0.393 / 0.377 / 0.377 (mean 0.382, p 0.03-0.04), against the
   parameter count's 0.828 and the kd loss after 10 steps' 0.628, both measured on the same candidates. At 1000
   training steps (seed 0): DisWOT 0.34, parameters 0.81; among the 10 MLPs alone 0.80 vs 0.89, among the 6 CNNs
