@@ -259,6 +259,10 @@ class Method(Trainable):
         ``source`` itself."""
         return getattr(self, "_sampling_emas", {}).get(id(source), (source,))[0]
 
+    def averaged_nets(self) -> list:
+        """The trained networks whose EMA the generator samples (empty without :meth:`add_sampling_ema`)."""
+        return [src for _, _, src, _ in getattr(self, "_sampling_emas", {}).values()]
+
     @torch.no_grad()
     def update_sampling_emas(self, it: int) -> None:
         """One EMA update of every :meth:`add_sampling_ema` copy, once per step ``it`` (run after ``step``)."""

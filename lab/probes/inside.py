@@ -119,8 +119,8 @@ def recipe_of(student: Generator) -> dict:
 
 
 def student_net_names(method: Method) -> set[int]:
-    """ids of the networks the method's student samples with."""
-    return {id(n) for n in method.generator().nets().values()}
+    """ids of the networks the method's student samples with, and of the trained networks whose EMA it samples."""
+    return {id(n) for n in method.generator().nets().values()} | {id(n) for n in method.averaged_nets()}
 
 
 def auxiliary_nets(method: Method) -> list[str]:
