@@ -129,7 +129,8 @@ class VSD(OneStepDistributionMatching):
     paper = ("Wang et al. 2023, ProlificDreamer (Variational Score Distillation); "
              "Nguyen & Tran 2024, SwiftBrush: One-Step Text-to-Image Diffusion Model with Variational Score Distillation")
     zoo_points = "showcase"
-    #: bench/digits.py's recipe: the short 400-step budget gave FD 8.61x the teacher's at 50 steps
+    #: bench/digits.py's recipe: the short 400-step budget (no EMA, beta1 0.9) gave FD 8.61x the teacher's at 50
+    #: steps; this one (EMA 0.99, beta1 0, 1200 steps, 4.5 CPU minutes) 1.62x
     digits_recipe = {"steps": 1200, "batch": 32, "lr": 1e-4, "ema": 0.99}
     target_note = " (the gradient is applied to x = G(z))"
 
