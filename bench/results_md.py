@@ -124,3 +124,14 @@ def replace_section(key: str, text: str, path: Path | str = RESULTS_MD) -> None:
     new = with_section(old, key, text)
     if new != old:
         atomic_write_text(path, new)
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown CPU" where there is none): the machine line of every section."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"

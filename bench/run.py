@@ -155,14 +155,9 @@ def teacher_row(dataset: str) -> dict:
 def machine() -> str:
     import torch
 
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from results_md import cpu_name  # bench/ is on the path when run as a script
+
+    cpu = cpu_name()
     return (f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores visible, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
 

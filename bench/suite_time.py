@@ -90,14 +90,9 @@ def _dirty(folder: Path) -> bool:
 
 
 def machine() -> dict:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from results_md import cpu_name
+
+    cpu = cpu_name()
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
