@@ -97,6 +97,11 @@ def readme_setting(setting: str) -> str:
     return f"`{r['method']}` {'beats' if better else 'does not beat'} scratch: {ml:.3f} vs {sl:.3f}"
 
 
+def _better(d: float, metric: str) -> bool:
+    """Whether a method-minus-baseline difference ``d`` in ``metric`` favours the method (KL: lower is better)."""
+    return d < 0 if metric == "kl_truth" else d > 0
+
+
 def _ms(rows, key):
     import numpy as np
 
@@ -130,7 +135,7 @@ def write(path=None) -> str:
         em, es = _ms(r["runs"], "last/ece"), _ms(r["scratch"], "last/ece")
         setting = ", ".join(f"{a}={b}" for a, b in r["config"].items() if a != "student") or "defaults"
         d = ml[0] - sl[0]
-        better = (d < 0) if k == "kl_truth" else (d > 0)
+        better = _better(d, k)
         out.append(f"| `{r['method']}` | {r['task']} | {setting} | {k} | {_fmt(mb)} | {_fmt(ml)} | {_fmt(sb)} | "
                    f"{_fmt(sl)} | {d:+.3f} {'✓' if better else '✗'} | {em[0]:.3f} / {es[0]:.3f} | "
                    f"{_ms(r['runs'], 'wall_s')[0]:.0f} |")
@@ -144,7 +149,7 @@ def write(path=None) -> str:
             k = r["metric"]
             ml, rl = _ms(r["runs"], f"last/{k}"), _ms(ref["runs"], f"last/{k}")
             d = ml[0] - rl[0]
-            better = (d < 0) if k == "kl_truth" else (d > 0)
+            better = _better(d, k)
             over = {a: b for a, b in ref["config"].items() if a not in r["scratch_config"] or r["scratch_config"][a] != b}
             setting = ", ".join(f"{a}={b}" for a, b in over.items()) or "the method's shared config"
             out.append(f"| `{r['method']}` | {label} (`{ref['method']}`) | {setting} | {k} | {_fmt(ml)} | {_fmt(rl)} | "
@@ -162,7 +167,7 @@ def write(path=None) -> str:
             k = r["metric"]
             ml, sl = _ms(r["runs"], f"last/{k}"), _ms(r["scratch"], f"last/{k}")
             d = ml[0] - sl[0]
-            better = (d < 0) if k == "kl_truth" else (d > 0)
+            better = _better(d, k)
             seeds = ", ".join(f"{a[f'last/{k}']:.3f} / {b[f'last/{k}']:.3f}" for a, b in zip(r["runs"], r["scratch"]))
             config = ", ".join(f"{a}={b}" for a, b in r["config"].items())
             out.append(f"| `{r['setting']}` | `{r['method']}` | {r['task']} | {config} | {k} | "
