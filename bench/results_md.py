@@ -36,6 +36,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "notebooks": ("bench/notebooks.py", ("## Notebooks (workshop mode)",)),
     "live": ("bench/live.py", ("## Live distillation",)),
     "suite": ("bench/suite_time.py", ("## Test suite",)),
+    "particles": ("bench/particles.py", ("## Score distillation on particles",)),
 }
 
 

@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 10 · Score distillation for optimisation: SDS against VSD particles
+# # 10 · Score distillation for optimisation: SDS, VSD, ESD and DSD particles
 #
 # Every other notebook distils a *sampler*. Score distillation uses a frozen diffusion model for something else: to
 # **optimise a parameter** so that what it renders looks like the teacher's samples. DreamFusion (Poole et al. 2022)
@@ -23,19 +23,25 @@
 # the "rendering" is the point itself, so the parameter is a cloud of free particles and we can watch every one of
 # them move. SDS is mode seeking: each particle climbs to the nearest mode centre and stays there. VSD subtracts the
 # score of the particles' own distribution, fitted online, so the particles repel each other and spread over the
-# modes like data.
+# modes like data. Two later papers keep SDS's simplicity but restore diversity in other ways: **entropic score
+# distillation (ESD**, Wang et al. 2024) mixes VSD's fake score with each particle's own, and **diverse score
+# distillation (DSD**, Xu et al. 2024) gives each particle its own random seed and makes it follow that seed's path
+# under the teacher.
 #
 # **Learning goals.** After this notebook you can:
 # 1. write the SDS gradient w(t) (ε̂_teacher(x_t, t) − ε) and the VSD gradient w(t) (ε̂_teacher − ε̂_fake), and say
 #    where each one pushes a particle;
 # 2. record and read particle paths during an optimisation, and measure where the particles end;
 # 3. measure SDS's mode collapse (particles piled on the mode centres) against VSD's coverage;
-# 4. predict what the time schedule and the fake score do to the particles, and check it in a run.
+# 4. predict what the time schedule, the fake score, ESD's λ and DSD's seeds do to the particles, and
+#    check it in a run.
 #
 # **In the app:** the zoo's particles side by side, with the inside view of VSD:
 # [Generators: SDS and VSD particles](http://localhost:8501/Generators?dist=8gaussians&students=sds&students=vsd_particles&inside=vsd_particles);
 # SDS live, particle by particle:
-# [Distill live: sds](http://localhost:8501/Distill_live?dist=8gaussians&method=sds).
+# [Distill live: sds](http://localhost:8501/Distill_live?dist=8gaussians&method=sds); the four methods side by side
+# from the same particles, at the bottom of
+# [Distill live: esd](http://localhost:8501/Distill_live?dist=8gaussians&method=esd).
 
 # %% tags=["parameters"]
 FAST = False  # the test suite sets FAST = True: fewer particles and optimisation steps, same lessons
@@ -52,7 +58,8 @@ import lab.viz.inside
 import lab.viz.particles
 from lab.metrics import mode_stats, sliced_wasserstein
 from lab.probes.inside import inside_views
-from lab.probes.particles import ParticleRecorder, nearest_mode_distance, particle_summary
+from lab.probes.particles import (ParticleRecorder, nearest_mode_distance, particle_metrics, particle_summary,
+                                  score_distillation_side_by_side)
 
 torch.set_num_threads(1)  # toy networks: one thread is as fast, and kind to a shared laptop
 SEED = 0
@@ -62,7 +69,7 @@ PARTICLES = 256 if FAST else 512       # particles per live run
 source = lab.data.toy2d.get("8gaussians")
 data = source.sample(2000 if FAST else 4000, 1234)  # fresh data: the picture's background and the reference of every distance
 teacher = lab.zoo.load("toy2d/8gaussians/teacher")
-for name in ("sds", "vsd_particles"):
+for name in ("sds", "vsd_particles", "esd", "dsd"):
     M = lab.get_method(name)
     print(f"{name:14s} {M.family} | {M.paper}\n               {M.mechanism}")
 
@@ -183,6 +190,45 @@ for name, g in zoo.items():
 # the data, so nothing piles up.
 
 # %% [markdown]
+# ## 5. Entropic and diverse score distillation
+#
+# * **ESD** (`esd`) compares the teacher with a *mix* of two fake predictions,
+#   ε_est = λ ε̂_fake(x_t, t) + (1 − λ) ε̂_fake(x_t, t | c). In 3D the condition c is the camera, and a fake score
+#   conditioned on it reduces VSD to maximum likelihood per view: mode collapse again. Here the condition is the
+#   particle itself, whose exact conditional prediction is the injected noise ε, so
+#   ε_est = λ ε̂_fake + (1 − λ) ε: λ = 0 is SDS, λ = 1 is VSD, and the paper's setting (threestudio's
+#   `guidance_scale_lora` s = 0.5, λ = 1 − s) sits between them. On average the particles then follow a *tempered*
+#   teacher p^(1/λ): each narrow mode keeps about √λ of its width.
+# * **DSD** (`dsd`) gives particle i a seed z_i for the whole run and precomputes the teacher's ODE path from z_i once.
+#   Each step, at an annealed time t and a slightly noisier t', it noises the particle with the teacher's noise
+#   prediction ε* on the seed's path at t', and pushes by w(t) [ε̂(x̃_t, t) − ε̂(x̃_t', t')]. That difference vanishes
+#   when the particle is where its seed's path ends, so each particle goes to *its own* teacher sample, not to the
+#   nearest mode.
+#
+# `score_distillation_side_by_side` trains all four from the same starting particles (on the exact 8-Gaussians
+# teacher, which is fast) and returns their paths, the force on each particle at the start, middle and end of the
+# run, and the measures: `spread` (the particles' std around their own cluster, the data's is 0.15), `fidelity`
+# (mean distance to the nearest mode centre), `coverage` (share of data points with a particle within 0.15).
+
+# %%
+side = score_distillation_side_by_side("toy2d/8gaussians/analytic", "8gaussians", n_particles=128, steps=300,
+                                       seed=SEED)
+lab.viz.particles.side_by_side_figure(side, data=data[:1000].numpy()).show()
+side["metrics"].round(3)
+
+# %% [markdown]
+# SDS piles its particles on the centres; VSD keeps the data's spread; ESD keeps a spread between the two (its λ =
+# 0.5 gives about √0.5 of the mode width); DSD's paths cross the plane, because each particle heads for its own
+# seed's teacher sample, often not the nearest mode, and they land spread over the modes like teacher samples.
+
+# %%
+spread = dict(zip(side["metrics"].method, side["metrics"].spread))
+assert spread["esd"] > 1.5 * spread["sds"] and spread["dsd"] > 1.5 * spread["sds"], (
+    f"ESD and DSD should keep more spread around the modes than SDS: {spread}")
+print(f"spread around the modes: sds {spread['sds']:.3f}, esd {spread['esd']:.3f}, dsd {spread['dsd']:.3f}, "
+      f"vsd_particles {spread['vsd_particles']:.3f}")
+
+# %% [markdown]
 # ### Exercise 10.1: The late stage of the schedule
 #
 # **Find:** what SDS's two-stage time schedule does. Run SDS twice for `STEPS` steps with `PARTICLES` particles: with
@@ -229,6 +275,21 @@ modes_particles = ...  # your code: the same for the final SDS particles
 workshop.check("10.3", modes_generator=modes_generator, modes_particles=modes_particles)
 
 # %% [markdown]
+# ### Exercise 10.4: Where each DSD particle ends
+#
+# **Find:** where DSD sends each particle. Run `dsd` on the analytic teacher (`"toy2d/8gaussians/analytic"`) with
+# 128 particles for `STEPS` steps. Its seeds' teacher samples (the ends of their precomputed ODE paths) are
+# `m.paths[-1]`, row i for particle i. Measure the particles' mean distance to their own seed's sample and to the
+# next particle's (`m.paths[-1].roll(1, 0)`).
+#
+# **Check:** each particle ends less than a quarter as far from its own seed's teacher sample as from another particle's
+
+# %%
+dist_own = ...    # your code: mean |x_i - end(z_i)|
+dist_other = ...  # your code: mean |x_i - end(z_(i-1))|
+workshop.check("10.4", dist_own=dist_own, dist_other=dist_other)
+
+# %% [markdown]
 # ## Recap
 #
 # - Score distillation optimises a parameter with a frozen diffusion model's noise predictions; on 2D points the
@@ -239,3 +300,5 @@ workshop.check("10.3", modes_generator=modes_generator, modes_particles=modes_pa
 #   particles already match the teacher, so they keep the data's spread; without a learning fake score nothing moves.
 # - The time schedule matters: SDS averaged over large noise levels pulls the particles to the blurry centre of the
 #   data, and its late, low-noise stage is what puts them on the modes.
+# - ESD mixes the fake score with each particle's own (λ from SDS to VSD) and keeps a tempered spread; DSD sends each
+#   particle along its own seed's teacher path, so particles from one start end at different teacher samples.

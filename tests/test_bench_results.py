@@ -61,6 +61,7 @@ WRITERS = {
     "notebooks": lambda path: rm.replace_section("notebooks", _load("notebooks").table(), path),
     "live": lambda path: _load("live").write(_live_out(), path),
     "suite": lambda path: _load("suite_time").write(path),
+    "particles": lambda path: _load("particles").write(path),
 }
 
 

@@ -83,7 +83,7 @@ METHODS_2D = sorted(m for m in lab.list_methods() if "points" in get_method(m).d
 
 
 def test_the_2d_methods_are_the_step_methods_with_their_own_view():
-    assert len(METHODS_2D) == 18 and set(METHODS_2D) == set(OWN_KINDS)
+    assert len(METHODS_2D) == 20 and set(METHODS_2D) == set(OWN_KINDS)
 
 
 @pytest.mark.parametrize("name", METHODS_2D)

@@ -255,7 +255,7 @@ def test_field_kinds_follow_the_issue():
     assert {m for m, k in kinds.items() if k == "scores"} == {"dmd", "dmd2", "sid", "vsd", "rcm"}
     assert kinds["add"] == "decision" and kinds["msd"] == "pairs"
     assert {m for m, k in kinds.items() if k == "segments"} == {"tscd", "shortcut"}
-    assert {m for m, k in kinds.items() if k == "particles"} == {"sds", "vsd_particles"}
+    assert {m for m, k in kinds.items() if k == "particles"} == {"sds", "vsd_particles", "esd", "dsd"}
     assert {"consistency", "scm", "progressive", "reflow", "guidance", "flowmap", "boot"} == \
         {m for m, k in kinds.items() if k == "targets"}
 

@@ -95,6 +95,8 @@ NEEDS_MORE_THAN_X_T = {
     "reflow": r"^reflow's target depends on the \(noise, teacher sample\) coupling, not on x_t alone",
     "sds": r"^sds" + _SCORE_DISTILLATION,
     "vsd_particles": r"^vsd_particles" + _SCORE_DISTILLATION,
+    "esd": r"^esd" + _SCORE_DISTILLATION,
+    "dsd": r"^dsd" + _SCORE_DISTILLATION,
 }
 
 

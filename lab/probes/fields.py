@@ -19,7 +19,7 @@ and extra columns per kind. Which field a method gets (:func:`field_kind`):
   x_t to the clean sample the regression target implies (a velocity target converted with the process);
 - ``segments`` (tscd, shortcut, ``lab.probes.segments``): the teacher's ODE paths ("teacher path") and the
   student's jumps between segment boundaries ("student jump", with the gap to the teacher at its end);
-- ``particles`` (sds, vsd_particles): each particle and its score-distillation force averaged over noise
+- ``particles`` (sds, vsd_particles, esd, dsd): each particle and its score-distillation force averaged over noise
   levels and draws ("particle force");
 - ``pairs`` (msd: no fake score; each student regresses the teacher's ODE endpoints): from each student sample
   G(z) to its target ODE(z) ("pair target", with the serving ``student``).

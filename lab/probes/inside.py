@@ -306,7 +306,8 @@ def consistency_grid(method: Method, n: int = 512, seed: int = 0) -> pd.DataFram
 # ------------------------------------------------------------------------------------------------ the views
 #: the family-specific view kinds each method gets (held by tests/test_inside.py)
 OWN_KINDS = {"add": "decision", "boot": "path_error", "consistency": "consistency_grid", "dmd": "fake_score_error",
-             "dmd2": "fake_score_error", "flowmap": "path_error", "guidance": "guidance_sweep",
+             "dmd2": "fake_score_error", "dsd": "schedule", "esd": "schedule", "flowmap": "path_error",
+             "guidance": "guidance_sweep",
              "msd": "student_split", "progressive": "schedule", "rcm": "scm", "reflow": "straightness",
              "scm": "scm", "sds": "schedule", "shortcut": "segments", "sid": "fake_score_error",
              "tscd": "segments", "vsd": "fake_score_error", "vsd_particles": "schedule"}
@@ -320,6 +321,10 @@ _SCHEDULE_NOTES = {
     "sds": "the largest noise level drawn drops after part of the run (ProlificDreamer's annealing), so late "
            "updates refine details instead of moving particles between modes",
     "vsd_particles": "the particles stay still while the fake score first fits them (warm-up), then both move",
+    "esd": "the particles stay still while the fake score first fits them (warm-up); the largest noise level drawn "
+           "then drops from 0.98 to 0.5 halfway (the paper's code), so the SDS half of its mix stops pulling inwards",
+    "dsd": "the one noise level of each step (t_max here) is annealed from high to low as sqrt of the run, so each "
+           "particle follows its seed's teacher path from coarse layout to fine detail",
     "reflow": "first the flow is retrained on its own (noise, teacher sample) couplings (reflow), then a one-step "
               "map is distilled from it",
 }

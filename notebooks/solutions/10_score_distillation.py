@@ -76,3 +76,19 @@ modes_generator = mode_stats(m.generator().sample(512, nfe=1, seed=SEED).x, sour
 last = runs["sds"][runs["sds"].step == runs["sds"].step.max()]
 modes_particles = mode_stats(torch.tensor(last[["x", "y"]].to_numpy(), dtype=torch.float32), source.gmm)["modes_covered"]
 workshop.check("10.3", modes_generator=modes_generator, modes_particles=modes_particles)
+
+# %% [markdown]
+# ## Solution 10.4
+#
+# DSD's push w(t) [ε̂(x̃_t, t) − ε̂(x̃_t', t')] vanishes where the particle noised with its seed's ε* lies on the
+# seed's own ODE path, i.e. at the path's end: each particle is drawn to its own seed's teacher sample, wherever
+# it started, so the seeds (not the starting points or the nearest mode) decide where the particles land.
+
+# %%
+m = lab.get_method("dsd")("toy2d/8gaussians/analytic", DATA, {"steps": STEPS, "n_particles": 128}, seed=SEED)
+for _ in lab.distill(m):
+    pass
+x, ends = m.param_net.x.detach(), m.paths[-1]
+dist_own = float((x - ends).norm(dim=1).mean())
+dist_other = float((x - ends.roll(1, 0)).norm(dim=1).mean())
+workshop.check("10.4", dist_own=dist_own, dist_other=dist_other)

@@ -23,3 +23,10 @@ def _(travel_default: float, travel_frozen: float) -> bool:
           check="the SDS generator covers fewer modes than the SDS particles")
 def _(modes_generator: int, modes_particles: int) -> bool:
     return int(modes_generator) < int(modes_particles)
+
+
+@exercise("10.4", notebook=NB, find="where DSD sends each particle",
+          check="each particle ends less than a quarter as far from its own seed's teacher sample as from another "
+                "particle's")
+def _(dist_own: float, dist_other: float) -> bool:
+    return 0 <= float(dist_own) < 0.25 * float(dist_other)

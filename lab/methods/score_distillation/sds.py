@@ -224,7 +224,9 @@ class SDS(Method):
         return eps
 
     @torch.no_grad()
-    def score_gradient(self, x, t, eps):
+    def score_gradient(self, x, t, eps, batch=None):
+        """w(t)(eps_teacher(x_t, t) - reference) at x_t = alpha_t x + sigma_t eps; ``batch`` (its ``idx`` names
+        the particles) is passed on for subclasses whose gradient depends on the particle (dsd's seeds)."""
         x_t = self.process.add_noise(x, eps, t)
         e_real = self.teacher.eps(x_t, t)
         e_ref = self.reference_eps(x_t, t, eps)
@@ -258,7 +260,7 @@ class SDS(Method):
             x = self.points(batch)
             n = x.shape[0]
             tt = batch["t"] if t is None else torch.full((n,), float(t), device=x.device)
-            grad, x_t = self.score_gradient(x, tt, batch["eps"])
+            grad, x_t = self.score_gradient(x, tt, batch["eps"], batch)
             real = self.teacher.x0(x_t, tt)
         return Targets(x_t, tt, x - grad, "x0", real, self._student_x0(x_t, tt),
                        {"point": x, "grad": grad})
@@ -271,7 +273,7 @@ class SDS(Method):
         score-distillation ``grad``: summed over free particles (each particle gets its own gradient),
         averaged over a generator's batch. Returns (the loss per point, metrics)."""
         x = self.points(batch)
-        grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"])
+        grad, _ = self.score_gradient(x.detach(), batch["t"], batch["eps"], batch)
         particles = self.config.param == "particles"
         loss = 0.5 * sq_dist(x, (x - grad).detach()).sum() / (1.0 if particles else x.shape[0])
         self.opt_step(self.config.param, loss)
