@@ -36,6 +36,8 @@ st.page_link("pages/3_Knowledge_distillation.py",
 if (Path(__file__).parent / "pages" / "4_Distill_live.py").exists():  # the live page ships with its own change
     st.page_link("pages/4_Distill_live.py", label="Distill live: watch a student being distilled", icon="▶️")
 st.page_link("pages/5_Runs.py", label="Runs: every run folder, quality against NFE, curves and snapshots", icon="📁")
+st.page_link("pages/6_Dataset_distillation.py",
+             label="Dataset distillation: a few synthetic digits per class (DC, DM, MTT, FTD)", icon="🖼️")
 st.caption("Every page keeps its settings in its address: copy the link to share a view.")
 
 st.subheader("Methods")

@@ -26,7 +26,7 @@ LAYERS = [
     ["viz"],
     ["probes"],
     ["zoo", "runs"],
-    ["methods", "kd"],
+    ["methods", "kd", "dd"],
     ["interop"],
     ["metrics", "losses", "diffusion", "nets", "data"],
     ["trainable"],

@@ -84,6 +84,12 @@ def _kd_registry() -> Mapping[str, type]:
     return KD_REGISTRY
 
 
+def _dd_registry() -> Mapping[str, type]:
+    from lab.dd import DD_REGISTRY
+
+    return DD_REGISTRY
+
+
 def bench(name: str):
     """The benchmark script ``bench/<name>.py`` as a module (loaded by path under ``bench_<name>``: bench/ is not put
     on sys.path, so its module names cannot shadow anything)."""
@@ -119,6 +125,8 @@ TABLES = (
           lambda d: (f"`{d['name']}`", d["family"], d["mechanism"], d["paper"]), _step_registry),
     Table("kd-methods-table", "lab.kd.KD_REGISTRY", ("name", "tasks", "mechanism", "paper"),
           lambda d: (f"`{d['name']}`", ", ".join(d["kinds"]), d["mechanism"], d["paper"]), _kd_registry),
+    Table("dd-methods-table", "lab.dd.DD_REGISTRY", ("name", "mechanism", "paper"),
+          lambda d: (f"`{d['name']}`", d["mechanism"], d["paper"]), _dd_registry),
 )
 
 FIGURES = (
@@ -132,6 +140,7 @@ FIGURES = (
            lambda: bench("kd").readme_setting("all_labels"), inline=True),
     Figure("diswot-tau", "bench/results/diswot.json, bench/diswot_rank.py",
            lambda: bench("diswot_rank").readme_sentence(), inline=True),
+    Figure("bench-dd-summary", "bench/results/dd.json, bench/dd.py", lambda: bench("dd").readme_table()),
     Figure("suite-time-reliability", "bench/results/suite.json, bench/suite_time.py", lambda: _suite("reliability"),
            doc="RELIABILITY.md", inline=True),
 )

@@ -17,7 +17,7 @@ each other, directly or through others. Highest first:
     viz
     probes
     zoo, runs
-    methods, kd
+    methods, kd, dd
     interop
     metrics, losses, diffusion, nets, data
     trainable
@@ -35,8 +35,8 @@ from lab.errors import LabError  # noqa: E402
 from lab.diffusion import load_generator as load
 from lab.methods import Method, Targets, get_method, list_methods, register
 from lab.runs.loop import distill, train
-from lab import data, diffusion, kd, metrics, probes, runs, viz, zoo  # noqa: E402
+from lab import data, dd, diffusion, kd, metrics, probes, runs, viz, zoo  # noqa: E402
 
 from lab.version import __version__  # noqa: E402
 __all__ = ["LabError", "load", "Method", "Targets", "get_method", "list_methods", "register", "distill", "train",
-           "data", "diffusion", "kd", "metrics", "probes", "runs", "viz", "zoo"]
+           "data", "dd", "diffusion", "kd", "metrics", "probes", "runs", "viz", "zoo"]

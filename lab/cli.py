@@ -38,6 +38,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(zoo_app, name="zoo")
 kd_app = typer.Typer(no_args_is_help=True, help="Knowledge distillation of classifiers and language models.")
 app.add_typer(kd_app, name="kd")
+dd_app = typer.Typer(no_args_is_help=True, help="Dataset distillation: a few synthetic digits per class.")
+app.add_typer(dd_app, name="dd")
 
 #: samples drawn (and held in memory) at a time by ``lab sample`` ...
 SAMPLE_CHUNK = 4096
@@ -90,6 +92,8 @@ BOUNDS: dict[str, Bound] = {
     "port": Bound(int, 1, 65535),
     "ema": Bound(float, 0.0, 1.0, hi_open=True),
     "w": Bound(float),
+    "ipc": Bound(int, 1, 50),
+    "nets": Bound(int, 1, 100),
 }
 
 
@@ -244,6 +248,60 @@ def kd_run_cmd(
     summ = read_json(run.folder / "model.json")["card"].get("summary", {})
     shown = {k: round(v, 4) for k, v in summ.items() if k.startswith("last/") and k != "last/it"}
     typer.echo(f"student saved to {run.folder}; test {shown}")
+
+
+@dd_app.command("list")
+def dd_list():
+    """List the dataset-distillation methods: name, mechanism and paper."""
+    from lab.dd import DD_REGISTRY  # lazy: loaded only when this command runs
+
+    for name in sorted(DD_REGISTRY):
+        d = DD_REGISTRY[name].describe()
+        typer.echo(f"{d['name']:<6} {d['mechanism']}\n    paper: {d['paper']}")
+
+
+@dd_app.command("run")
+def dd_run_cmd(
+    method: str = typer.Argument(..., help="dataset distillation method (see `lab dd list`)"),
+    ipc: int = bounded("ipc", 10, "synthetic images per class"),
+    steps: Optional[int] = bounded("steps", None, "outer iterations (default: the method's)"),
+    out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
+    config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields"),
+    seed: int = bounded("seed", 0, "random seed"),
+    checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
+    quiet: bool = typer.Option(False, help="no progress bar"),
+):
+    """Distil the digits training set into IPC synthetic images per class (a run folder; resume with
+    `lab distill --resume DIR`)."""
+    from lab.runs.recipes import dd_run  # lazy: loaded only when this command runs
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
+
+    run = dd_run(method, out, ipc, steps, _json(config, "--config"), seed, resolve_device(device),
+                 progress=not quiet, **_checkpointing(checkpoint_every))
+    from lab.io import read_json  # lazy: loaded only when this command runs
+
+    hist = read_json(run.folder / "model.json")["card"].get("history", [])
+    acc = f"; test accuracy of a fresh net trained on it: {hist[-1]['acc']:.4f}" if hist else ""
+    typer.echo(f"distilled set saved to {run.folder}{acc}")
+
+
+@dd_app.command("eval")
+def dd_eval(
+    run: Path = typer.Argument(..., help="a `lab dd run` folder (model.json + weights.safetensors)"),
+    nets: int = bounded("nets", 3, "fresh nets to train (seeds 0..nets-1)"),
+):
+    """Test accuracy of fresh ConvNets trained only on a distilled set, next to the same number of random real
+    images per class."""
+    from lab.dd import EvalProtocol, evaluate_set, load_synset, random_real  # lazy: loaded only when this runs
+
+    x, y, meta = load_synset(run)
+    p = EvalProtocol(lr=float(meta.get("lr") or EvalProtocol.lr))
+    r = evaluate_set(x, y, list(range(nets)), p)
+    xr, yr = random_real(int(meta["ipc"]), 0)
+    b = evaluate_set(xr, yr, list(range(nets)), EvalProtocol())
+    typer.echo(json.dumps({"ipc": meta["ipc"], "acc": round(r["acc"], 5), "acc_std": round(r["acc_std"], 5),
+                           "random_real_acc": round(b["acc"], 5), "random_real_std": round(b["acc_std"], 5)}))
 
 
 @kd_app.command("eval")

@@ -62,6 +62,7 @@ WRITERS = {
     "live": lambda path: _load("live").write(_live_out(), path),
     "suite": lambda path: _load("suite_time").write(path),
     "particles": lambda path: _load("particles").write(path),
+    "dd": lambda path: _load("dd").write(path),
 }
 
 

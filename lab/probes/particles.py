@@ -197,7 +197,7 @@ def score_distillation_side_by_side(teacher: str = "toy2d/8gaussians/analytic", 
     text)`` is called per method."""
     import time
 
-    from lab.data import resolve
+    from lab.data import resolve  # lazy: only the side-by-side run resolves a dataset
 
     if not isinstance(steps, int) or steps < 1:
         raise LabError(f"steps must be a positive integer, got {steps!r}")

@@ -115,6 +115,18 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
     return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
+def dd_run(method: str, out, ipc: int | None = None, steps: int | None = None, config: dict | None = None,
+           seed: int = 0, device="cpu", progress=True, overwrite=False, checkpoint_every: int | None = None):
+    """Dataset distillation into a run folder: the distilled images (``lab.dd.load_synset``) are saved there."""
+    from lab.dd import get  # lazy: each recipe loads only what it runs
+
+    get(method)  # an unknown method is refused before a folder is made
+    given = {**_given(config, steps), **({"ipc": int(ipc)} if ipc is not None else {})}
+    cfg = {"kind": "dd", "method": method, "config": given, "seed": seed, "device": str(device), "steps": steps,
+           "ema": None}
+    return _start(out, cfg, device, progress, overwrite, checkpoint_every)
+
+
 def build_run(cfg: dict, device):
     """The trainable a run config describes -> (trainable, recipe, data spec): the one way a run's trainable is
     built, for a new run (whose ``config`` holds only the fields given) and for a resumed one (config.json)."""
@@ -134,6 +146,11 @@ def build_run(cfg: dict, device):
                      device=device)
             return tr, {"method": cfg["method"], "teacher": cfg["teacher"], "task": cfg["task"],
                         "config": cfg["config"], "seed": cfg["seed"]}, cfg["task"]
+        if kind == "dd":
+            from lab.dd import get  # lazy: each recipe loads only what it runs
+
+            tr = get(cfg["method"])(cfg["config"], seed=cfg["seed"], device=device)
+            return tr, {"method": cfg["method"], "config": cfg["config"], "seed": cfg["seed"]}, "digits"
         if kind == "distill":
             from lab.methods import get_method  # lazy: each recipe loads only what it runs
 
@@ -146,7 +163,7 @@ def build_run(cfg: dict, device):
         raise LabError(f"config.json lacks {e.args[0]!r}; it is not a usable run folder") from None
     except TypeError as e:
         raise LabError(f"config.json has a value of the wrong type ({e}); it is not a usable run folder") from None
-    raise LabError(f"config.json has kind {kind!r}; allowed: teacher, distill, kd")
+    raise LabError(f"config.json has kind {kind!r}; allowed: teacher, distill, kd, dd")
 
 
 def _completed(cfg: dict, tr, recipe: dict, data_spec: str) -> dict:

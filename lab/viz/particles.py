@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from lab.viz import COLORS, square_axes
+from lab.viz import COLORS, PALETTE, square_axes
 
 
 def particle_paths_figure(paths: pd.DataFrame, data=None, max_particles: int = 128, title: str | None = None,
@@ -71,8 +71,6 @@ def side_by_side_figure(side: dict, data=None, force_step: int | None = None, ma
     (dots) and the force on it at ``force_step`` (arrows; default the last recorded step). Arrows are scaled per
     panel so the longest is ``arrow`` long (the direction and the relative size within a panel are the data's)."""
     from plotly.subplots import make_subplots
-
-    from lab.viz import PALETTE
 
     paths, forces = side["paths"], side["forces"]
     metrics = side.get("metrics")
