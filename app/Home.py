@@ -38,6 +38,8 @@ if (Path(__file__).parent / "pages" / "4_Distill_live.py").exists():  # the live
 st.page_link("pages/5_Runs.py", label="Runs: every run folder, quality against NFE, curves and snapshots", icon="📁")
 st.page_link("pages/6_Dataset_distillation.py",
              label="Dataset distillation: a few synthetic digits per class (DC, DM, MTT, FTD)", icon="🖼️")
+st.page_link("pages/7_Language_models.py",
+             label="Language models: on-policy distillation, teacher hacking, speculative decoding", icon="🗣️")
 st.caption("Every page keeps its settings in its address: copy the link to share a view.")
 
 st.subheader("Methods")

@@ -141,6 +141,7 @@ FIGURES = (
     Figure("diswot-tau", "bench/results/diswot.json, bench/diswot_rank.py",
            lambda: bench("diswot_rank").readme_sentence(), inline=True),
     Figure("bench-dd-summary", "bench/results/dd.json, bench/dd.py", lambda: bench("dd").readme_table()),
+    Figure("bench-lm-summary", "bench/results/lm.json, bench/lm.py", lambda: bench("lm").readme_table()),
     Figure("suite-time-reliability", "bench/results/suite.json, bench/suite_time.py", lambda: _suite("reliability"),
            doc="RELIABILITY.md", inline=True),
 )

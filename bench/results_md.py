@@ -37,6 +37,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "live": ("bench/live.py", ("## Live distillation",)),
     "suite": ("bench/suite_time.py", ("## Test suite",)),
     "particles": ("bench/particles.py", ("## Score distillation on particles",)),
+    "lm": ("bench/lm.py", ("## Language models: gkd, teacher hacking, osd",)),
     "dd": ("bench/dd.py", ("## Dataset distillation (8x8 digits)",)),
 }
 

@@ -63,6 +63,7 @@ WRITERS = {
     "suite": lambda path: _load("suite_time").write(path),
     "particles": lambda path: _load("particles").write(path),
     "dd": lambda path: _load("dd").write(path),
+    "lm": lambda path: _load("lm").write(path),
 }
 
 
@@ -217,9 +218,21 @@ def _mutate_diswot(mp, tmp):
     return "τ 0.93"
 
 
+def _mutate_dd(mp, tmp):
+    _edit(_copy_results(mp, tmp, "dd", "RESULTS"), lambda r: r["accuracy"]["random real"]["1"].update(accs=[0.5] * 3))
+    return "| random real images | 0.500 ± 0.000 |"
+
+
+def _mutate_lm(mp, tmp):
+    _edit(_copy_results(mp, tmp, "lm", "RESULTS"),
+          lambda r: [x.update(alpha_after_mean=0.111) for x in r["osd"]["summary"] if x["run"] == "frozen"])
+    return "frozen draft 0.111 ±"
+
+
 MUTATIONS = {"suite-time": _mutate_suite, "suite-time-reliability": _mutate_suite, "bench-2d-summary": _mutate_2d,
              "bench-digits-teacher": _mutate_digits_teacher, "bench-digits-summary": _mutate_digits_table,
-             "kd-all-labels": _mutate_kd, "diswot-tau": _mutate_diswot}
+             "kd-all-labels": _mutate_kd, "diswot-tau": _mutate_diswot, "bench-dd-summary": _mutate_dd,
+             "bench-lm-summary": _mutate_lm}
 FIGURES = {f.key: f for f in rt.FIGURES}
 
 

@@ -27,9 +27,9 @@ What each does to a student that cannot represent a two-mode teacher is shown by
 Fidelity notes:
 - The papers distil language models on sequences; GKD and MiniLLM sample the sequences from the student
   (on-policy, GKD's ``lmbda`` share of student-generated outputs; MiniLLM's policy gradient), DistiLLM uses
-  an adaptive off-policy replay buffer of student outputs. Sequence-level on-policy sampling is out of
-  scope here: every method is token-level (or class-level) and off-policy, on the task's fixed training
-  inputs, so there is no ``student_share`` option. What is kept is the divergence each paper minimises.
+  an adaptive off-policy replay buffer of student outputs. The methods of this module are token-level (or
+  class-level) and off-policy, on the task's fixed training inputs; what is kept is the divergence each
+  paper minimises. Sequence-level on-policy sampling (GKD's ``lmbda``) is ``gkd`` (lab/kd/logit/gkd.py).
 - ``jsd`` uses TRL's value (``normalized=False`` in :func:`lab.losses.generalized_jsd`, no T^2 factor)
   with TRL's special cases at beta = 0 (forward KL) and beta = 1 (reverse KL), on temperature-T
   distributions (TRL applies the temperature to the logits too). GKD works at T = 1; here the default is
