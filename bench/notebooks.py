@@ -275,9 +275,13 @@ KD_VIEWS = {
     "dml": "`peer_logits(x)`: the cohort's predictions on the same inputs (no pre-trained teacher)",
     "born_again": "`generation`, `evaluate_ensemble()`: each generation's accuracy against the one that taught it",
     "scratch": "the baseline: the same student with labels only (no teacher)",
+    "gkd": "`lab.probes.lm.gkd_compare`: KL to the truth on true sequences and on the student's own samples, per λ",
     "diswot": "`diswot.search(...)`: per-candidate semantic and relation scores against their accuracy after KD "
               "(`attrs['kendall_tau']`)",
 }
+DD_VIEWS = {"*": "`lab.probes.dd`: the synthetic images per class over the iterations; accuracy against images per class",
+            "mtt": "`lab.probes.dd`: the images over the iterations; expert and student parameter paths (PCA); the "
+                   "accumulated trajectory error"}
 VIEW_TITLES = {"decision": "discriminator decision field", "path_error": "path error against the teacher's ODE",
                "consistency_grid": "consistency along the training grid", "fake_score_error":
                "fake-score error while it is fitted", "guidance_sweep": "guidance-weight sweep",
@@ -348,6 +352,12 @@ def cheatsheet() -> str:
         d = lab.kd.get(m).describe()
         rows.append(f"| `{m}` | KD ({', '.join(d['kinds'])}) | {d['mechanism']} | 1 pass | {KD_VIEWS.get(m, '–')} | "
                     f"{', '.join(taught.get(m, [])) or '–'} |")
+    import lab.dd
+
+    for m in lab.dd.list_methods():
+        d = lab.dd.get(m).describe()
+        view = DD_VIEWS["mtt"] if m in ("mtt", "ftd") else DD_VIEWS["*"]
+        rows.append(f"| `{m}` | {d['family']} | {d['mechanism']} | – | {view} | {', '.join(taught.get(m, [])) or '–'} |")
     rows.append(f"| `diswot` | KD: student search | scores untrained candidate students against a random teacher on "
                 f"one batch (semantic + relation similarity); no training | – | {KD_VIEWS['diswot']} | "
                 f"{', '.join(taught.get('diswot', [])) or '–'} |")

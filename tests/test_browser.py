@@ -32,6 +32,8 @@ PAGES = {
     "Knowledge distillation": ("/Knowledge_distillation", "Knowledge distillation", 3, "app_kd.png"),
     "Distill live": ("/Distill_live", "Distill live", 3, None),
     "Runs": ("/Runs", "Runs", 3, None),
+    "Dataset distillation": ("/Dataset_distillation", "Dataset distillation", 3, None),
+    "Language models": ("/Language_models", "Language models", 5, None),
 }
 
 
@@ -62,7 +64,8 @@ def _check_home(page, app_students):
     common = _common()
     links = [" ".join(t.split()) for t in page.locator('[data-testid="stPageLink-NavLink"]').all_inner_texts()]
     assert [t.split(" ", 1)[1].split(":")[0] for t in links] == [
-        "Generators", "Digits", "Knowledge distillation", "Distill live", "Runs"], links
+        "Generators", "Digits", "Knowledge distillation", "Distill live", "Runs", "Dataset distillation",
+        "Language models"], links
     head, rows = table(page.locator('[data-testid="stDataFrame"]').first)
     assert head == ["name", "family", "mechanism", "paper"], head
     names = [r[0] for r in rows]
@@ -174,8 +177,47 @@ def _check_kd(page, app_students):
         assert "heatmap" in types(), types()
 
 
+def _check_dd(page, app_students):
+    """The default view (dm, 10 images per class) from the shipped sets: the accuracy chart's lines are the seed means
+    of the shipped card per method and images per class, and the page states the shipped set's seed-0 accuracy."""
+    from lab.probes import dd
+
+    sc = dd.showcase()
+    acc = dd.accuracy_table(sc["card"])
+    charts = page.locator(MAIN_CHART)
+    lines = {}
+    for i in range(charts.count()):
+        for t in traces(charts.nth(i)):
+            if t["type"] == "scatter" and t["name"] in set(acc["method"]):
+                lines[t["name"]] = (t["x"], t["y"])
+    per = acc[acc["ipc"].astype(str) != "all"]
+    assert set(lines) == set(per["method"]), (sorted(lines), sorted(set(per["method"])))
+    for m, g in per.groupby("method"):
+        g = g.assign(ipc=g["ipc"].astype(int)).sort_values("ipc")
+        assert lines[m][0] == g["ipc"].tolist(), (m, lines[m])
+        np.testing.assert_allclose(lines[m][1], g["acc"].to_numpy(), rtol=1e-6)
+    shown = f"{sc['sets']['dm/ipc10']['acc_seed0']:.3f}"
+    assert page.get_by_text(f"(seed 0): {shown}", exact=False).first.is_visible(), shown
+
+
+def _check_lm(page, app_students):
+    """The first view from the shipped bench results: the gkd bars are the seed means of the final KL per λ of the
+    default setting (lab.probes.lm), and both teacher-hacking regimes of the shipped study are drawn."""
+    from lab.probes import lm
+
+    res = lm.shipped_results()
+    summary = lm.gkd_summary(lm.shipped_gkd_curves(res, "16 prompts, batch 16 (claim)"))
+    bars = [t for t in traces(page.locator(MAIN_CHART).first) if t["type"] == "bar"]
+    true = next(t for t in bars if t["name"] == "true sequences")
+    assert true["x"] == [f"λ = {v:g}" for v in summary["lmbda"]], true["x"]
+    np.testing.assert_allclose(true["y"], summary["kl_truth_mean"].to_numpy(), rtol=1e-6)
+    names = {t["name"] for i in range(page.locator(MAIN_CHART).count()) for t in traces(page.locator(MAIN_CHART).nth(i))}
+    assert {"offline", "online_teacher"} <= names, sorted(map(str, names))
+
+
 CHECKS = {"Home": _check_home, "Generators": _check_generators, "Digits": _check_digits,
-          "Knowledge distillation": _check_kd, "Distill live": _check_live, "Runs": _check_runs}
+          "Knowledge distillation": _check_kd, "Distill live": _check_live, "Runs": _check_runs,
+          "Dataset distillation": _check_dd, "Language models": _check_lm}
 assert set(CHECKS) == set(PAGES)
 
 

@@ -68,12 +68,7 @@ if st.button("Run gkd here (16 prompts, 200 steps of batch 16 per student)", key
 if "lm_gkd" in ss:
     curves, where = ss.lm_gkd, "computed here"
 else:
-    c = res["gkd_curves"]
-    curves = c[c["setting"] == setting].drop(columns="setting")
-    own = res["gkd"][res["gkd"]["setting"] == setting][["lmbda", "seed", "kl_own"]]
-    last = curves.groupby(["lmbda", "seed"])["it"].transform("max") == curves["it"]
-    curves = curves.merge(own, on=["lmbda", "seed"], how="left")
-    curves.loc[~last.to_numpy(), "kl_own"] = float("nan")
+    curves = probes.shipped_gkd_curves(res, setting)
     where = f"shipped ({res['date']}, {setting})"
 curves = curves[curves["lmbda"].isin(lambdas)] if lambdas else curves
 st.plotly_chart(viz.gkd_figure(curves), key="lm_gkd_fig")

@@ -29,7 +29,7 @@ from lab.kd.hacking import power_law_fit
 from lab.kd.logit.gkd import LM_ASSETS, kl_on_samples
 from lab.runs.loop import train
 
-__all__ = ["shipped_results", "gkd_compare", "gkd_summary", "hacking_curves", "proxy_golden", "hacking_loglog",
+__all__ = ["shipped_results", "shipped_gkd_curves", "gkd_compare", "gkd_summary", "hacking_curves", "proxy_golden", "hacking_loglog",
            "osd_compare", "osd_summary", "rolling_acceptance", "next_token_side_by_side"]
 
 
@@ -76,6 +76,20 @@ def gkd_compare(lambdas: Iterable[float] = (0.0, 1.0), seeds: Iterable[int] = (0
             if progress is not None:
                 progress(done / n, f"gkd λ={lm:g} seed {s}")
     return pd.DataFrame(rows)
+
+
+def shipped_gkd_curves(res: dict, setting: str) -> pd.DataFrame:
+    """The shipped gkd curves of one bench ``setting`` (from :func:`shipped_results`): lmbda, seed, it, kl_truth,
+    and kl_own (the KL on the student's own samples) on each run's last evaluation only (NaN before)."""
+    c = res["gkd_curves"]
+    if setting not in set(c["setting"]):
+        raise LabError(f"no shipped gkd setting {setting!r}; allowed: {', '.join(dict.fromkeys(c['setting']))}")
+    curves = c[c["setting"] == setting].drop(columns="setting")
+    own = res["gkd"][res["gkd"]["setting"] == setting][["lmbda", "seed", "kl_own"]]
+    last = curves.groupby(["lmbda", "seed"])["it"].transform("max") == curves["it"]
+    curves = curves.merge(own, on=["lmbda", "seed"], how="left")
+    curves.loc[~last.to_numpy(), "kl_own"] = float("nan")
+    return curves
 
 
 def gkd_summary(df: pd.DataFrame) -> pd.DataFrame:
