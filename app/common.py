@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lab import zoo
 from lab.errors import LabError
+from lab.trainable import default_device
 from lab.io import read_json
 from lab.runs import confine, find_students
 from lab.runs import runs_root as lab_runs_root
@@ -196,7 +197,7 @@ def load_teacher(name: str, root: str | Path | None = None):
             return load_student("run", spec[1], root)
         name = spec[1].split("/")[1]
     zoo_folder(teacher_entry(name))
-    return zoo.load(teacher_entry(name), train_if_missing=False, progress=False)
+    return zoo.load(teacher_entry(name), default_device(), train_if_missing=False, progress=False)
 
 
 def load_student(source: str, ref: str, root: str | Path | None = None):
@@ -207,10 +208,11 @@ def load_student(source: str, ref: str, root: str | Path | None = None):
         if zoo_folder(ref) is None:
             raise LabError(f"zoo entry {ref!r} is not built yet: neither shipped nor cached; run "
                            f"`lab zoo build --entry {ref}`")
-        return zoo.resolve(ref, kind="generator", train_if_missing=False, progress=False).model
+        return zoo.resolve(ref, default_device(), kind="generator", train_if_missing=False, progress=False).model
     if source != "run":
         raise LabError(f"unknown student source {source!r}; allowed: zoo, run")
-    return zoo.resolve(run_folder(ref, root), kind="generator", train_if_missing=False, progress=False).model
+    return zoo.resolve(run_folder(ref, root), default_device(), kind="generator", train_if_missing=False,
+                       progress=False).model
 
 
 def stamp(ref: StudentRef) -> float:

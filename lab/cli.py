@@ -129,6 +129,17 @@ def _checkpointing(every: Optional[int]) -> dict:
 
 
 CHECKPOINT_HELP = "steps between checkpoints (default: the lab's, time-based: every few seconds)"
+DEVICE_HELP = "auto, cpu, cuda, cuda:N, mps (under torchrun: cpu or cuda; each rank takes cuda:LOCAL_RANK)"
+PRECISION_HELP = "fp32, bf16 or fp16 (autocast around the training step; fp16 scales the loss); kept on resume"
+COMPILE_HELP = "torch.compile the trained networks (kept on resume)"
+
+
+def _precision(precision: str) -> str:
+    from lab.trainable import PRECISIONS  # lazy: loaded only when a command runs
+
+    if precision not in PRECISIONS:
+        fail(f"invalid --precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    return precision
 
 
 @app.command()
@@ -148,10 +159,12 @@ def teacher_train(
     out: Path = typer.Option(..., help="output run folder (must not exist or be empty)"),
     steps: Optional[int] = bounded("steps", None, "training steps (default 4000)"),
     seed: int = bounded("seed", 0, "random seed"),
-    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
     config: Optional[str] = typer.Option(None, help="JSON object of TeacherConfig fields"),
     ema: Optional[float] = bounded("ema", None, "EMA decay of the saved weights (e.g. 0.999; the digits zoo teacher's)"),
     checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Train a flow-matching teacher on named or user data."""
@@ -159,8 +172,10 @@ def teacher_train(
     from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
     run = train_teacher_run(data, out, steps, seed, resolve_device(device), progress=not quiet,
-                            config=_json(config, "--config"), ema=ema, **_checkpointing(checkpoint_every))
-    typer.echo(f"teacher saved to {run.folder}")
+                            config=_json(config, "--config"), ema=ema, precision=_precision(precision),
+                            compile=compile, **_checkpointing(checkpoint_every))
+    if run is not None:  # None on the ranks other than 0 under torchrun
+        typer.echo(f"teacher saved to {run.folder}")
 
 
 @app.command()
@@ -181,7 +196,9 @@ def distill(
     ema: Optional[float] = bounded("ema", None, "evaluation EMA decay for the student (e.g. 0.999)"),
     checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps (default cpu; with --resume: "
-                                                    "the run's)"),
+                                                    "the run's; under torchrun: cpu or cuda)"),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Distil a teacher with a method into a run folder, or resume one."""
@@ -191,6 +208,7 @@ def distill(
     if resume is not None:
         given = [n for n, v in (("--method", method), ("--teacher", teacher), ("--out", out), ("--data", data),
                                 ("--seed", seed), ("--ema", ema)) if v is not None]
+        given += [n for n, v in (("--precision", precision != "fp32"), ("--compile", compile)) if v]
         if given:
             fail(f"--resume takes only the run folder (plus --config, --steps, --checkpoint-every, --device, "
                  f"--quiet); drop {', '.join(given)}")
@@ -200,15 +218,17 @@ def distill(
         kw = {**({"overrides": overrides} if overrides else {}), **_checkpointing(checkpoint_every),
               **({"device": resolve_device(device)} if device is not None else {})}
         run = resume_run(resume, progress=not quiet, **kw)
-        typer.echo(f"resumed and finished {run.folder}")
+        if run is not None:  # None on the ranks other than 0 under torchrun
+            typer.echo(f"resumed and finished {run.folder}")
         return
     missing = [n for n, v in (("--method", method), ("--teacher", teacher), ("--out", out)) if not v]
     if missing:
         fail(f"missing {', '.join(missing)} (or use --resume DIR)")
     run = distill_run(method, teacher, out, steps, _json(config, "--config"), seed or 0,
                       resolve_device(device or "cpu"), progress=not quiet, ema=ema, data=data,
-                      **_checkpointing(checkpoint_every))
-    typer.echo(f"student saved to {run.folder}")
+                      precision=_precision(precision), compile=compile, **_checkpointing(checkpoint_every))
+    if run is not None:  # None on the ranks other than 0 under torchrun
+        typer.echo(f"student saved to {run.folder}")
 
 
 @kd_app.command("list")
@@ -233,7 +253,9 @@ def kd_run_cmd(
     config: Optional[str] = typer.Option(None, help="JSON object of the method's config fields"),
     seed: int = bounded("seed", 0, "random seed"),
     checkpoint_every: Optional[int] = bounded("checkpoint-every", None, CHECKPOINT_HELP),
-    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    precision: str = typer.Option("fp32", help=PRECISION_HELP),
+    compile: bool = typer.Option(False, "--compile", help=COMPILE_HELP),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ):
     """Distil a teacher classifier / language model into a student (a run folder; resume with
@@ -242,7 +264,10 @@ def kd_run_cmd(
     from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
     run = kd_run(method, task, out, teacher, steps, _json(config, "--config"), seed, resolve_device(device),
-                 progress=not quiet, **_checkpointing(checkpoint_every))
+                 progress=not quiet, precision=_precision(precision), compile=compile,
+                 **_checkpointing(checkpoint_every))
+    if run is None:  # the ranks other than 0 under torchrun
+        return
     from lab.io import read_json  # lazy: loaded only when this command runs
 
     summ = read_json(run.folder / "model.json")["card"].get("summary", {})
@@ -309,11 +334,13 @@ def kd_eval(
     model: Path = typer.Option(..., help="a saved student or teacher folder (model.json + weights.safetensors)"),
     task: str = typer.Option("digits", help="the task to evaluate on"),
     split: str = typer.Option("test", help="train or test"),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps"),
 ):
     """Accuracy, NLL, ECE (and KL to the true language) of a saved classifier / language model."""
     from lab.kd import get_task, load_model  # lazy: loaded only when this command runs
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
 
-    net = load_model(model)
+    net = load_model(model, resolve_device(device))
     m = get_task(task).evaluate(net, split)
     typer.echo(json.dumps({k: round(v, 5) for k, v in m.items()}))
 
@@ -327,6 +354,8 @@ def sample(
     out: Path = typer.Option(..., help="output .npy file (must not exist unless --force; not a folder)"),
     force: bool = typer.Option(False, help="overwrite an existing --out file"),
     label: Optional[int] = typer.Option(None, help="class label for a class-conditional model (default: unconditional)"),
+    device: str = typer.Option("cpu", help="auto, cpu, cuda, cuda:N, mps (the noise is drawn on the CPU, so the "
+                                           "seed gives the same noise on any device)"),
 ):
     """Draw samples from a model folder or zoo entry and save them as .npy ((N, 2) points or (N, C, H, W) images).
 
@@ -347,7 +376,9 @@ def sample(
         fail(f"--out {out} is a folder; allowed: a .npy file path")
     if out.exists() and not force:
         fail(f"{out} exists; pass --force to overwrite")
-    gen = zoo.resolve(model, kind="generator").model
+    from lab.trainable import resolve_device  # lazy: loaded only when this command runs
+
+    gen = zoo.resolve(model, resolve_device(device), kind="generator").model
     if label is not None:
         k = max([int(getattr(net, "n_classes", 0) or 0) for net in gen.nets().values()] or [0])
         if not 0 <= label < k:

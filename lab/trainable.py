@@ -41,9 +41,50 @@ def resolve_device(device: "str | torch.device | None") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise LabError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise LabError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LabError(f"device {device!r} requested but CUDA is not available; allowed here: auto, cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LabError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices; allowed: "
+                       f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise LabError(f"device {device!r} requested but MPS is not available; allowed here: auto, cpu")
     return dev
+
+
+def default_device() -> torch.device:
+    """The device the apps (and anything without a ``--device``) run networks on: ``$LAB_DEVICE`` (auto, cpu,
+    cuda, cuda:N, mps) when set, else cpu."""
+    import os
+
+    return resolve_device(os.environ.get("LAB_DEVICE") or "cpu")
+
+
+#: --precision values: the autocast dtype of each (None: full precision)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str, device) -> str:
+    """``precision`` if torch can autocast to it on ``device``; else a one-line error naming the allowed values."""
+    if precision not in PRECISIONS:
+        raise LabError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    dev = torch.device(device)
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return precision
+    if not torch.amp.is_autocast_available(dev.type):
+        raise LabError(f"precision {precision} needs autocast, which torch {torch.__version__} does not support on "
+                       f"{dev.type}; allowed here: fp32")
+    try:
+        with torch.autocast(dev.type, dtype=dtype):
+            torch.ones(2, 2, device=dev) @ torch.ones(2, 2, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        raise LabError(f"precision {precision} is not supported by torch {torch.__version__} on {dev.type} "
+                       f"({str(e).splitlines()[0][:120]}); allowed here: fp32") from None
+    if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise LabError(f"precision bf16 is not supported by this GPU; allowed here: fp32, fp16")
+    return precision
 
 
 def cosine_decay(frac: float, floor: float = 0.0) -> float:
@@ -111,6 +152,58 @@ class Trainable:
         self.it = 0
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        #: "fp32", "bf16" or "fp16" (:meth:`set_precision`); fp16 scales the loss with ``scaler``
+        self.precision = "fp32"
+        self.scaler = None
+        #: under torchrun (lab.runs.distributed): (rank, world size), and the local batch size while a step runs
+        self._world = None
+        self._shard_n = None
+
+    # ---- precision and compilation (the run's config stores them, so a resume keeps them)
+    def set_precision(self, precision: str = "fp32") -> None:
+        """Mixed precision for the training steps: the loop runs ``step`` under :meth:`autocast`; fp16 also
+        scales the loss (a :class:`torch.amp.GradScaler`, Micikevicius et al. 2018, "Mixed Precision Training")
+        through :meth:`backward` / :meth:`optimizer_step`."""
+        self.precision = check_precision(precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+
+    def autocast(self):
+        """The autocast context of this trainable's precision (a no-op for fp32)."""
+        import contextlib
+
+        dtype = PRECISIONS.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled under fp16."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def optimizer_step(self, opt: torch.optim.Optimizer, clip: float | None = None, params=None) -> None:
+        """``opt.step()`` (after clipping ``params``' gradient norm to ``clip``), unscaled first under fp16."""
+        if self.scaler is not None:
+            if clip:
+                self.scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            self.scaler.step(opt)
+            return
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+
+    def end_step(self) -> None:
+        """After a training step (the loop calls it): the fp16 loss scale is updated once per step."""
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def compile(self) -> None:
+        """``torch.compile`` every trained network (in place: same parameters, same state_dict keys)."""
+        for k, net in self.networks.items():
+            if k in self.optimizers:
+                try:
+                    net.compile()
+                except Exception as e:  # noqa: BLE001 - torch raises many kinds; one line names it
+                    raise LabError(f"torch.compile is not supported here ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0][:120] if str(e) else ''}); run without --compile") from None
 
     def use_config(self, config) -> None:
         """Set ``self.config`` from an instance of ``self.Config``, a dict of its fields or None (the defaults),
@@ -123,14 +216,27 @@ class Trainable:
         self.total_steps = config.steps
 
     # ---- randomness: drawn on the CPU, moved to the device
+    def _draw(self, fn, shape) -> torch.Tensor:
+        """``fn(shape)`` from the shared generator. Under torchrun, while a step runs, a draw whose first
+        dimension is the local batch is drawn for the global batch and this rank's slice kept, so the numbers are
+        those of one process (see lab.runs.distributed)."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
+        k = self._shard_n
+        if k is not None and self._world is not None and len(shape) >= 1 and int(shape[0]) == k:
+            rank, size = self._world
+            full = fn((k * size, *shape[1:]))
+            return full[rank * k:(rank + 1) * k].to(self.device)
+        return fn(tuple(shape)).to(self.device)
+
     def randn(self, *shape) -> torch.Tensor:
-        return torch.randn(*shape, generator=self.rng).to(self.device)
+        return self._draw(lambda s: torch.randn(*s, generator=self.rng), shape)
 
     def rand(self, *shape) -> torch.Tensor:
-        return torch.rand(*shape, generator=self.rng).to(self.device)
+        return self._draw(lambda s: torch.rand(*s, generator=self.rng), shape)
 
     def randint(self, low, high, shape) -> torch.Tensor:
-        return torch.randint(low, high, shape, generator=self.rng).to(self.device)
+        return self._draw(lambda s: torch.randint(low, high, s, generator=self.rng), (tuple(shape),))
 
     # ---- nets and optimisers
     def add_net(self, name: str, net: nn.Module, lr: float | None = None, **opt_kwargs) -> nn.Module:
@@ -160,6 +266,7 @@ class Trainable:
             "nets": {k: n.state_dict() for k, n in self.networks.items()},
             "opts": {k: o.state_dict() for k, o in self.optimizers.items()},
             "extra": self.extra_state(),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state_dict(self, sd: dict) -> None:
@@ -173,3 +280,5 @@ class Trainable:
             self.networks[k].load_state_dict(s)
         for k, s in sd["opts"].items():
             self.optimizers[k].load_state_dict(s)
+        if self.scaler is not None and sd.get("scaler"):
+            self.scaler.load_state_dict(sd["scaler"])

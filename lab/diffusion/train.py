@@ -85,10 +85,8 @@ class TeacherTraining(Trainable):
         loss = sq_dist(out, target).mean()
         opt = self.optimizers["denoiser"]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.grad_clip)
-        opt.step()
+        self.backward(loss)  # scaled under fp16; under torchrun DDP averages the gradients across ranks here
+        self.optimizer_step(opt, c.grad_clip, self.net.parameters())
         self.sched.step()
         return StepOutput(losses={"denoise": loss.item()}, metrics={"lr": self.sched.get_last_lr()[0]}, stage="teacher")
 

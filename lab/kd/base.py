@@ -227,9 +227,9 @@ class KDMethod(Trainable):
     def optimize(self, loss: torch.Tensor) -> None:
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)  # scaled under fp16; under torchrun DDP averages the gradients across ranks here
         for o in self.optimizers.values():
-            o.step()
+            self.optimizer_step(o)
 
     def after_step(self, batch: dict, it: int, loss: float, terms: dict) -> dict:
         """Hook after the optimiser step (adaptive schedules); returns extra metrics."""

@@ -330,10 +330,8 @@ class Method(Trainable):
     def opt_step(self, name: str, loss: torch.Tensor, clip: float | None = None) -> None:
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(self.networks[name].parameters(), clip)
-        opt.step()
+        self.backward(loss)  # scaled under fp16; under torchrun DDP averages the gradients across ranks here
+        self.optimizer_step(opt, clip, self.networks[name].parameters())
 
     def config_dict(self) -> dict:
         return asdict(self.config)

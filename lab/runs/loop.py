@@ -57,7 +57,7 @@ def train(trainable, steps: int | None = None, callbacks: Iterable[Callback] = (
         while trainable.it < total:
             it = trainable.it
             batch = trainable.sample_batch(it)
-            out = trainable.step(batch, it)
+            out = _step(trainable, batch, it)
             trainable.it = it + 1
             state = LoopState(trainable.it, total, out, trainable)
             for cb in callbacks:
@@ -68,6 +68,35 @@ def train(trainable, steps: int | None = None, callbacks: Iterable[Callback] = (
     finally:
         for cb in callbacks:
             cb.close()
+
+
+def _step(trainable, batch, it: int) -> StepOutput:
+    """One step, under the trainable's autocast (``set_precision``); under torchrun (``_world`` set by
+    :func:`lab.runs.distributed.wrap`) on this rank's slice of the global batch, with the losses and metrics
+    averaged across ranks."""
+    world = getattr(trainable, "_world", None)
+    if world is None:
+        with trainable.autocast() if hasattr(trainable, "autocast") else _null():
+            out = trainable.step(batch, it)
+        if hasattr(trainable, "end_step"):
+            trainable.end_step()
+        return out
+    from lab.runs import distributed  # lazy: only under torchrun
+
+    rank, size = world
+    n = distributed.global_batch_size(trainable, batch)
+    with distributed.local_step(trainable, n, size), trainable.autocast():
+        out = trainable.step(distributed.shard(batch, n, rank, size), it)
+    trainable.end_step()
+    if it == 0 or (it + 1) % distributed.SYNC_CHECK_EVERY == 0 or it + 1 >= trainable.total_steps:
+        distributed.check_in_sync(trainable, it + 1)
+    return distributed.reduce_output(out)
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def distill(method, steps: int | None = None, callbacks: Iterable[Callback] = ()) -> Iterator[LoopState]:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from lab.errors import DivergenceError, LabError
 from lab.io import zoo_entry_name
+from lab.runs import distributed
 from lab.runs.loop import EMA, Checkpoint, Guard, ProgressBar, Recorder, train
 from lab.runs.run import Run
-from lab.trainable import resolve_reference
+from lab.trainable import PRECISIONS, resolve_reference
 
 
 def resolve_teacher(ref: str, device="cpu", data: str | None = None):
@@ -68,30 +69,58 @@ def _given(config: dict | None, steps: int | None) -> dict:
     return {**(config or {}), **({"steps": int(steps)} if steps else {})}
 
 
-def _start(out, cfg: dict, device, progress: bool, overwrite: bool, checkpoint_every: int | None) -> Run:
+def _check_options(precision: str, compile: bool) -> dict:
+    """The run-config entries of ``--precision`` / ``--compile`` (checked before a folder is made)."""
+    if precision not in PRECISIONS:
+        raise LabError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    if compile and distributed.env_world() is not None:
+        raise LabError("--compile under torchrun is not supported here (untested with DDP); drop --compile")
+    return {**({"precision": precision} if precision != "fp32" else {}), **({"compile": True} if compile else {})}
+
+
+def _start(out, cfg: dict, device, progress: bool, overwrite: bool, checkpoint_every: int | None) -> "Run | None":
     """A new run from its run config ``cfg`` (config.json before the build fills it in): built by
-    :func:`build_run`, as a resume is, then config.json written and the trainable trained."""
+    :func:`build_run`, as a resume is, then config.json written and the trainable trained. Under torchrun
+    (:mod:`lab.runs.distributed`) every rank builds and trains; only rank 0 writes the folder (the other ranks
+    return None)."""
+    world, device = distributed.init(device)
+    if world is not None:
+        cfg = {**cfg, "device": str(device).split(":")[0]}
     tr, recipe, data_spec = build_run(cfg, device)
-    run = Run.create(out, _completed(cfg, tr, recipe, data_spec), overwrite=overwrite)
-    return _finish(run, tr, run_callbacks(run, tr, cfg["ema"], progress, ckpt_every=checkpoint_every),
-                   data_spec=data_spec, recipe=recipe)
+    if world is None:
+        run = Run.create(out, _completed(cfg, tr, recipe, data_spec), overwrite=overwrite)
+        return _finish(run, tr, run_callbacks(run, tr, cfg["ema"], progress, ckpt_every=checkpoint_every),
+                       data_spec=data_spec, recipe=recipe)
+    distributed.check_supported(cfg.get("kind", "distill"), tr)
+    run = None
+    if world.main:
+        try:
+            run = Run.create(out, _completed(cfg, tr, recipe, data_spec), overwrite=overwrite)
+        except BaseException:
+            distributed.agree(False)
+            raise
+    if not distributed.agree(True):
+        raise LabError(f"rank 0 could not create the run folder {out} (see its error)")
+    distributed.wrap(tr, world)
+    cbs = run_callbacks(run, tr, cfg["ema"], progress, ckpt_every=checkpoint_every) if world.main else [Guard()]
+    return _finish(run, tr, cbs, data_spec=data_spec, recipe=recipe)
 
 
 def train_teacher_run(data: str, out, steps: int | None = None, seed: int = 0, device="cpu", progress=True,
                       overwrite=False, config: dict | None = None, ema: float | None = None,
-                      checkpoint_every: int | None = None):
+                      checkpoint_every: int | None = None, precision: str = "fp32", compile: bool = False):
     _check_ema(ema)
     cfg = {"kind": "teacher", "data": data, "config": _given(config, steps), "seed": seed, "device": str(device),
-           "steps": steps, "ema": ema}
+           "steps": steps, "ema": ema, **_check_options(precision, compile)}
     return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
 def distill_run(method: str, teacher: str, out, steps: int | None = None, config: dict | None = None, seed: int = 0,
                 device="cpu", progress=True, ema: float | None = None, overwrite=False, data: str | None = None,
-                checkpoint_every: int | None = None):
+                checkpoint_every: int | None = None, precision: str = "fp32", compile: bool = False):
     _check_ema(ema)
     cfg = {"kind": "distill", "method": method, "config": _given(config, steps), "teacher": teacher, "data": data,
-           "seed": seed, "device": str(device), "steps": steps, "ema": ema}
+           "seed": seed, "device": str(device), "steps": steps, "ema": ema, **_check_options(precision, compile)}
     return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
@@ -101,7 +130,7 @@ def default_kd_teacher(task: str) -> str:
 
 def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int | None = None,
            config: dict | None = None, seed: int = 0, device="cpu", progress=True, overwrite=False, ema=None,
-           checkpoint_every: int | None = None):
+           checkpoint_every: int | None = None, precision: str = "fp32", compile: bool = False):
     """Knowledge distillation into a run folder: the student classifier / language model is saved there."""
     from lab.kd import get, get_task  # lazy: each recipe loads only what it runs
 
@@ -111,7 +140,7 @@ def kd_run(method: str, task: str, out, teacher: str | None = None, steps: int |
     if teacher is None and cls.needs_teacher:
         teacher = default_kd_teacher(tk.name)
     cfg = {"kind": "kd", "method": method, "config": _given(config, steps), "teacher": teacher, "task": tk.name,
-           "seed": seed, "device": str(device), "steps": steps, "ema": ema}
+           "seed": seed, "device": str(device), "steps": steps, "ema": ema, **_check_options(precision, compile)}
     return _start(out, cfg, device, progress, overwrite, checkpoint_every)
 
 
@@ -129,7 +158,19 @@ def dd_run(method: str, out, ipc: int | None = None, steps: int | None = None, c
 
 def build_run(cfg: dict, device):
     """The trainable a run config describes -> (trainable, recipe, data spec): the one way a run's trainable is
-    built, for a new run (whose ``config`` holds only the fields given) and for a resumed one (config.json)."""
+    built, for a new run (whose ``config`` holds only the fields given) and for a resumed one (config.json),
+    with the run's ``precision`` and ``compile`` applied."""
+    tr, recipe, data_spec = _build(cfg, device)
+    if cfg.get("precision", "fp32") != "fp32":
+        if not hasattr(tr, "set_precision"):
+            raise LabError(f"precision {cfg['precision']} is not supported for {cfg.get('kind')} runs; allowed: fp32")
+        tr.set_precision(cfg["precision"])
+    if cfg.get("compile"):
+        tr.compile()
+    return tr, recipe, data_spec
+
+
+def _build(cfg: dict, device):
     kind = cfg.get("kind", "distill")
     try:
         if kind == "teacher":
@@ -210,11 +251,34 @@ def resume_run(folder, progress=True, device=None, overrides: dict | None = None
     ``resumes``. A ``config.json`` edited by hand since the checkpoint is refused, never silently ignored.
     The folder is locked for the whole resume."""
     run = Run.open(folder)
+    w = distributed.env_world()
+    if w is not None and not w.main:
+        return _resume_follower(run, device)
     run.acquire()
     try:
         return _resume_locked(run, progress, device, dict(overrides or {}), checkpoint_every)
     finally:
         run.release()
+
+
+def _resume_follower(run: Run, device):
+    """A rank other than 0 under torchrun: waits for rank 0 to settle the folder (overrides, config.json), then
+    loads the same checkpoint read-only and trains its shard; writes nothing."""
+    cfg = run.config
+    world, dev = distributed.init(device or cfg.get("device", "cpu"))
+    if not distributed.agree(True):
+        raise LabError(f"rank 0 could not resume {run.folder} (see its error)")
+    run = Run.open(run.folder)
+    cfg = run.config
+    tr, recipe, data_spec = build_run(cfg, dev)
+    if run.has_checkpoint():
+        tr.load_state_dict(run.load_checkpoint()["trainable"])
+    done = tr.it >= tr.total_steps and run.has_model()
+    if done:
+        return None
+    distributed.check_supported(cfg.get("kind", "distill"), tr)
+    distributed.wrap(tr, world)
+    return _finish(None, tr, [Guard()], data_spec=data_spec, recipe=recipe)
 
 
 def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every):
@@ -230,6 +294,7 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
             raise LabError(f"{run.folder}/config.json was edited after its last checkpoint ({diff}); hand edits are "
                            "not applied: restore it and pass changes on resume, e.g. --config '{\"lr\": 0.0001}'")
     dev = device or cfg.get("device", "cpu")
+    world, dev = distributed.init(dev)
     new_cfg = _with_overrides(cfg, overrides) if overrides else cfg
     tr, recipe, data_spec = build_run(new_cfg, dev)
     if overrides:
@@ -259,14 +324,36 @@ def _resume_locked(run: Run, progress, device, overrides: dict, checkpoint_every
         ck.save(tr)  # the checkpoint carries the new config first; then config.json says it too
         run.write_config(new_cfg)
         cfg = new_cfg
-    if tr.it >= tr.total_steps and run.has_model():
+    done = tr.it >= tr.total_steps and run.has_model()
+    if world is not None:
+        distributed.agree(True)  # the other ranks read the settled folder from here on
+        if done:
+            return run
+        distributed.check_supported(cfg.get("kind", "distill"), tr)
+        distributed.wrap(tr, world)
+    if done:
         return run
     return _finish(run, tr, cbs, data_spec=data_spec, recipe=recipe)
 
 
-def _finish(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run:
+def _finish(run: "Run | None", trainable, callbacks, data_spec: str, recipe: dict) -> "Run | None":
     """Train to the end under the run's lock and save the model; a divergence is one line naming the
-    last good checkpoint."""
+    last good checkpoint. ``run`` is None on the ranks other than 0 under torchrun: they train their shard and
+    write nothing."""
+    if run is None:
+        for _ in train(trainable, callbacks=callbacks):
+            pass
+        distributed.barrier()  # rank 0 has saved the model
+        distributed.unwrap(trainable)
+        return None
+    out = _finish_main(run, trainable, callbacks, data_spec, recipe)
+    if distributed.current() is not None:
+        distributed.barrier()  # the other ranks return once the model is saved
+        distributed.unwrap(trainable)
+    return out
+
+
+def _finish_main(run: Run, trainable, callbacks, data_spec: str, recipe: dict) -> Run:
     run.acquire()
     try:
         ck = next((c for c in callbacks if isinstance(c, Checkpoint)), None)

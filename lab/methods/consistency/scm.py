@@ -339,14 +339,17 @@ class SCM(ConsistencyMethod):
         names = ["student"] + (["logvar"] if self.config.adaptive else [])
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)  # scaled under fp16 (lab.trainable.Trainable.backward)
         if self._time_mask is not None and self._time_mask[0].grad is not None:
             w, mask = self._time_mask
             w.grad[:, mask] = 0.0
         if self.config.clip:
+            if self.scaler is not None:
+                for n in names:
+                    self.scaler.unscale_(self.optimizers[n])
             torch.nn.utils.clip_grad_norm_(self.cm.parameters(), self.config.clip)
         for n in names:
-            self.optimizers[n].step()
+            self.optimizer_step(self.optimizers[n])
 
     def set_lr(self, it):
         """Cosine decay of every optimiser's learning rate (a function of it alone, so resume is exact)."""

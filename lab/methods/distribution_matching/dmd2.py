@@ -224,11 +224,9 @@ class DMD2(OneStepDistributionMatching):
         c = self.config
         for n in names:
             self.optimizers[n].zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)  # scaled under fp16 (lab.trainable.Trainable.backward)
         for n in names:
-            if c.clip:
-                torch.nn.utils.clip_grad_norm_(self.networks[n].parameters(), c.clip)
-            self.optimizers[n].step()
+            self.optimizer_step(self.optimizers[n], c.clip, self.networks[n].parameters())
 
     def step(self, batch, it):
         c = self.config

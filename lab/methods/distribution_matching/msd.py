@@ -302,9 +302,9 @@ class MSD(Method):
         loss = sq_dist(self.generate(p["z"], p["y"]), p["x"]).mean()
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
-        loss.backward()
+        self.backward(loss)  # scaled under fp16 (lab.trainable.Trainable.backward)
         for o in self.optimizers.values():
-            o.step()
+            self.optimizer_step(o)
         return StepOutput(losses={"reg": loss.item()}, stage="msd")
 
     def generator(self) -> RoutedGenerator:
