@@ -141,7 +141,8 @@ class Guard(Callback):
     After every step it checks each loss term (finite, and not beyond ``factor`` times the running median
     of its own magnitude over the last ``window`` steps, from its second step on: a divergence at lr 1000 is
     10^10 after ONE step, so waiting for a longer warm-up would let the median itself diverge), and
-    every parameter and gradient of the trainable's networks (finite). A failure raises
+    every parameter and gradient of the trainable's networks (finite; under fp16 the parameters only, since the
+    loss scaler skips a step whose scaled gradient overflowed). A failure raises
     :class:`~lab.errors.DivergenceError` naming the step and the term. It sits before the checkpoint
     callback, so the bad step is never checkpointed; the checkpoint itself refuses non-finite optimiser
     state (:func:`assert_finite_state`).
@@ -174,13 +175,16 @@ class Guard(Callback):
             if len(h) > self.window:
                 del h[0]
         if self.check_params and hasattr(state.trainable, "nets"):
+            # under fp16 the gradients are the SCALED ones: an overflow there is expected, and the GradScaler skips
+            # that step and lowers the scale (the parameters, checked here, stay finite)
+            scaled = getattr(state.trainable, "scaler", None) is not None
             for name, net in state.trainable.nets().items():
                 for pname, p in net.named_parameters():
                     if not p.requires_grad:  # frozen (a teacher, a target copy): training cannot make it diverge
                         continue
                     if not bool(torch.isfinite(p).all()):
                         raise DivergenceError(step, f"parameter {name}.{pname}", "is not finite")
-                    if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                    if not scaled and p.grad is not None and not bool(torch.isfinite(p.grad).all()):
                         raise DivergenceError(step, f"gradient of {name}.{pname}", "is not finite")
 
     def state_dict(self):
