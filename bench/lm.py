@@ -214,9 +214,7 @@ def readme_table() -> str:
 def write(path=None) -> str:
     import results_md as rm
 
-    text = section(json.loads(RESULTS.read_text()))
-    rm.replace_section(KEY, text, rm.RESULTS_MD if path is None else path)
-    return text
+    return rm.write_from_json(KEY, section, RESULTS, path)
 
 
 def main(argv=None) -> None:

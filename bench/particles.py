@@ -17,7 +17,6 @@ then its own section of bench/RESULTS.md (between ``<!-- results:particles:... -
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -97,9 +96,7 @@ def write(path=None) -> str:
     """Rewrite this script's section of RESULTS.md (``path``, default bench/RESULTS.md) from ``RESULTS``."""
     import results_md as rm
 
-    text = section(json.loads(RESULTS.read_text()))
-    rm.replace_section(KEY, text, rm.RESULTS_MD if path is None else path)
-    return text
+    return rm.write_from_json(KEY, section, RESULTS, path)
 
 
 def main(argv=None) -> None:

@@ -86,10 +86,7 @@ if method in EXPERT_KIND:
     st.subheader("Expert and student trajectories (PCA of the parameters)")
     st.plotly_chart(viz.parameter_paths_figure(paths_table(method, ipc)), key="dd_paths")
     st.subheader("Accumulated trajectory error: MTT against FTD")
-    import pandas as pd
-
-    te = pd.concat([pd.DataFrame(card["trajectory_error"][f"{m}/ipc{ipc}"]).assign(method=m) for m in ("mtt", "ftd")])
-    st.plotly_chart(viz.trajectory_error_figure(te), key="dd_ate")
+    st.plotly_chart(viz.trajectory_error_figure(probes.shipped_trajectory_error(card, ipc)), key="dd_ate")
     st.caption("A net trained on the distilled set from each expert's initialisation, against the expert at the same "
                "epoch (test loss gap; each method against its own experts: SGD for MTT, SAM for FTD).")
 

@@ -114,6 +114,17 @@ def accuracy_table(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "ipc", "acc", "acc_std", "n"])
 
 
+def shipped_trajectory_error(card: dict, ipc: int, methods=("mtt", "ftd")) -> pd.DataFrame:
+    """The shipped accumulated-trajectory-error rows (the showcase card's, written by bench/dd.py) of ``methods`` at
+    ``ipc`` images per class, one table with a ``method`` column (``lab.viz.dd.trajectory_error_figure``)."""
+    te = card.get("trajectory_error", {})
+    missing = [m for m in methods if f"{m}/ipc{ipc}" not in te]
+    if missing:
+        raise LabError(f"no shipped trajectory error for {', '.join(missing)} at ipc {ipc}; allowed: "
+                       f"{', '.join(sorted(te)) or 'none (run python bench/dd.py)'}")
+    return pd.concat([pd.DataFrame(te[f"{m}/ipc{ipc}"]).assign(method=m) for m in methods], ignore_index=True)
+
+
 def showcase(folder: Path | None = None) -> dict:
     """The shipped distilled sets: ``{"card": {...}, "sets": {"<method>/ipc<k>": {"images", "labels", "lr",
     "frames", "its", "acc_seed0"}}}``, from ``assets/zoo/dd/showcase.safetensors`` + ``showcase.json``."""
