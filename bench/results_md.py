@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "particles": ("bench/particles.py", ("## Score distillation on particles",)),
     "lm": ("bench/lm.py", ("## Language models: gkd, teacher hacking, osd",)),
     "dd": ("bench/dd.py", ("## Dataset distillation (8x8 digits)",)),
+    "scaling": ("bench/scaling.py", ("## How the cost grows (issue 18: speed-ups, overheads, scaling)",)),
 }
 
 
@@ -116,6 +117,16 @@ def with_section(old: str, key: str, text: str) -> str:
     if not new.startswith(TITLE + "\n"):
         new = PREAMBLE + new.lstrip("\n")
     return new
+
+
+def write_from_json(key: str, render, results: Path | str, path: Path | str | None = None) -> str:
+    """Section ``key`` rendered by ``render(dict)`` from the JSON file ``results`` and written into ``path``
+    (RESULTS.md by default) by :func:`replace_section`; returns the text. A script's ``write`` in one line."""
+    import json
+
+    text = render(json.loads(Path(results).read_text()))
+    replace_section(key, text, RESULTS_MD if path is None else path)
+    return text
 
 
 def replace_section(key: str, text: str, path: Path | str = RESULTS_MD) -> None:

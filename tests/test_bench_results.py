@@ -64,6 +64,7 @@ WRITERS = {
     "particles": lambda path: _load("particles").write(path),
     "dd": lambda path: _load("dd").write(path),
     "lm": lambda path: _load("lm").write(path),
+    "scaling": lambda path: _load("scaling").write(path),
 }
 
 
