@@ -83,7 +83,7 @@ def check_precision(precision: str, device) -> str:
         raise LabError(f"precision {precision} is not supported by torch {torch.__version__} on {dev.type} "
                        f"({str(e).splitlines()[0][:120]}); allowed here: fp32") from None
     if precision == "bf16" and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise LabError(f"precision bf16 is not supported by this GPU; allowed here: fp32, fp16")
+        raise LabError("precision bf16 is not supported by this GPU; allowed here: fp32, fp16")
     return precision
 
 
