@@ -292,7 +292,7 @@ def load_digits(name: str):
     """The digits teacher or a digits student from the zoo, never trained on the spot (an entry that leaves the
     zoo roots through a symlink is refused)."""
     zoo_folder(digits_entry(name))
-    return zoo.load(digits_entry(name), train_if_missing=False, progress=False)
+    return zoo.load(digits_entry(name), default_device(), train_if_missing=False, progress=False)
 
 
 def digits_pixel(n_labels: int) -> int:

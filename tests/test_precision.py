@@ -86,3 +86,30 @@ def test_compile_matches_eager_on_one_tiny_mlp_step():
     print("eager vs compiled loss:", l0, l1)
     assert abs(l0 - l1) < 1e-5 * max(1.0, abs(l0))
     assert max(float((a - b).abs().max()) for a, b in zip(p0, p1)) < 1e-6
+
+
+def test_lab_device_is_what_the_apps_load_on_and_a_bad_one_is_a_one_line_error(monkeypatch):
+    """The apps' device comes from $LAB_DEVICE through lab.trainable.default_device (cpu when unset); a value this
+    machine cannot serve is refused with one line naming what is allowed, where the app loads its teacher."""
+    import sys
+
+    from lab.errors import LabError
+    from lab.trainable import default_device
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "app"))
+    import common
+
+    monkeypatch.delenv("LAB_DEVICE", raising=False)
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setenv("LAB_DEVICE", "cpu")
+    teacher = common.load_teacher("8gaussians")
+    assert all(p.device == torch.device("cpu") for net in teacher.nets().values() for p in net.parameters())
+    for bad, allowed in (("tpu", "auto, cpu, cuda, cuda:N, mps"),
+                         ("cuda" if not torch.cuda.is_available() else "cuda:99", "allowed")):
+        monkeypatch.setenv("LAB_DEVICE", bad)
+        try:
+            default_device()
+        except LabError as e:
+            assert allowed in str(e) and "\n" not in str(e), str(e)
+        else:
+            raise AssertionError(f"LAB_DEVICE={bad} was accepted")

@@ -27,6 +27,7 @@ from lab.probes import divergence as divprobe  # noqa: E402
 from lab.probes import embeddings as emb  # noqa: E402
 from lab.probes import kd as probes  # noqa: E402
 from lab.runs import live_kd  # noqa: E402
+from lab.trainable import default_device  # noqa: E402
 from lab.viz import divergence as divviz  # noqa: E402
 from lab.viz import kd as viz  # noqa: E402
 from lab.viz.calibration import reliability_figure  # noqa: E402
@@ -52,7 +53,7 @@ ss.setdefault("kd_playing", False)
 
 @st.cache_resource(show_spinner="loading the teacher…")
 def teacher_net(task: str):
-    return lab.kd.load_teacher(lab.zoo.entry_name("kd", task))
+    return lab.kd.load_teacher(lab.zoo.entry_name("kd", task), device=default_device())
 
 
 @st.cache_data(show_spinner="fitting students under each divergence…", max_entries=16)
@@ -149,7 +150,7 @@ settings = (task, method, steps, n_train, repr(sorted(student.items())), seed)
 if ss.get("kd_key") != settings:
     try:
         sess = live_kd.KDLiveSession(
-            method, task, config, seed=seed, teacher=teacher_net(task),
+            method, task, config, seed=seed, teacher=teacher_net(task), device=default_device(),
             callbacks=lambda run: ([probes.CKATracker(every=max(1, steps // 5), n=CKA_PROBE, seed=0)]
                                    if run == method else []))
     except LabError as e:  # a method that cannot train this student on this task

@@ -26,6 +26,7 @@ from lab.methods import get_method  # noqa: E402
 from lab.probes.fields import field_caption, field_kind, method_field  # noqa: E402
 from lab.probes.particles import SIDE_BY_SIDE, score_distillation_side_by_side  # noqa: E402
 from lab.runs import live  # noqa: E402
+from lab.trainable import default_device  # noqa: E402
 from lab.viz import live as liveviz  # noqa: E402
 from lab.viz import particles as particleviz  # noqa: E402
 
@@ -63,7 +64,7 @@ state.setdefault("live_canvas_gen", 0)    # bumped to give the canvas a fresh se
 
 @st.cache_resource(show_spinner="loading the teacher…")
 def zoo_teacher(entry: str):
-    return zoo.load(entry, train_if_missing=False, progress=False)
+    return zoo.load(entry, default_device(), train_if_missing=False, progress=False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -84,7 +85,7 @@ def upload_teacher(slot: dict, what: str = "your points"):
         if slot["teacher"] is None:
             bar = st.progress(0.0, text=f"training a teacher on {what}…")
             slot["teacher"] = live.train_points_teacher(
-                slot["source"], seed=0,
+                slot["source"], seed=0, device=default_device(),
                 progress=lambda f: bar.progress(f, text=f"training a teacher on {what}: {f:.0%}"))
             bar.empty()
     return slot["teacher"]
@@ -247,13 +248,13 @@ if state.get("live_key") != settings:
     try:
         if kind == ZOO:
             sess = live.LiveSession(method, zoo_teacher(entry), f"toy2d:{dist}", config, seed, field=live_field,
-                                    n=POINTS, teacher_ref=entry)
+                                    n=POINTS, teacher_ref=entry, device=default_device())
         elif kind == DRAW:
             sess = live.LiveSession(method, upload_teacher(slot, "your drawing"), slot["source"], config, seed,
-                                    field=live_field, n=POINTS)
+                                    field=live_field, n=POINTS, device=default_device())
         else:
             sess = live.LiveSession(method, upload_teacher(slot), slot["source"], config, seed,
-                                    field=live_field, n=POINTS)
+                                    field=live_field, n=POINTS, device=default_device())
     except LabError as e:
         state.pop("live_session", None)
         state.pop("live_key", None)
