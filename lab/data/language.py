@@ -155,12 +155,17 @@ def _floor(p: np.ndarray, eps: float = 1e-6) -> np.ndarray:
 
 
 def kl_to_truth(model_logits: torch.Tensor, tokens: torch.Tensor, language: SyntheticLanguage) -> float:
-    """Mean over sequences and positions of ``KL(p_true || p_model)`` (nats).
+    """Mean over sequences and positions of ``KL(p_true || p_model)`` (nats): the mean of :func:`kl_rows_to_truth`.
 
     ``model_logits`` (n, L, V'): row ``i`` predicts the token after position ``i`` of
     ``tokens`` (n, >= L). ``V'`` is ``vocab`` or ``vocab + 1`` (a model that also scores BOS:
     the mass it puts on BOS counts as lost; the truth gives BOS probability 0).
     """
+    return float(kl_rows_to_truth(model_logits, tokens, language).mean())
+
+
+def kl_rows_to_truth(model_logits: torch.Tensor, tokens: torch.Tensor, language: SyntheticLanguage) -> torch.Tensor:
+    """``KL(p_true || p_model)`` per sequence and position: float64 (n, L) on the CPU (see :func:`kl_to_truth`)."""
     if not isinstance(language, SyntheticLanguage):
         raise LabError(f"language must be a SyntheticLanguage, got {type(language).__name__}")
     if not isinstance(model_logits, torch.Tensor) or model_logits.ndim != 3:
@@ -174,5 +179,4 @@ def kl_to_truth(model_logits: torch.Tensor, tokens: torch.Tensor, language: Synt
         raise LabError(f"tokens must have shape ({n}, >= {L}) to match model_logits, got {got}")
     p_true = language._true_probs64(language._check_tokens(tokens))[:, :L]
     logq = torch.log_softmax(model_logits.detach().double().cpu(), dim=-1)[..., :language.vocab]
-    kl = (p_true * (torch.log(p_true) - logq)).sum(-1)
-    return float(kl.mean())
+    return (p_true * (torch.log(p_true) - logq)).sum(-1)

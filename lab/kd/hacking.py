@@ -58,7 +58,8 @@ import torch.nn.functional as F
 
 from lab.data.language import SyntheticLanguage
 from lab.errors import LabError
-from lab.kd.logit.gkd import cached_lm_nets, divergence_rows, kl_rows_to_truth, sample_continuations
+from lab.data.language import kl_rows_to_truth
+from lab.kd.logit.gkd import cached_lm_nets, divergence_rows, sample_continuations
 from lab.nets.classifiers import TinyLM
 from lab.trainable import resolve_device
 

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 import torch
 
 from lab.config import param
+from lab.data.language import kl_rows_to_truth  # the per-position KL to the truth, re-exported for the LM family
 from lab.errors import LabError
 from lab.io import ZOO_ASSETS, atomic_write_json, cache_root, load_tensors, read_json, save_tensors
 from lab.kd.base import KDConfig, KDMethod, KDTargets, flat, register
@@ -134,15 +135,6 @@ def kl_on_samples(net, language, n: int = 256, prompt_len: int = 1, length: int 
     P = prompts.shape[1]
     z = logits_of(net.eval()(seqs[:, :length]))
     return kl_rows_to_truth(z, seqs, language)[:, P - 1:].mean().item()
-
-
-def kl_rows_to_truth(model_logits: torch.Tensor, tokens: torch.Tensor, language) -> torch.Tensor:
-    """KL(p_true || p_model) per sequence and position, float64 (n, L) on the CPU: row i of ``model_logits``
-    (n, L, V) predicts the token after position i of ``tokens`` (n, >= L, BOS first); BOS mass counts as lost."""
-    L = model_logits.shape[1]
-    p_true = language.true_next_token_probs(tokens.cpu()).double()[:, :L].clamp_min(1e-30)
-    logq = torch.log_softmax(model_logits.detach().double().cpu(), -1)[..., :language.vocab]
-    return (p_true * (p_true.log() - logq)).sum(-1)
 
 
 #: where the small language models of the LM family (lab.kd.hacking, lab.kd.speculative) are shipped
