@@ -12,7 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # app/ (for state), also under AppTest
@@ -84,12 +83,8 @@ st.caption("Tiapkin et al. 2025: an oracle (the true language), a teacher traine
 regimes = url.multiselect("Regimes", list(H.REGIMES), key="lm_regimes", param="regimes", default=list(H.REGIMES))
 if st.button("Run the study here (500 steps per student, seed 0)", key="lm_run_hacking"):
     bar = st.progress(0.0, text="teacher hacking…")
-    parts, todo = [], regimes or list(H.REGIMES)
-    teacher = H.hacking_teacher()
-    for i, r in enumerate(todo):
-        parts.append(H.run_regime(r, 0, teacher))
-        bar.progress((i + 1) / len(todo), text=f"{r} done")
-    ss.lm_hacking = pd.concat(parts, ignore_index=True)
+    ss.lm_hacking = H.teacher_hacking_study(seeds=(0,), regimes=regimes or list(H.REGIMES),
+                                            on_run=lambda f, t: bar.progress(f, text=t))
     bar.empty()
 hdf = ss.lm_hacking if "lm_hacking" in ss else res["hacking"]
 hdf = hdf[hdf["regime"].isin(regimes)] if regimes else hdf

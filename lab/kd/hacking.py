@@ -185,9 +185,10 @@ def run_regime(regime: str, seed: int = 0, teacher=None, device=None, progress: 
 
 
 def teacher_hacking_study(seeds=(0, 1, 2), regimes=REGIMES, device=None, progress: bool = False,
-                          **overrides) -> pd.DataFrame:
+                          on_run=None, **overrides) -> pd.DataFrame:
     """The tidy table of the study: columns regime, seed, step, epoch, proxy, golden, train_loss (and wall_s per
-    run); ``overrides`` change :data:`DEFAULTS` (steps, batch, lr, offline_data, eval_every, eval_n)."""
+    run); ``overrides`` change :data:`DEFAULTS` (steps, batch, lr, offline_data, eval_every, eval_n).
+    ``on_run(fraction done, text)`` is called after each (regime, seed) run (an app's progress bar)."""
     seeds = list(seeds)
     if not seeds:
         raise LabError("seeds must name at least one seed")
@@ -202,6 +203,8 @@ def teacher_hacking_study(seeds=(0, 1, 2), regimes=REGIMES, device=None, progres
             df = run_regime(r, s, teacher, device, progress, **overrides)
             df["wall_s"] = time.perf_counter() - t0
             out.append(df)
+            if on_run is not None:
+                on_run(len(out) / (len(regimes) * len(seeds)), f"{r}, seed {s} done")
     return pd.concat(out, ignore_index=True)
 
 
