@@ -76,10 +76,9 @@ def _step(trainable, batch, it: int) -> StepOutput:
     averaged across ranks."""
     world = getattr(trainable, "_world", None)
     if world is None:
-        with trainable.autocast() if hasattr(trainable, "autocast") else _null():
+        with trainable.autocast():
             out = trainable.step(batch, it)
-        if hasattr(trainable, "end_step"):
-            trainable.end_step()
+        trainable.end_step()
         return out
     from lab.runs import distributed  # lazy: only under torchrun
 
@@ -91,12 +90,6 @@ def _step(trainable, batch, it: int) -> StepOutput:
     if it == 0 or (it + 1) % distributed.SYNC_CHECK_EVERY == 0 or it + 1 >= trainable.total_steps:
         distributed.check_in_sync(trainable, it + 1)
     return distributed.reduce_output(out)
-
-
-def _null():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def distill(method, steps: int | None = None, callbacks: Iterable[Callback] = ()) -> Iterator[LoopState]:
