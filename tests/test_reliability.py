@@ -138,8 +138,11 @@ def test_a_folder_killed_before_its_first_checkpoint_resumes_from_the_start(refe
     cfg = Run.open(reference.folder).config
     (folder / "config.json").write_text(json.dumps(cfg))
     (folder / ".metrics.csv.abc123.tmp").write_text("half")
+    (folder / ".tmp1z4KWd").write_text("half")  # safetensors' own temp file, left by a kill inside save_file
+    (folder / ".tmpnotours").write_text("kept")  # not a name a writer of ours leaves
     resume_run(folder, progress=False)
     assert not list(folder.glob(".*.tmp"))
+    assert not (folder / ".tmp1z4KWd").exists() and (folder / ".tmpnotours").exists()
     assert _weights_equal(reference.folder, folder)
 
 

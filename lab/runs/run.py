@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +29,15 @@ from lab.io import atomic_write_json, atomic_write_text, load_state, pause_here,
 CHECKPOINT = "checkpoint.safetensors"
 PREVIOUS = "checkpoint.prev.safetensors"
 LOCK = ".lock"
+
+
+#: the names of the temp files a killed writer can leave: ours (``.NAME.XXXX.tmp``) and safetensors' (``.tmpXXXXXX``)
+_TEMP_NAME = re.compile(r"^\.(.+\.tmp|tmp[A-Za-z0-9]{6})$")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temp file a killed writer of a run folder can leave (see :meth:`Run.clean_temp_files`)."""
+    return bool(_TEMP_NAME.match(name))
 
 
 class Run:
@@ -127,12 +137,14 @@ class Run:
         self.release()
 
     def clean_temp_files(self) -> list[Path]:
-        """Remove the temp files (``.NAME.XXXX.tmp``) that a killed writer left; only ours, only inside."""
+        """Remove the temp files that a killed writer left; only ours, only inside: ``.NAME.XXXX.tmp``
+        (:func:`lab.io.atomic_write`) and ``.tmpXXXXXX``, the file safetensors' ``save_file`` writes through before
+        its own rename (a kill during that write leaves it)."""
         gone = []
         for sub in (self.folder, self.folder / "snapshots"):
             if sub.is_dir() and not sub.is_symlink():
-                for p in sub.glob(".*.tmp"):
-                    if p.is_file() and not p.is_symlink():
+                for p in sub.iterdir():
+                    if is_temp_name(p.name) and p.is_file() and not p.is_symlink():
                         p.unlink()
                         gone.append(p)
         return gone
